@@ -1,0 +1,38 @@
+# The two commands of the README: `make demo` and `make test`.
+# Both create or refresh .venv and install what they need (system packages too, as root on Debian).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# the dom0 core: everything but the CLI layer must run on Python 3.6
+CORE_EXCLUDE := (/cli/|/cli\.py)
+
+.PHONY: all demo test test-fast vermin sysdeps clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[cli,test]'
+	@# isal speeds up gzip; optional, so a failure here is not fatal
+	-$(BIN)/python -m pip install -q isal
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+sysdeps:
+	bash scripts/sysdeps.sh
+
+vermin: $(STAMP)
+	$(BIN)/vermin -q -t=3.6- --no-tips --violations --exclude-regex '$(CORE_EXCLUDE)' src/vhdport
+
+test: $(STAMP) sysdeps vermin
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+demo: $(STAMP)
+	$(BIN)/vhdport demo
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install the real peers the tests use, when we can (root on Debian).  Elsewhere the
+# tests that need them skip with a message saying what is missing.
+set -u
+need=()
+command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
+if [ ${#need[@]} -eq 0 ]; then exit 0; fi
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "sysdeps: not root on Debian; tests needing ${need[*]} will be skipped" >&2
+    exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null 2>&1 || true
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1 \
+    || echo "sysdeps: apt-get install ${need[*]} failed; dependent tests will skip" >&2
