@@ -5,8 +5,11 @@ import hashlib
 import json
 import os
 import re
+import subprocess
+import sys
 import threading
 import tracemalloc
+import types
 
 import pytest
 
@@ -223,6 +226,40 @@ def test_a_dead_uploads_saving_state_and_temp_file_are_recovered(store):
     assert not os.path.exists(leftover)
 
 
+CRASHING_UPLOADER = """
+import sys, time
+from vhdport.stores.local import LocalStore
+def chunks():
+    yield b"partial" * 1000
+    print("writing", flush=True)
+    time.sleep(60)
+    yield b"never"
+LocalStore(sys.argv[1]).put(sys.argv[2], chunks())
+"""
+
+
+def test_an_uploader_killed_midway_leaves_no_active_image_and_can_be_redone(store):
+    image_id = store.create("img")["id"]
+    child = subprocess.Popen([sys.executable, "-c", CRASHING_UPLOADER, store.root, image_id],
+                             stdout=subprocess.PIPE)
+    try:
+        assert child.stdout.readline() == b"writing\n"
+        with pytest.raises(errors.ImageStateError, match="in progress"):
+            store.put(image_id, [b"meanwhile"])
+    finally:
+        child.kill()
+        child.wait(10)
+        child.stdout.close()
+    assert store.get(image_id)["status"] == SAVING
+    with pytest.raises(errors.ImageStateError):
+        store.open(image_id)
+    assert any(name.endswith(".tmp") for name in files_in(store))
+    store.put(image_id, [b"whole"])
+    assert files_in(store) == sorted([image_id + ".json", image_id + ".data", image_id + ".lock"])
+    with store.open(image_id) as stream:
+        assert stream.read() == b"whole"
+
+
 def test_update_sets_and_removes_properties_and_name(store):
     rec = store.create("img", properties={"a": "1", "b": "2"})
     new = store.update(rec["id"], name="renamed", properties={"c": "3", "a": "9"}, remove=["b"])
@@ -258,6 +295,25 @@ def test_a_foreign_directory_is_not_taken_over(tmp_path):
     with pytest.raises(errors.StoreError, match="not a vhdport image store"):
         LocalStore(str(tmp_path)).create("img")
     assert os.listdir(str(tmp_path)) == ["precious.txt"]
+
+
+def test_a_store_of_another_format_or_a_file_is_refused(tmp_path, store):
+    image_id = store.create("img")["id"]
+    with open(os.path.join(store.root, local.MARKER), "w") as f:
+        f.write('{"kind": "vhdport-local-store", "version": 99}')
+    with pytest.raises(errors.StoreError, match="unknown store format"):
+        LocalStore(store.root).get(image_id)
+    (tmp_path / "plain").write_text("x")
+    with pytest.raises(errors.StoreError, match="not a directory"):
+        LocalStore(str(tmp_path / "plain")).create("img")
+
+
+def test_a_damaged_record_is_named(store):
+    image_id = store.create("img")["id"]
+    with open(os.path.join(store.images_dir, image_id + ".json"), "w") as f:
+        f.write('{"record": ')
+    with pytest.raises(errors.StoreError, match=image_id + ".json: damaged"):
+        store.get(image_id)
 
 
 def test_delete_removes_record_and_data(store):
@@ -345,7 +401,16 @@ def test_open_store_refuses_unknown_schemes_without_leaking_credentials(url):
     assert "file://" in text
 
 
-def test_open_store_hands_http_urls_to_glance():
-    glance = pytest.importorskip("vhdport.stores.glance")
-    store = open_store("http://127.0.0.1:9/")
-    assert isinstance(store, glance.GlanceStore)
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9292", "HTTPS://glance.example:9292/"])
+def test_open_store_hands_http_urls_and_options_to_glance(monkeypatch, url):
+    # routing only: a stand-in module, so this holds whatever the real GlanceStore needs to start
+    fake = types.ModuleType("vhdport.stores.glance")
+
+    class GlanceStore(object):
+        def __init__(self, url, **options):
+            self.url, self.options = url, options
+    fake.GlanceStore = GlanceStore
+    monkeypatch.setitem(sys.modules, "vhdport.stores.glance", fake)
+    store = open_store(url, token="t0k", timeout=5)
+    assert isinstance(store, GlanceStore)
+    assert (store.url, store.options) == (url, {"token": "t0k", "timeout": 5})

@@ -106,6 +106,15 @@ def _write_atomic(path, data):
     _fsync_dir(directory)
 
 
+def _marker_text():
+    return json.dumps({"kind": STORE_KIND, "version": STORE_VERSION}, sort_keys=True)
+
+
+def _check_name(name):
+    if name is not None and not isinstance(name, str):
+        raise errors.StoreError("image name must be a string, not {!r}".format(name))
+
+
 def _check_properties(properties, what="property"):
     """Custom properties are str -> str and must not shadow a field Glance owns."""
     props = dict(properties or {})
@@ -172,12 +181,10 @@ class LocalStore(base.Store):
         with _os_errors(self.root, "read the image store"):
             if os.path.isfile(marker):
                 with open(marker, "rb") as f:
-                    info = json.loads(f.read().decode("utf-8") or "{}")
-                if info.get("kind") != STORE_KIND or info.get("version") != STORE_VERSION:
-                    raise errors.StoreError(
-                        "{}: store format {!r} version {!r} is not supported (want {} version {})"
-                        .format(marker, info.get("kind"), info.get("version"),
-                                STORE_KIND, STORE_VERSION))
+                    text = f.read().decode("utf-8", "replace")
+                if _marker_text() != text:
+                    raise errors.StoreError("{}: unknown store format {!r}; this vhdport reads "
+                                            "{}".format(marker, text[:80], _marker_text()))
                 self._known = True
                 return True
             if os.path.exists(self.root) and not os.path.isdir(self.root):
@@ -191,23 +198,18 @@ class LocalStore(base.Store):
             return False
         with _os_errors(self.root, "create the image store"):
             os.makedirs(self.images_dir, exist_ok=True)
-            _write_atomic(marker, json.dumps(
-                {"kind": STORE_KIND, "version": STORE_VERSION}).encode("utf-8"))
+            _write_atomic(marker, _marker_text().encode("utf-8"))
             _fsync_dir(os.path.dirname(self.root))
         self._known = True
         return True
-
-    def _check_id(self, image_id):
-        if not isinstance(image_id, str) or not _ID_RE.match(image_id):
-            raise errors.ImageNotFound(image_id=repr(image_id), store=self.display)
-        return image_id
 
     def _path(self, image_id, kind):
         return os.path.join(self.images_dir, "{}.{}".format(image_id, kind))
 
     def _existing(self, image_id):
-        """Validate the id; ImageNotFound if no store is here at all."""
-        self._check_id(image_id)
+        """ImageNotFound unless the id is a UUID (never a path) and a store is here at all."""
+        if not isinstance(image_id, str) or not _ID_RE.match(image_id):
+            raise errors.ImageNotFound(image_id=repr(image_id), store=self.display)
         if not self._ready():
             raise errors.ImageNotFound(image_id=image_id, store=self.display)
         return image_id
@@ -257,8 +259,7 @@ class LocalStore(base.Store):
 
     def create(self, name, disk_format="vhd", container_format="ovf",
                properties=None, visibility=None):
-        if name is not None and not isinstance(name, str):
-            raise errors.StoreError("image name must be a string, not {!r}".format(name))
+        _check_name(name)
         for value, allowed, what in ((disk_format, DISK_FORMATS, "disk_format"),
                                      (container_format, CONTAINER_FORMATS, "container_format"),
                                      (visibility or "shared", VISIBILITIES, "visibility")):
@@ -278,8 +279,7 @@ class LocalStore(base.Store):
 
     def update(self, image_id, name=None, properties=None, remove=()):
         self._existing(image_id)
-        if name is not None and not isinstance(name, str):
-            raise errors.StoreError("image name must be a string, not {!r}".format(name))
+        _check_name(name)
         props = _check_properties(properties)
         remove = [remove] if isinstance(remove, str) else list(remove)
         both = sorted(set(props) & set(remove))
