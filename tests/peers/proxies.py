@@ -1,0 +1,244 @@
+"""TCP proxies on 127.0.0.1 that put real network faults between a client and a server.
+
+``FaultProxy`` forwards bytes both ways and, on chosen connections, drops the
+connection after N response bytes, flips one response byte, stalls, or answers
+503 itself.  ``TlsProxy`` terminates TLS with a certificate made by
+``make_self_signed_cert`` (the openssl CLI) and forwards plain bytes.  Threads
+only; both are context managers and stop everything they started.
+"""
+
+import os
+import socket
+import ssl
+import subprocess
+import threading
+
+_BUF = 64 * 1024
+
+
+class _ProxyBase(object):
+    def __init__(self, target_port, target_host="127.0.0.1"):
+        self.target = (target_host, target_port)
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(32)
+        self.port = self._listener.getsockname()[1]
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._open = set()
+        self._threads = []
+        self.connections = 0  # accepted so far
+        self._accept_thread = self._spawn(self._accept_loop)
+
+    @property
+    def url(self):
+        return "{}://127.0.0.1:{}".format(self.scheme, self.port)
+
+    scheme = "http"
+
+    def _spawn(self, fn, *args):
+        t = threading.Thread(target=fn, args=args, daemon=True)
+        t.start()
+        with self._lock:
+            self._threads = [x for x in self._threads if x.is_alive()] + [t]
+        return t
+
+    def _track(self, sock):
+        with self._lock:
+            self._open.add(sock)
+        return sock
+
+    def _drop(self, *socks):
+        for sock in socks:
+            if sock is None:
+                continue
+            with self._lock:
+                self._open.discard(sock)
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def _accept_loop(self):
+        while not self._stopping.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                index = self.connections
+                self.connections += 1
+            self._track(client)
+            self._spawn(self._serve, client, index)
+
+    def _serve(self, client, index):
+        raise NotImplementedError
+
+    def _connect_upstream(self):
+        try:
+            return self._track(socket.create_connection(self.target, timeout=10))
+        except OSError:
+            return None
+
+    def _pump(self, src, dst):
+        """Copy bytes until EOF or error, then close both ends."""
+        try:
+            while True:
+                data = src.recv(_BUF)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            self._drop(src, dst)
+
+    def stop(self):
+        self._stopping.set()
+        try:
+            self._listener.close()
+        except OSError:
+            pass
+        with self._lock:
+            socks = list(self._open)
+        self._drop(*socks)
+        for t in list(self._threads):
+            t.join(timeout=5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class FaultProxy(_ProxyBase):
+    """Forward to target; faults apply to the response bytes of chosen connections.
+
+    ``drop_after``: close the connection after that many response bytes.
+    ``flip_at``: xor 0x01 into the response byte at that offset (headers included).
+    ``stall_after``: stop forwarding after that many bytes and hold the connection.
+    ``reply_503``: the first N connections get ``503`` from the proxy itself.
+    ``faulty``: how many connections (after the 503 ones) get the byte faults;
+    None means all of them.
+    """
+
+    def __init__(self, target_port, drop_after=None, flip_at=None, stall_after=None,
+                 reply_503=0, faulty=1, target_host="127.0.0.1"):
+        self.drop_after, self.flip_at, self.stall_after = drop_after, flip_at, stall_after
+        self.reply_503, self.faulty = reply_503, faulty
+        self.answered_503 = 0
+        self.faults_applied = 0
+        super().__init__(target_port, target_host)
+
+    def _serve(self, client, index):
+        if index < self.reply_503:
+            self._answer_503(client)
+            return
+        upstream = self._connect_upstream()
+        if upstream is None:
+            self._drop(client)
+            return
+        upstream.settimeout(None)
+        faulty = self.faulty is None or index - self.reply_503 < self.faulty
+        self._spawn(self._pump, client, upstream)
+        if faulty and (self.drop_after is not None or self.flip_at is not None
+                       or self.stall_after is not None):
+            with self._lock:
+                self.faults_applied += 1
+            self._pump_faulty(upstream, client)
+        else:
+            self._pump(upstream, client)
+
+    def _answer_503(self, client):
+        try:
+            client.settimeout(10)
+            seen = b""
+            while b"\r\n\r\n" not in seen:
+                data = client.recv(_BUF)
+                if not data:
+                    break
+                seen += data
+            body = b"proxy says: try again later\n"
+            client.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                           b"Content-Length: " + str(len(body)).encode() +
+                           b"\r\nConnection: close\r\n\r\n" + body)
+            with self._lock:
+                self.answered_503 += 1
+        except OSError:
+            pass
+        finally:
+            self._drop(client)
+
+    def _pump_faulty(self, src, dst):
+        sent = 0
+        try:
+            while True:
+                data = src.recv(_BUF)
+                if not data:
+                    break
+                end = sent + len(data)
+                if self.flip_at is not None and sent <= self.flip_at < end:
+                    buf = bytearray(data)
+                    buf[self.flip_at - sent] ^= 0x01
+                    data = bytes(buf)
+                for limit, action in ((self.drop_after, "drop"), (self.stall_after, "stall")):
+                    if limit is not None and end >= limit:
+                        dst.sendall(data[:limit - sent])
+                        if action == "stall":
+                            self._stopping.wait(120)
+                        return
+                dst.sendall(data)
+                sent = end
+        except OSError:
+            pass
+        finally:
+            self._drop(src, dst)
+
+
+class TlsProxy(_ProxyBase):
+    """Terminate TLS with ``certfile``/``keyfile`` and forward plain bytes to target."""
+
+    scheme = "https"
+
+    def __init__(self, target_port, certfile, keyfile, target_host="127.0.0.1"):
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._context.load_cert_chain(certfile, keyfile)
+        self.handshake_failures = 0
+        super().__init__(target_port, target_host)
+
+    def _serve(self, client, index):
+        try:
+            client.settimeout(10)
+            tls = self._context.wrap_socket(client, server_side=True)
+            tls.settimeout(None)
+        except (OSError, ssl.SSLError):
+            with self._lock:
+                self.handshake_failures += 1
+            self._drop(client)
+            return
+        with self._lock:
+            self._open.discard(client)
+        self._track(tls)
+        upstream = self._connect_upstream()
+        if upstream is None:
+            self._drop(tls)
+            return
+        upstream.settimeout(None)
+        self._spawn(self._pump, tls, upstream)
+        self._pump(upstream, tls)
+
+
+def make_self_signed_cert(directory, host="127.0.0.1"):
+    """(certfile, keyfile) of a fresh self-signed certificate for ``host`` (openssl CLI)."""
+    cert = os.path.join(directory, "cert.pem")
+    key = os.path.join(directory, "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256",
+         "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN={}".format(host),
+         "-addext", "subjectAltName=IP:{},DNS:localhost".format(host)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        check=True, timeout=60)
+    return cert, key
