@@ -1,0 +1,34 @@
+"""Image bundles: a tar (usually gzip'd) of a VHD chain, ``0.vhd`` leaf .. ``N.vhd`` base.
+
+Write with :func:`write_bundle`; read with :func:`extract_bundle` (tar or tar.gz),
+:func:`extract_single_vhd` (a bare VHD) or :func:`extract_raw` (a raw image made
+into a dynamic VHD); :func:`check_sequence` checks the staged chain order and
+:func:`sniff` tells which of these a stream's first bytes look like.
+"""
+
+from .reader import extract_bundle, extract_raw, extract_single_vhd
+from .rules import MAX_MEMBERS, MAX_VIRTUAL_SIZE
+from .sequence import check_sequence
+from .writer import BundleStream, compressor_name, write_bundle
+
+__all__ = ["write_bundle", "BundleStream", "compressor_name", "extract_bundle",
+           "extract_single_vhd", "extract_raw", "check_sequence", "sniff",
+           "MAX_MEMBERS", "MAX_VIRTUAL_SIZE", "SNIFF_SIZE"]
+
+#: how many leading bytes :func:`sniff` wants
+SNIFF_SIZE = 512
+
+
+def sniff(head_bytes):
+    """"gzip", "tar", "vhd" (a dynamic VHD's footer copy) or "raw" from a stream's first bytes.
+
+    A fixed VHD has its only footer at the end, so it sniffs as "raw".
+    """
+    head = bytes(head_bytes[:SNIFF_SIZE])
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    if head[257:262] == b"ustar":
+        return "tar"
+    if head[:8] == b"conectix":
+        return "vhd"
+    return "raw"

@@ -1,0 +1,299 @@
+"""Safe streaming extraction of a bundle (or a bare VHD, or a raw image) into staging.
+
+Nothing is trusted: every tar header is parsed here, every member checked by name,
+type and size before its data is read, and written only under a temporary name
+inside ``staging_dir`` (never following links).  Any failure removes what we wrote.
+"""
+
+import errno
+import os
+
+from ..errors import BundleError, NoSpaceError
+from . import rules, tarfmt
+from .streams import CHUNK, open_source
+
+#: zero padding tolerated after the end-of-archive marker (GNU tar pads to 10 KiB)
+MAX_TRAILER = 1 << 20
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) \
+    | getattr(os, "O_CLOEXEC", 0)
+
+
+class Staging(object):
+    """Files written into the caller's staging dir; ``discard`` removes exactly those."""
+
+    def __init__(self, staging_dir):
+        if not os.path.isdir(staging_dir):
+            raise BundleError("staging directory {} does not exist".format(staging_dir))
+        self.dir = staging_dir
+        self.written = []
+        self._serial = 0
+
+    def new_temp(self):
+        self._serial += 1
+        path = os.path.join(self.dir, ".bundle-{}-{}.part".format(os.getpid(), self._serial))
+        fd = os.open(path, _OPEN_FLAGS, 0o644)
+        self.written.append(path)
+        return path, fd
+
+    def publish(self, temp, final_name):
+        """Rename a landed temp file to its final name (never over an existing file)."""
+        final = os.path.join(self.dir, final_name)
+        if os.path.lexists(final):
+            raise BundleError("staging directory {} already holds {}: use a fresh "
+                              "directory".format(self.dir, final_name))
+        os.rename(temp, final)
+        self.written[self.written.index(temp)] = final
+        return final
+
+    def sync(self):
+        fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def discard(self):
+        for path in reversed(self.written):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        self.written = []
+
+
+def _land(source, staging, name, plan, head, size=None):
+    """Copy one member (``size`` bytes, or to EOF) to a temp file, fsync, check its footer."""
+    temp, fd = staging.new_temp()
+    written = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(head)
+            written = len(head)
+            tail = bytearray(head[-rules.FOOTER_SIZE:])
+            while size is None or written < size:
+                want = CHUNK if size is None else min(CHUNK, size - written)
+                data = source.read_some(want)
+                if not data:
+                    if size is None:
+                        break
+                    raise source.truncated(size, written)
+                written += len(data)
+                if written > plan.bound:
+                    raise rules.refuse(name, "stream is larger than its own VHD metadata "
+                                             "allows ({} bytes)".format(plan.bound))
+                out.write(data)
+                tail += data[-rules.FOOTER_SIZE:]
+                del tail[:-rules.FOOTER_SIZE]
+            out.flush()
+            os.fsync(out.fileno())
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            raise NoSpaceError(path=temp)
+        raise
+    rules.check_tail(name, plan, tail, written)
+    return temp
+
+
+def _read_member(source, staging, name, size):
+    """Head first (to bound the size), then the rest."""
+    head = source.read_exact(min(rules.HEAD_SIZE, size))
+    plan = rules.plan_member(name, head, size)
+    return _land(source, staging, name, plan, head, size)
+
+
+class _Pending(object):
+    """Overrides from pax / GNU long-name headers that apply to the next member."""
+
+    def __init__(self):
+        self.path = None
+        self.size = None
+        self.linkpath = None
+
+    def apply_pax(self, records, offset, global_header):
+        for key, value in records.items():
+            if key.startswith("GNU.sparse."):
+                raise BundleError("pax header at offset {}: sparse files are not "
+                                  "accepted in a bundle".format(offset), offset=offset)
+            if key in ("path", "linkpath", "size") and global_header:
+                raise BundleError("global pax header at offset {} sets {!r}: refused".format(
+                    offset, key), offset=offset)
+        if "path" in records:
+            self.path = records["path"]
+        if "linkpath" in records:
+            self.linkpath = records["linkpath"]
+        if "size" in records:
+            try:
+                self.size = int(records["size"])
+            except ValueError:
+                raise BundleError("pax header at offset {}: bad size {!r}".format(
+                    offset, records["size"]), offset=offset)
+
+
+def _read_meta(source, header):
+    """Data of a pax / long-name header, bounded."""
+    if header.size > tarfmt.MAX_META_DATA:
+        raise BundleError("{} at offset {} is {} bytes: refused".format(
+            "pax header" if header.typeflag in (tarfmt.PAX_HEADER, tarfmt.PAX_GLOBAL)
+            else "GNU long name", header.offset, header.size), offset=header.offset)
+    data = source.read_exact(header.size)
+    source.skip(tarfmt.padding(header.size))
+    return data
+
+
+def _next_header(source, last_name):
+    """The next header, or None at the end-of-archive marker (two zero blocks)."""
+    offset = source.consumed
+    source.where = "the tar header after {}".format(
+        rules.show(last_name) if last_name else "the start of the archive")
+    block = source.read_upto(tarfmt.BLOCK)
+    if not block:
+        raise BundleError("archive truncated: it ends without the end-of-archive marker, "
+                          "after {}".format(rules.show(last_name) if last_name
+                                            else "no member at all"))
+    if len(block) < tarfmt.BLOCK:
+        raise source.truncated(tarfmt.BLOCK, len(block))
+    if block == tarfmt.ZERO_BLOCK:
+        source.where = "the end-of-archive marker"
+        if source.read_exact(tarfmt.BLOCK) != tarfmt.ZERO_BLOCK:
+            raise BundleError("lone zero block at offset {} followed by data: corrupt "
+                              "archive".format(offset))
+        return None
+    return tarfmt.parse_header(block, offset)
+
+
+def extract_bundle(reader, staging_dir, max_members=rules.MAX_MEMBERS):
+    """Extract a tar or tar.gz bundle from ``reader`` into ``staging_dir``.
+
+    Returns the staged paths [leaf .. base] (``staging_dir/0.vhd`` ..).  Raises
+    BundleError naming the member on anything unsafe or malformed, after removing
+    everything it wrote.
+    """
+    staging = Staging(staging_dir)
+    try:
+        return _extract(open_source(reader), staging, max_members)
+    except BaseException:
+        staging.discard()
+        raise
+
+
+def _extract(source, staging, max_members):
+    numbered, legacy = {}, {}
+    seen = set()
+    pending = _Pending()
+    last = None
+    while True:
+        header = _next_header(source, last)
+        if header is None:
+            break
+        if header.typeflag in (tarfmt.PAX_HEADER, tarfmt.PAX_GLOBAL):
+            source.where = "the pax header at offset {}".format(header.offset)
+            pending.apply_pax(tarfmt.parse_pax(_read_meta(source, header), header.offset),
+                              header.offset, header.typeflag == tarfmt.PAX_GLOBAL)
+            continue
+        if header.typeflag in (tarfmt.GNU_LONGNAME, tarfmt.GNU_LONGLINK):
+            source.where = "the GNU long name header at offset {}".format(header.offset)
+            raw = tarfmt.field_text(bytes(_read_meta(source, header)), "long name",
+                                     header.offset)
+            text = tarfmt.decode_name(raw, header.offset)
+            if header.typeflag == tarfmt.GNU_LONGNAME:
+                pending.path = text
+            else:
+                pending.linkpath = text
+            continue
+        name = pending.path if pending.path is not None else header.name
+        size = pending.size if pending.size is not None else header.size
+        pending = _Pending()
+        last = name
+        source.where = "member {}".format(rules.show(name))
+        is_dir = header.typeflag == tarfmt.DIRECTORY
+        if not is_dir and header.typeflag not in tarfmt.REGULAR_TYPES:
+            raise rules.refuse(name, "it is a {}".format(header.type_name),
+                               rules.ONLY_VHDS)
+        kind, key = rules.classify(name, is_dir)
+        if (kind, key) in seen:
+            raise rules.refuse(name, "duplicate member (the same file appears twice)")
+        seen.add((kind, key))
+        if kind == rules.DOT_DIR or kind == rules.SKIPPED:
+            source.skip(size + tarfmt.padding(size))
+            continue
+        if kind == rules.NUMBERED and legacy or kind == rules.LEGACY and numbered:
+            raise rules.refuse(name, "mixes numbered (N.vhd) and legacy (snap/image/base.vhd) "
+                                     "names")
+        if kind == rules.NUMBERED and key >= max_members:
+            raise rules.refuse(name, "more than {} members (the chain limit)".format(
+                max_members))
+        if size == 0:
+            raise rules.refuse(name, "empty file: not a VHD")
+        temp = _read_member(source, staging, name, size)
+        source.skip(tarfmt.padding(size))
+        if kind == rules.NUMBERED:
+            numbered[key] = staging.publish(temp, "{}.vhd".format(key))
+        else:
+            legacy[key] = temp
+    source.where = "the end of the archive"
+    source.expect_only_zeros(MAX_TRAILER, "the end-of-archive marker")
+    paths = _order(staging, numbered, legacy)
+    staging.sync()
+    return paths
+
+
+def _order(staging, numbered, legacy):
+    if legacy:
+        numbers = rules.legacy_numbers(legacy)
+        for stem in sorted(legacy, key=numbers.get):
+            numbered[numbers[stem]] = staging.publish(legacy[stem], "{}.vhd".format(
+                numbers[stem]))
+    if not numbered:
+        raise BundleError("the bundle holds no VHD member (expected 0.vhd .. N.vhd)")
+    count = max(numbered) + 1
+    missing = [i for i in range(count) if i not in numbered]
+    if missing:
+        raise BundleError("bundle member '{}.vhd' is missing: the chain numbering has a gap "
+                          "(members {} present)".format(missing[0], sorted(numbered)),
+                          member="{}.vhd".format(missing[0]))
+    return [numbered[i] for i in range(count)]
+
+
+def extract_single_vhd(reader, staging_dir):
+    """A bare VHD stream (optionally gzipped) -> ``[staging_dir/0.vhd]``, same checks."""
+    staging = Staging(staging_dir)
+    try:
+        source = open_source(reader)
+        source.where = "the VHD stream"
+        name = "0.vhd"
+        head = source.read_upto(rules.HEAD_SIZE)
+        if not head:
+            raise BundleError("empty stream: no VHD to import")
+        plan = rules.plan_member(name, head)
+        temp = _land(source, staging, name, plan, head)
+        path = staging.publish(temp, name)
+        staging.sync()
+        return [path]
+    except BaseException:
+        staging.discard()
+        raise
+
+
+def extract_raw(reader, staging_dir, virtual_size):
+    """A raw disk image stream -> a dynamic VHD ``[staging_dir/0.vhd]`` via the vhd engine."""
+    from ..vhd import import_raw_stream  # the engine layer; imported late, it is heavy
+    if virtual_size <= 0 or virtual_size > rules.MAX_VIRTUAL_SIZE:
+        raise BundleError("raw image virtual size {} is outside 1 .. 2040 GiB".format(
+            virtual_size))
+    staging = Staging(staging_dir)
+    try:
+        temp, fd = staging.new_temp()
+        os.close(fd)
+        os.unlink(temp)  # the engine creates the file itself
+        import_raw_stream(reader, temp, virtual_size)
+        fd = os.open(temp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        path = staging.publish(temp, "0.vhd")
+        staging.sync()
+        return [path]
+    except BaseException:
+        staging.discard()
+        raise

@@ -1,0 +1,186 @@
+"""What a bundle may contain, and how big each VHD member may be.
+
+Names: ``N.vhd`` (leaf 0 .. base N-1), or the legacy ``snap.vhd`` / ``image.vhd`` /
+``base.vhd``; ``swap.vhd`` is skipped; a ``./`` directory entry is tolerated.
+Sizes: a member's first 1536 bytes (footer copy + dynamic header) bound the whole
+file, so an oversized or bomb member is refused before its data is read.
+"""
+
+import re
+
+from ..errors import BundleError, FormatError
+from ..format.footer import (COOKIE, DISK_DIFFERENCING, DISK_DYNAMIC, DISK_FIXED,
+                             FOOTER_SIZE, Footer)
+from ..format.header import HEADER_SIZE, DynamicHeader
+from ..format.layout import max_file_size
+
+GIB = 1 << 30
+#: XenServer's VHD SRs cap the virtual size at 2040 GiB
+MAX_VIRTUAL_SIZE = 2040 * GIB
+#: footer copy + dynamic header: what is read before a member's size is trusted
+HEAD_SIZE = FOOTER_SIZE + HEADER_SIZE
+MAX_MEMBERS = 31
+
+#: legacy names, leaf first: present ones are renumbered 0, 1, 2 in this order
+LEGACY_ORDER = ("snap", "image", "base")
+IGNORED = "swap"
+
+NUMBERED, LEGACY, SKIPPED, DOT_DIR = "numbered", "legacy", "skipped", "dot-dir"
+_NUMBERED_RE = re.compile(r"^(0|[1-9][0-9]{0,8})\.vhd$")
+_SHOW_MAX = 80
+
+
+def show(name):
+    """A name safe to print: escaped, and shortened if very long."""
+    text = repr(name)[1:-1]
+    if len(text) > _SHOW_MAX:
+        text = "{}...{} ({} characters)".format(text[:40], text[-20:], len(name))
+    return "'{}'".format(text)
+
+
+def refuse(name, reason, advice=""):
+    text = "bundle member {} refused: {}".format(show(name), reason)
+    if advice:
+        text += "; " + advice
+    return BundleError(text, member=name)
+
+
+ONLY_VHDS = "a bundle holds only regular files named 0.vhd .. N.vhd"
+
+
+def classify(name, is_dir=False):
+    """(kind, key) for an acceptable name, else raise BundleError naming it.
+
+    kind is NUMBERED (key = int), LEGACY (key = "snap"|"image"|"base"),
+    SKIPPED (swap.vhd) or DOT_DIR (the "./" entry).
+    """
+    if "\x00" in name:
+        raise refuse(name, "NUL byte in its name")
+    if not name:
+        raise refuse(name, "empty name")
+    if name.startswith("/"):
+        raise refuse(name, "absolute path", ONLY_VHDS)
+    parts = name.split("/")
+    if ".." in parts:
+        raise refuse(name, "path traversal ('..')", ONLY_VHDS)
+    if "\\" in name:
+        raise refuse(name, "backslash in its name", ONLY_VHDS)
+    if is_dir:
+        if name in (".", "./"):
+            return DOT_DIR, None
+        raise refuse(name, "directory", ONLY_VHDS)
+    base = name[2:] if name.startswith("./") else name
+    if "/" in base:
+        raise refuse(name, "file in a subdirectory", ONLY_VHDS)
+    match = _NUMBERED_RE.match(base)
+    if match:
+        return NUMBERED, int(match.group(1))
+    stem = base[:-4] if base.endswith(".vhd") else None
+    if stem in LEGACY_ORDER:
+        return LEGACY, stem
+    if stem == IGNORED:
+        return SKIPPED, stem
+    raise refuse(name, "unexpected member", ONLY_VHDS)
+
+
+def legacy_numbers(stems):
+    """{stem: number} the old plugin's way: present legacy names, leaf first, no gaps."""
+    present = [stem for stem in LEGACY_ORDER if stem in stems]
+    return {stem: i for i, stem in enumerate(present)}
+
+
+class MemberPlan(object):
+    """What the head of a member says about it: kind, size bound, footer copy."""
+
+    __slots__ = ("kind", "bound", "copy")
+
+    def __init__(self, kind, bound, copy=None):
+        self.kind, self.bound, self.copy = kind, bound, copy
+
+
+def plan_member(name, head, declared_size=None):
+    """Inspect a member's first bytes; refuse one its own metadata cannot explain.
+
+    ``declared_size`` (the tar header's size) is checked against the bound here;
+    a bare stream (size unknown) is checked against ``plan.bound`` while copying.
+    """
+    if head[:8] == COOKIE and len(head) >= FOOTER_SIZE:
+        copy = _parse(name, Footer.parse, head[:FOOTER_SIZE], 0, "footer copy at offset 0")
+        if copy.disk_type in (DISK_DYNAMIC, DISK_DIFFERENCING):
+            return _plan_dynamic(name, head, copy, declared_size)
+        if copy.disk_type != DISK_FIXED:
+            raise refuse(name, "unknown disk type {} in the footer copy at offset 0".format(
+                copy.disk_type))
+    # a fixed VHD: raw data first, the only footer at the end
+    bound = MAX_VIRTUAL_SIZE + FOOTER_SIZE
+    if declared_size is not None:
+        if declared_size > bound:
+            raise refuse(name, "declared size {} exceeds the largest fixed VHD XenServer "
+                               "accepts ({} bytes)".format(declared_size, bound))
+        if declared_size < FOOTER_SIZE - 1 or declared_size % FOOTER_SIZE not in (0, 511):
+            raise refuse(name, "size {} is not a whole number of sectors: not a "
+                               "VHD".format(declared_size))
+    return MemberPlan("fixed", bound)
+
+
+def _plan_dynamic(name, head, copy, declared_size):
+    if copy.data_offset != FOOTER_SIZE:
+        raise refuse(name, "dynamic header at offset {} (only 512 is supported)".format(
+            copy.data_offset))
+    if len(head) < HEAD_SIZE:
+        raise refuse(name, "only {} bytes: too small for a dynamic VHD".format(len(head)))
+    header = _parse(name, DynamicHeader.parse, head[FOOTER_SIZE:HEAD_SIZE], FOOTER_SIZE,
+                    "dynamic header")
+    block = header.block_size
+    if block < 4096 or block & (block - 1):
+        raise refuse(name, "block size {} is not a power of two of at least 4 KiB".format(block))
+    if copy.current_size > MAX_VIRTUAL_SIZE:
+        raise refuse(name, "virtual size {} exceeds XenServer's limit of 2040 GiB".format(
+            copy.current_size))
+    if header.max_table_entries * block > MAX_VIRTUAL_SIZE + block:
+        raise refuse(name, "its BAT ({} blocks of {}) describes more than 2040 GiB".format(
+            header.max_table_entries, block))
+    bound = max_file_size(copy, header)
+    if declared_size is not None:
+        if declared_size > bound:
+            raise refuse(name, "declared size {} is larger than its own VHD metadata allows "
+                               "({} bytes): corrupt or hostile".format(declared_size, bound))
+        if declared_size < HEAD_SIZE + FOOTER_SIZE or declared_size % FOOTER_SIZE:
+            raise refuse(name, "size {} cannot hold a dynamic VHD".format(declared_size))
+    return MemberPlan("dynamic", bound, copy)
+
+
+def _parse(name, parse, buf, offset, what):
+    try:
+        return parse(buf, name, offset)
+    except FormatError as err:
+        raise BundleError("bundle member refused: {} is not a valid VHD ({}): {}".format(
+            show(name), what, err), member=name)
+
+
+def check_tail(name, plan, tail, size):
+    """The footer at the end of a landed member: valid, and agreeing with its head."""
+    if size % FOOTER_SIZE == 511 and plan.kind == "fixed":
+        buf, offset = bytes(tail[-511:]), size - 511
+    elif size % FOOTER_SIZE == 0 and size >= FOOTER_SIZE:
+        buf, offset = bytes(tail[-FOOTER_SIZE:]), size - FOOTER_SIZE
+    else:
+        raise refuse(name, "size {} is not a whole number of sectors: not a VHD".format(size))
+    footer = _parse(name, Footer.parse, buf, offset, "footer at the end")
+    if plan.kind == "fixed":
+        if footer.is_dynamic:
+            raise refuse(name, "{} VHD whose footer copy at offset 0 is missing or "
+                               "damaged".format(footer.type_name))
+        if footer.disk_type != DISK_FIXED:
+            raise refuse(name, "unknown disk type {} in its footer".format(footer.disk_type))
+        if footer.current_size != offset:
+            raise refuse(name, "fixed VHD holds {} bytes of data but its footer says "
+                               "{}".format(offset, footer.current_size))
+        return footer
+    copy = plan.copy
+    for field in ("uuid", "disk_type", "current_size"):
+        if getattr(footer, field) != getattr(copy, field):
+            raise refuse(name, "footer at the end and its copy at offset 0 disagree on {} "
+                               "({} vs {})".format(field, getattr(footer, field),
+                                                   getattr(copy, field)))
+    return footer
