@@ -1,0 +1,41 @@
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from tests.bundle.helpers import FIXTURES_TGZ, QEMU_IMG, make_vhd
+
+
+@pytest.fixture(scope="session")
+def fixtures(tmp_path_factory):
+    """The shared vhd-util fixtures, unpacked once (skip when shared/ is absent)."""
+    if not os.path.exists(FIXTURES_TGZ):
+        pytest.skip("shared fixtures not found at {}".format(FIXTURES_TGZ))
+    root = str(tmp_path_factory.mktemp("fixtures"))
+    subprocess.check_call(["tar", "-xzf", FIXTURES_TGZ, "-C", root])
+    return root
+
+
+@pytest.fixture(scope="session")
+def qemu_vhds(tmp_path_factory):
+    """A few VHDs made by qemu-img: dynamic and fixed, with data."""
+    if not os.path.exists(QEMU_IMG):
+        pytest.skip("qemu-img not installed")
+    root = str(tmp_path_factory.mktemp("qemu"))
+    return {
+        "dynamic": make_vhd(os.path.join(root, "dynamic.vhd"), 9, "dynamic", seed=1),
+        "fixed": make_vhd(os.path.join(root, "fixed.vhd"), 5, "fixed", seed=2),
+        "empty": make_vhd(os.path.join(root, "empty.vhd"), 4, "dynamic", data=False),
+    }
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    """(sandbox root, staging dir inside it): staging plays the SR's staging dir."""
+    sr = tmp_path / "sr"
+    staging = sr / "staging"
+    staging.mkdir(parents=True)
+    (sr / "existing.vhd").write_bytes(b"not ours")
+    return str(tmp_path), str(staging)
+
