@@ -1,0 +1,236 @@
+"""The two pipelines: image store -> SR (download) and SR -> image store (upload).
+
+Each wires store, bundle and SR together and owns the integrity policy: bytes are
+hashed as they stream and compared with the store's record before anything is
+published, and a finished upload is read back and compared with what was sent.
+"""
+
+import logging
+
+from . import bundle
+from .errors import ImageStateError, IntegrityError, StoreError, VhdportError
+from .sr import SR
+from .stores.base import ACTIVE, QUEUED, StreamDigest
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+
+#: (disk_format, container_format) -> how the bytes are packed
+TAR_BUNDLE, BARE_VHD, RAW_DISK = "tar", "vhd", "raw"
+
+
+def payload_kind(record):
+    """What the store's formats say the bytes are; refuse formats we cannot place in an SR."""
+    disk, container = record.get("disk_format"), record.get("container_format")
+    if disk == "vhd" and container in ("ovf", "tgz", None):
+        return TAR_BUNDLE
+    if disk == "vhd" and container == "bare":
+        return BARE_VHD
+    if disk == "raw" and container in ("bare", None):
+        return RAW_DISK
+    raise StoreError("image {} has disk_format={} container_format={}; vhdport downloads vhd/ovf "
+                     "bundles, bare vhd and raw images".format(record.get("id"), disk, container))
+
+
+class VerifyingReader(object):
+    """Pass bytes through while counting and hashing them; supports a small peek."""
+
+    def __init__(self, stream, progress=None, total=None):
+        self._stream = stream
+        self._pending = b""
+        self.digest = StreamDigest()
+        self._progress = progress
+        self._total = total
+
+    def _pull(self, n):
+        data = self._stream.read(n)
+        if data:
+            self.digest.update(data)
+            if self._progress is not None:
+                self._progress(self.digest.size, self._total)
+        return data
+
+    def peek(self, n):
+        while len(self._pending) < n:
+            data = self._pull(n - len(self._pending))
+            if not data:
+                break
+            self._pending += data
+        return self._pending[:n]
+
+    def read(self, n=-1):
+        """Read ``n`` bytes (fewer only at EOF); all of the rest for ``n < 0``."""
+        parts, have = [self._pending], len(self._pending)
+        self._pending = b""
+        while n < 0 or have < n:
+            data = self._pull(CHUNK if n < 0 else max(n - have, 0))
+            if not data:
+                break
+            parts.append(data)
+            have += len(data)
+        data = b"".join(parts)
+        if 0 <= n < len(data):
+            data, self._pending = data[:n], data[n:]
+        return data
+
+    def drain(self):
+        """Read to EOF, returning how many bytes were left (they are hashed, not kept)."""
+        left = len(self._pending)
+        self._pending = b""
+        while True:
+            data = self._pull(CHUNK)
+            if not data:
+                return left
+            left += len(data)
+
+
+def verify_against_record(digest, record, subject):
+    """Compare what streamed with what the store recorded; raise IntegrityError on a mismatch."""
+    checks = [("size", record.get("size"), digest.size),
+              ("md5 checksum", record.get("checksum"), digest.md5)]
+    if (record.get("os_hash_algo") or "sha512") == "sha512":
+        checks.append(("sha512 hash", record.get("os_hash_value"), digest.sha512))
+    for what, expected, actual in checks:
+        if expected is not None and expected != actual:
+            raise IntegrityError(what=what, subject=subject, expected=expected, actual=actual)
+
+
+def _extract(kind, reader, staging_dir, record):
+    head = reader.peek(512)
+    sniffed = bundle.sniff(head)
+    if kind == TAR_BUNDLE:
+        if sniffed not in ("gzip", "tar"):
+            raise StoreError("image {} is recorded as a vhd/ovf bundle but its bytes look like {}"
+                             .format(record.get("id"), sniffed))
+        return bundle.extract_bundle(reader, staging_dir)
+    if kind == BARE_VHD:
+        return bundle.extract_single_vhd(reader, staging_dir)
+    if sniffed in ("gzip", "tar"):
+        raise StoreError("image {} is recorded as raw but its bytes look like {}".format(
+            record.get("id"), sniffed))
+    return bundle.extract_raw(reader, staging_dir, record.get("size"))
+
+
+def download(store, image_id, sr_path, uuids=None, progress=None):
+    """Stream an image into the SR; return {"root": {"uuid": leaf}, "chain": [leaf .. base]}.
+
+    Nothing reaches the SR proper until the data matched the store's record and
+    the chain validated in staging; then the leaf is published first.
+    """
+    record = store.get(image_id)
+    if record.get("status") != ACTIVE:
+        raise ImageStateError(image_id=image_id, status=record.get("status"), expected=ACTIVE)
+    kind = payload_kind(record)
+    sr = SR(sr_path)
+    subject = "image {} from {}".format(image_id, store.display)
+    with sr.staging() as staging:
+        with store.open(image_id) as stream:
+            reader = VerifyingReader(stream, progress, record.get("size"))
+            staged = _extract(kind, reader, staging.path, record)
+            reader.drain()
+        verify_against_record(reader.digest, record, subject)
+        bundle.check_sequence(staged)
+        adopted = staging.adopt(staged, uuids)
+        published = sr.publish(adopted)
+    chain = [_uuid_of(path) for path in published]
+    log.info("downloaded %s into %s: leaf %s, %d VHDs", image_id, sr_path, chain[0], len(chain))
+    return {"root": {"uuid": chain[0]}, "chain": chain}
+
+
+def _uuid_of(path):
+    name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    return name[:-len(".vhd")] if name.endswith(".vhd") else name
+
+
+class _Counting(object):
+    """Wrap an iterable of chunks, reporting progress against a known uncompressed total."""
+
+    def __init__(self, chunks, progress, total):
+        self._chunks, self._progress, self._total = chunks, progress, total
+        self.sent = 0
+
+    def __iter__(self):
+        for chunk in self._chunks:
+            self.sent += len(chunk)
+            if self._progress is not None:
+                self._progress(self.sent, None)
+            yield chunk
+
+
+def upload(sr_path, leaf_uuid, store, image_id=None, name=None, properties=None,
+           compression_level=6, progress=None):
+    """Upload the chain of VDI ``leaf_uuid`` as a vhd/ovf bundle; return the image id.
+
+    The chain is hard-linked into staging first, so a coalesce or GC cannot pull
+    a file from under the upload; each VHD is checked before a byte is sent.
+    """
+    if image_id is None and not name:
+        raise StoreError("upload needs an existing queued image id or a name for a new image")
+    sr = SR(sr_path)
+    paths = sr.chain_paths(leaf_uuid)
+    created = False
+    with sr.staging() as staging:
+        linked = staging.link_chain(paths)
+        _check_before_upload(linked[0], leaf_uuid)
+        if image_id is None:
+            record = store.create(name, "vhd", "ovf", properties=properties)
+            image_id, created = record["id"], True
+        else:
+            record = store.get(image_id)
+            if record.get("status") != QUEUED:
+                raise ImageStateError(image_id=image_id, status=record.get("status"),
+                                      expected=QUEUED + " (upload only into a new image)")
+            if properties or name:
+                store.update(image_id, name=name, properties=properties)
+        members = [("{}.vhd".format(i), path) for i, path in enumerate(linked)]
+        try:
+            chunks = bundle.write_bundle(members, level=compression_level)
+            sent = store.put(image_id, _Counting(chunks, progress, None))
+            after = store.get(image_id)
+            verify_against_record(sent, after, "uploaded image {} in {}".format(
+                image_id, store.display))
+        except BaseException:
+            if created:
+                _discard(store, image_id)
+            raise
+    log.info("uploaded VDI %s chain (%d VHDs) as image %s", leaf_uuid, len(paths), image_id)
+    return image_id
+
+
+def _check_before_upload(leaf_path, leaf_uuid):
+    from .vhd.check import check_chain
+    defects = check_chain(leaf_path)
+    if defects:
+        raise VhdportError("VDI {} fails its structural check, not uploading: {}".format(
+            leaf_uuid, "; ".join(str(d) for d in defects[:5])))
+
+
+def _discard(store, image_id):
+    try:
+        store.delete(image_id)
+    except VhdportError as e:
+        log.warning("could not remove the failed image %s: %s", image_id, e)
+
+
+def import_image(store, path, name, disk_format="vhd", container_format="ovf",
+                 properties=None, progress=None):
+    """Store an existing file as a new image (like ``openstack image create --file``)."""
+    record = store.create(name, disk_format, container_format, properties=properties)
+    image_id = record["id"]
+
+    def chunks():
+        with open(path, "rb") as f:
+            while True:
+                data = f.read(CHUNK)
+                if not data:
+                    return
+                yield data
+
+    try:
+        sent = store.put(image_id, _Counting(chunks(), progress, None))
+        verify_against_record(sent, store.get(image_id), "imported image {}".format(image_id))
+    except BaseException:
+        _discard(store, image_id)
+        raise
+    return image_id
