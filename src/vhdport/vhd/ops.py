@@ -1,7 +1,5 @@
 """Metadata edits vhd-util offers: set the hidden flag, relink a child to a parent."""
 
-
-
 from ..errors import ChainError, FormatError
 from ..format.footer import to_vhd_time
 from ..format.header import encode_name
