@@ -97,6 +97,10 @@ class _ProxyBase(object):
 
     def stop(self):
         self._stopping.set()
+        try:  # shutdown wakes the thread blocked in accept(); close alone does not
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         try:
             self._listener.close()
         except OSError:
@@ -122,7 +126,8 @@ class FaultProxy(_ProxyBase):
     ``stall_after``: stop forwarding after that many bytes and hold the connection.
     ``reply_503``: the first N connections get ``503`` from the proxy itself.
     ``faulty``: how many connections (after the 503 ones) get the byte faults;
-    None means all of them.
+    None means all of them.  ``drop_after`` may also be a list: one limit per
+    connection (after the 503 ones), None or past its end meaning no drop.
     """
 
     def __init__(self, target_port, drop_after=None, flip_at=None, stall_after=None,
@@ -142,13 +147,18 @@ class FaultProxy(_ProxyBase):
             self._drop(client)
             return
         upstream.settimeout(None)
-        faulty = self.faulty is None or index - self.reply_503 < self.faulty
+        number = index - self.reply_503
+        faulty = self.faulty is None or number < self.faulty
+        drop_after = self.drop_after
+        if isinstance(drop_after, (list, tuple)):
+            faulty = True
+            drop_after = drop_after[number] if number < len(drop_after) else None
         self._spawn(self._pump, client, upstream)
-        if faulty and (self.drop_after is not None or self.flip_at is not None
+        if faulty and (drop_after is not None or self.flip_at is not None
                        or self.stall_after is not None):
             with self._lock:
                 self.faults_applied += 1
-            self._pump_faulty(upstream, client)
+            self._pump_faulty(upstream, client, drop_after)
         else:
             self._pump(upstream, client)
 
@@ -172,7 +182,7 @@ class FaultProxy(_ProxyBase):
         finally:
             self._drop(client)
 
-    def _pump_faulty(self, src, dst):
+    def _pump_faulty(self, src, dst, drop_after):
         sent = 0
         try:
             while True:
@@ -184,7 +194,7 @@ class FaultProxy(_ProxyBase):
                     buf = bytearray(data)
                     buf[self.flip_at - sent] ^= 0x01
                     data = bytes(buf)
-                for limit, action in ((self.drop_after, "drop"), (self.stall_after, "stall")):
+                for limit, action in ((drop_after, "drop"), (self.stall_after, "stall")):
                     if limit is not None and end >= limit:
                         dst.sendall(data[:limit - sent])
                         if action == "stall":

@@ -131,7 +131,7 @@ class Endpoint(object):
         self.timeout = float(timeout)
         self.retries = max(0, int(retries))
         self.retry_delay = float(retry_delay)
-        self._sleep = sleep
+        self.sleep = sleep
         self._tls = None
         if scheme == "https":
             self._tls = ssl.create_default_context(cafile=cacert) if cacert \
@@ -235,7 +235,7 @@ class Endpoint(object):
                 pause = self.delay(attempt, failed.retry_after)
                 log.warning("%s; retrying in %.2gs (attempt %d of %d)", failed.error, pause,
                             attempt + 2, self.retries + 1)
-                self._sleep(pause)
+                self.sleep(pause)
                 attempt += 1
 
     def _attempt(self, method, path, body, headers, expect, accept, image_id, stream):

@@ -19,6 +19,10 @@ log = logging.getLogger("vhdport.stores.http")
 _SKIP_BLOCK = 1 << 20
 
 
+class _BadResponse(Exception):
+    """A response we cannot continue from (garbled headers): worth another attempt."""
+
+
 class HttpDownload(object):
     """Readable stream of one image's data (``read(n)``, ``close()``, ``size``).
 
@@ -45,7 +49,10 @@ class HttpDownload(object):
         self._done = False
         self._error = None
         self.headers = None       # headers of the first response (v1 puts metadata there)
-        self._start(resuming=False)
+        try:
+            self._start(resuming=False)
+        except _BadResponse as bad:
+            raise TransientStoreError(str(bad), url=self.url, image_id=image_id)
 
     # --- public -----------------------------------------------------------
 
@@ -161,10 +168,9 @@ class HttpDownload(object):
         first, total = _content_range(resp.getheader("Content-Range", ""))
         if first != self._pos:
             self._close_conn()
-            raise TransientStoreError(
+            raise _BadResponse(
                 "asked {} for image {} from byte {} but got Content-Range {!r}".format(
-                    self.url, self.image_id, self._pos, resp.getheader("Content-Range")),
-                url=self.url, image_id=self.image_id)
+                    self.url, self.image_id, self._pos, resp.getheader("Content-Range")))
         if total is None:
             length = _int_or_none(resp.getheader("Content-Length"))
             total = None if length is None else first + length
@@ -198,25 +204,32 @@ class HttpDownload(object):
 
     def _recover(self, err):
         """The connection broke (err) or ended early (err None): reconnect at self._pos."""
-        self._close_conn()
-        if err is None:
-            cause = "connection closed after byte {} of {}".format(self._pos, self.size)
-        else:
-            cause = self._endpoint.connection_error(err, "GET", self._path, self.image_id,
-                                                    "download")[0].args[0]
-        if self._failures >= self._endpoint.retries:
-            self._error = TransientStoreError(
-                "download of image {} from {} broke at byte {}: {} (gave up after {} "
-                "attempts)".format(self.image_id, self.url, self._pos, cause,
-                                   self._failures + 1),
-                url=self.url, image_id=self.image_id)
-            raise self._error
-        pause = self._endpoint.delay(self._failures)
-        self._failures += 1
-        log.warning("download of image %s: %s; resuming at byte %d in %.2gs",
-                    self.image_id, cause, self._pos, pause)
-        self._endpoint._sleep(pause)
-        self._start(resuming=True)
+        while True:
+            self._close_conn()
+            if err is None:
+                cause = "connection closed after byte {} of {}".format(self._pos, self.size)
+            elif isinstance(err, _BadResponse):
+                cause = str(err)
+            else:
+                cause = self._endpoint.connection_error(err, "GET", self._path, self.image_id,
+                                                        "download")[0].args[0]
+            if self._failures >= self._endpoint.retries:
+                self._error = TransientStoreError(
+                    "download of image {} from {} broke at byte {}: {} (gave up after {} "
+                    "attempts)".format(self.image_id, self.url, self._pos, cause,
+                                       self._failures + 1),
+                    url=self.url, image_id=self.image_id)
+                raise self._error
+            pause = self._endpoint.delay(self._failures)
+            self._failures += 1
+            log.warning("download of image %s: %s; resuming at byte %d in %.2gs",
+                        self.image_id, cause, self._pos, pause)
+            self._endpoint.sleep(pause)
+            try:
+                self._start(resuming=True)
+                return
+            except _BadResponse as bad:
+                err = bad
 
     def _finish(self):
         self._done = True
