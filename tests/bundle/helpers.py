@@ -76,13 +76,15 @@ def special(name, kind, linkname=""):
 
 
 def tree(root):
-    """{relative path: (kind, size, mtime)} of everything under ``root``."""
+    """{relative path: (mode, size, mtime)} of everything under ``root``."""
     result = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             full = os.path.join(dirpath, name)
             st = os.lstat(full)
-            result[os.path.relpath(full, root)] = (st.st_mode, st.st_size, st.st_mtime_ns)
+            # a directory's mtime moves when we create and remove temp files in it
+            stamp = None if os.path.isdir(full) and not os.path.islink(full) else st.st_mtime_ns
+            result[os.path.relpath(full, root)] = (st.st_mode, st.st_size, stamp)
     return result
 
 

@@ -115,8 +115,9 @@ class _Pending(object):
                 raise BundleError("pax header at offset {}: sparse files are not "
                                   "accepted in a bundle".format(offset), offset=offset)
             if key in ("path", "linkpath", "size") and global_header:
-                raise BundleError("global pax header at offset {} sets {!r}: refused".format(
-                    offset, key), offset=offset)
+                raise BundleError("global pax header at offset {} sets {!r} for every member: "
+                                  "refused (a bundle's members carry their own "
+                                  "names)".format(offset, key), offset=offset)
         if "path" in records:
             self.path = records["path"]
         if "linkpath" in records:

@@ -145,7 +145,10 @@ def _plan_dynamic(name, head, copy, declared_size):
         if declared_size > bound:
             raise refuse(name, "declared size {} is larger than its own VHD metadata allows "
                                "({} bytes): corrupt or hostile".format(declared_size, bound))
-        if declared_size < HEAD_SIZE + FOOTER_SIZE or declared_size % FOOTER_SIZE:
+        if declared_size % FOOTER_SIZE:
+            raise refuse(name, "size {} is not a whole number of sectors: not a "
+                               "VHD".format(declared_size))
+        if declared_size < HEAD_SIZE + FOOTER_SIZE:
             raise refuse(name, "size {} cannot hold a dynamic VHD".format(declared_size))
     return MemberPlan("dynamic", bound, copy)
 
@@ -154,8 +157,11 @@ def _parse(name, parse, buf, offset, what):
     try:
         return parse(buf, name, offset)
     except FormatError as err:
-        raise BundleError("bundle member refused: {} is not a valid VHD ({}): {}".format(
-            show(name), what, err), member=name)
+        detail = str(err)
+        if detail.startswith(name + ": "):
+            detail = detail[len(name) + 2:]
+        raise BundleError("bundle member {} refused: not a valid VHD ({}): {}".format(
+            show(name), what, detail), member=name)
 
 
 def check_tail(name, plan, tail, size):

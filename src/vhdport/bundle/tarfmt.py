@@ -8,6 +8,7 @@ that the bundle rules must see (and refuse) before a byte is written.
 import struct
 
 from ..errors import BundleError
+from .rules import show
 
 BLOCK = 512
 ZERO_BLOCK = bytes(BLOCK)
@@ -107,10 +108,10 @@ def field_text(raw, what, offset):
     end = raw.find(b"\x00")
     if end >= 0:
         if raw[end:].strip(b"\x00"):
-            shown = raw.rstrip(b"\x00").decode("utf-8", "replace").replace("\x00", "\\x00")
+            shown = raw.rstrip(b"\x00").decode("utf-8", "replace")
             raise BundleError(
-                "bundle member {!r} refused: NUL byte inside its {} (tar header at offset {})".format(
-                    shown, what, offset), member=shown)
+                "bundle member {} refused: NUL byte inside its {} (tar header at offset "
+                "{})".format(show(shown), what, offset), member=shown)
         raw = raw[:end]
     return raw
 
@@ -120,8 +121,8 @@ def decode_name(raw, offset):
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         shown = raw.decode("utf-8", "replace")
-        raise BundleError("bundle member {!r} refused: name is not valid UTF-8 "
-                          "(tar header at offset {})".format(shown, offset), member=shown)
+        raise BundleError("bundle member {} refused: name is not valid UTF-8 "
+                          "(tar header at offset {})".format(show(shown), offset), member=shown)
 
 
 def _number(raw, what, offset):
@@ -144,7 +145,10 @@ def parse_header(block, offset):
     """Parse one non-zero header block found at stream ``offset``; refuse bad checksums."""
     (name, _mode, _uid, _gid, size, _mtime, chksum, typeflag, linkname, magic,
      _version, _uname, _gname, _major, _minor, prefix, _pad) = _USTAR.unpack(block)
-    stored = _number(chksum, "checksum", offset)
+    try:
+        stored = _number(chksum, "checksum", offset)
+    except BundleError:
+        stored = None
     if stored not in _header_checksum(block):
         hint = ""
         if block[:8] == b"conectix":
