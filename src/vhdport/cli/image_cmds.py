@@ -1,0 +1,75 @@
+"""``vhdport image ls|show|rm|import``: the images of a store (local directory or Glance)."""
+
+import click
+
+from vhdport.cli.common import (human_size, json_option, parse_properties, print_fields,
+                                print_json, print_table, property_option)
+from vhdport.cli.progress import progress_option, reporter
+from vhdport.cli.storeopts import store_options
+
+
+@click.group()
+def image():
+    """List, show, delete and import images of a store."""
+
+
+@image.command("ls")
+@store_options
+@json_option
+def ls(store, as_json):
+    """List the images of the store."""
+    records = sorted(store.list(), key=lambda r: (r.get("created_at") or "", r.get("id") or ""))
+    if as_json:
+        print_json(records)
+        return
+    print_table(store.display, ("id", "name", "status", "disk", "container", "size"),
+                [(r.get("id"), r.get("name"), r.get("status"), r.get("disk_format"),
+                  r.get("container_format"), human_size(r.get("size"))) for r in records])
+
+
+@image.command()
+@click.argument("image_id")
+@store_options
+@json_option
+def show(image_id, store, as_json):
+    """Show the record of one image."""
+    record = store.get(image_id)
+    if as_json:
+        print_json(record)
+        return
+    rows = [(key, value) for key, value in sorted(record.items()) if key != "properties"]
+    rows += [("property " + key, value)
+             for key, value in sorted((record.get("properties") or {}).items())]
+    print_fields(image_id, rows)
+
+
+@image.command()
+@click.argument("image_ids", nargs=-1, required=True, metavar="IMAGE_ID...")
+@store_options
+def rm(image_ids, store):
+    """Delete images; print each deleted id."""
+    for image_id in image_ids:
+        store.delete(image_id)
+        click.echo(image_id)
+
+
+@image.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--name", required=True, help="Name of the new image.")
+@click.option("--disk-format", default="vhd", show_default=True,
+              help="Glance disk_format (vhd, raw, ...).")
+@click.option("--container-format", default="ovf", show_default=True,
+              help="Glance container_format (ovf for a tgz bundle, bare for a lone disk).")
+@property_option
+@store_options
+@progress_option
+def import_cmd(file, name, disk_format, container_format, properties, store, progress_mode):
+    """Store FILE as a new image (like `openstack image create --file`); print its id."""
+    from vhdport import transfer
+
+    with reporter(progress_mode, "import") as progress:
+        image_id = transfer.import_image(store, file, name, disk_format=disk_format,
+                                         container_format=container_format,
+                                         properties=parse_properties(properties) or None,
+                                         progress=progress)
+    click.echo(image_id)

@@ -1,0 +1,102 @@
+"""The store options every store-using command shares, in one decorator.
+
+``@store_options`` adds --store, --api-version, --os-auth-token, --cacert, --insecure
+and --os-cloud, opens the store (``vhdport.stores.open_store``) before the command
+runs, passes it as ``store`` and closes it afterwards.  Tokens are never printed.
+"""
+
+import functools
+
+import click
+
+from vhdport.cli.common import OperationFailed
+
+OPENSTACK_HINT = "pip install 'vhdport[openstack]'"
+
+
+class CloudAuth(object):
+    """Token, image endpoint and TLS setting found through openstacksdk for a named cloud."""
+
+    def __init__(self, token, endpoint, verify):
+        self.token, self.endpoint, self.verify = token, endpoint, verify
+
+
+def cloud_auth(cloud):
+    """Authenticate to keystone for ``cloud`` (clouds.yaml / OS_* variables) via openstacksdk."""
+    try:
+        import openstack
+    except ImportError:
+        raise OperationFailed("--os-cloud needs the OpenStack client libraries, which are not "
+                              "installed; run: {}".format(OPENSTACK_HINT)) from None
+    try:
+        conn = openstack.connect(cloud=cloud)
+        token = conn.auth_token
+        endpoint = conn.endpoint_for("image")
+        verify = getattr(conn.session, "verify", True)
+    except Exception as exc:  # openstacksdk raises many kinds; report them in one line
+        raise OperationFailed("cloud {!r}: keystone authentication failed ({}: {})".format(
+            cloud, type(exc).__name__, exc)) from None
+    if not endpoint:
+        raise OperationFailed("cloud {!r}: no image (Glance) endpoint in the service "
+                              "catalog; give one with --store".format(cloud))
+    return CloudAuth(token, endpoint, verify)
+
+
+def open_store_from_options(store, api_version=2, os_auth_token=None, cacert=None,
+                            insecure=False, os_cloud=None):
+    """Open the store the options describe (a LocalStore or GlanceStore)."""
+    from vhdport.stores import open_store
+
+    token = os_auth_token
+    url = store
+    if os_cloud:
+        auth = cloud_auth(os_cloud)
+        token = token or auth.token
+        url = url or auth.endpoint
+        if cacert is None and isinstance(auth.verify, str):
+            cacert = auth.verify
+        if auth.verify is False:
+            insecure = True
+    if not url:
+        raise click.UsageError("no image store: give --store (a directory, file:// or "
+                               "http(s):// URL) or --os-cloud")
+    options = {"api_version": api_version, "insecure": insecure}
+    if token:
+        options["auth_token"] = token
+    if cacert:
+        options["cacert"] = cacert
+    return open_store(url, **options)
+
+
+_OPTIONS = (
+    click.option("--store", metavar="STORE",
+                 help="Image store: a directory, file:///path, or http(s)://glance:9292."),
+    click.option("--api-version", type=click.Choice(["1", "2"]), default="2", show_default=True,
+                 help="Glance API version (http(s) stores)."),
+    click.option("--os-auth-token", envvar="OS_AUTH_TOKEN", show_envvar=True, metavar="TOKEN",
+                 help="Keystone token sent as X-Auth-Token (never printed)."),
+    click.option("--cacert", type=click.Path(exists=True, dir_okay=False),
+                 help="CA bundle to verify the store's TLS certificate."),
+    click.option("--insecure", is_flag=True,
+                 help="Do not verify the store's TLS certificate (unsafe)."),
+    click.option("--os-cloud", envvar="OS_CLOUD", show_envvar=True, metavar="CLOUD",
+                 help="Authenticate through keystone with this clouds.yaml entry "
+                      "(needs vhdport[openstack]); the image endpoint comes from the catalog."),
+)
+
+_NAMES = ("store", "api_version", "os_auth_token", "cacert", "insecure", "os_cloud")
+
+
+def store_options(func):
+    """Decorate a command function that takes ``store`` (an open Store)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        settings = {name: kwargs.pop(name) for name in _NAMES}
+        settings["api_version"] = int(settings["api_version"])
+        with open_store_from_options(**settings) as opened:
+            return func(*args, store=opened, **kwargs)
+
+    for option in reversed(_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper

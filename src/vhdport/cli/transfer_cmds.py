@@ -1,0 +1,59 @@
+"""``vhdport download`` and ``vhdport upload``: the two pipelines between a store and an SR."""
+
+import click
+
+from vhdport.cli.common import json_option, parse_properties, print_json, property_option
+from vhdport.cli.progress import progress_option, reporter
+from vhdport.cli.storeopts import store_options
+
+
+@click.command()
+@click.argument("image")
+@click.option("--sr", "sr_path", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Storage repository directory (<uuid>.vhd files).")
+@click.option("--uuid", "uuids", multiple=True, metavar="UUID",
+              help="UUID for the arriving VDIs, leaf first (repeatable; default: fresh ones).")
+@store_options
+@json_option
+@progress_option
+def download(image, sr_path, uuids, store, as_json, progress_mode):
+    """Download IMAGE from the store into the SR; print the leaf VDI uuid."""
+    from vhdport import transfer
+
+    with reporter(progress_mode, "download") as progress:
+        result = transfer.download(store, image, sr_path, uuids=list(uuids) or None,
+                                   progress=progress)
+    if as_json:
+        print_json(result)
+    else:
+        click.echo(result["root"]["uuid"])
+
+
+@click.command()
+@click.argument("vdi_uuid")
+@click.option("--sr", "sr_path", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Storage repository directory holding the VDI.")
+@click.option("--image", "image_id", help="Upload into this existing (queued) image.")
+@click.option("--name", help="Create a new image with this name.")
+@property_option
+@click.option("--compression-level", type=click.IntRange(1, 9), default=6, show_default=True,
+              help="gzip level of the bundle.")
+@store_options
+@json_option
+@progress_option
+def upload(vdi_uuid, sr_path, image_id, name, properties, compression_level, store, as_json,
+           progress_mode):
+    """Upload VDI_UUID's chain from the SR to the store; print the image id."""
+    from vhdport import transfer
+
+    if bool(image_id) == bool(name):
+        raise click.UsageError("give exactly one of --image ID or --name NAME")
+    props = parse_properties(properties)
+    with reporter(progress_mode, "upload") as progress:
+        new_id = transfer.upload(sr_path, vdi_uuid, store, image_id=image_id, name=name,
+                                 properties=props or None,
+                                 compression_level=compression_level, progress=progress)
+    if as_json:
+        print_json(store.get(new_id))
+    else:
+        click.echo(new_id)

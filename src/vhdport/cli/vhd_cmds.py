@@ -1,0 +1,190 @@
+"""``vhdport vhd ...``: single VHD files and chains (vhd-util's verbs)."""
+
+import click
+
+from vhdport.cli.common import (SIZE, OperationFailed, human_size, json_option, print_fields,
+                                print_json)
+
+#: bytes moved per Chain.read / Chain.write call when streaming (memory stays flat)
+CHUNK = 4 << 20
+
+
+@click.group()
+def vhd():
+    """Create, inspect, check, read and write VHD files and chains."""
+
+
+@vhd.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--size", required=True, type=SIZE, help="Virtual size: bytes, or 20M, 2G, ...")
+@click.option("--fixed", is_flag=True, help="A fixed disk (all space allocated) instead of dynamic.")
+@click.option("--block-size", type=SIZE, default=None,
+              help="Block size of a dynamic disk (a power of two; default 2M).")
+def create(path, size, fixed, block_size):
+    """Create a new VHD at PATH; print its uuid."""
+    from vhdport.vhd import create_dynamic, create_fixed
+
+    if fixed:
+        if block_size is not None:
+            raise click.UsageError("--block-size applies to dynamic disks, not --fixed")
+        uuid = create_fixed(path, size)
+    elif block_size is not None:
+        uuid = create_dynamic(path, size, block_size=block_size)
+    else:
+        uuid = create_dynamic(path, size)
+    click.echo(str(uuid))
+
+
+@vhd.command()
+@click.argument("child", type=click.Path(dir_okay=False))
+@click.option("--parent", required=True,
+              help="Parent VHD, relative to CHILD's directory or absolute.")
+def snapshot(child, parent):
+    """Create CHILD, a differencing disk on top of PARENT; print its uuid."""
+    from vhdport.vhd import create_snapshot
+
+    click.echo(str(create_snapshot(child, parent)))
+
+
+def _info_rows(doc):
+    rows = []
+    for key in ("type", "uuid", "virtual_size", "physical_size", "block_size",
+                "allocated_blocks", "hidden", "parent", "parent_uuid", "depth"):
+        value = doc.get(key)
+        if key in ("virtual_size", "physical_size", "block_size") and value is not None:
+            value = "{} ({})".format(human_size(value), value)
+        rows.append((key, value))
+    return rows
+
+
+@vhd.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@json_option
+def info(path, as_json):
+    """Show type, sizes, uuid, hidden flag, parent and chain depth of PATH."""
+    from vhdport.vhd.info import info as vhd_info
+
+    doc = vhd_info(path)
+    if as_json:
+        print_json(doc)
+    else:
+        print_fields(path, _info_rows(doc))
+
+
+def _defect_doc(defect):
+    return {"field": defect.field, "offset": defect.offset, "message": str(defect)}
+
+
+@vhd.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--chain", is_flag=True, help="Check every file of the chain and their links.")
+@json_option
+@click.pass_context
+def check(ctx, path, chain, as_json):
+    """Validate PATH (exit 0), or list its defects (exit 1)."""
+    from vhdport.vhd.check import check_chain, check_file
+
+    defects = check_chain(path) if chain else check_file(path)
+    if as_json:
+        print_json({"path": path, "chain": chain, "valid": not defects,
+                    "defects": [_defect_doc(d) for d in defects]})
+        ctx.exit(1 if defects else 0)
+    if not defects:
+        click.echo("{}: valid{}".format(path, " (whole chain)" if chain else ""))
+        return
+    for defect in defects:
+        click.echo(str(defect))
+    raise OperationFailed("{}: {} defect{} found".format(
+        path, len(defects), "" if len(defects) == 1 else "s"))
+
+
+@vhd.command("set-hidden")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.argument("value", type=click.Choice(["0", "1"]))
+def set_hidden(path, value):
+    """Set (1) or clear (0) the hidden flag of PATH."""
+    from vhdport.vhd import set_hidden as do_set_hidden
+
+    do_set_hidden(path, value == "1")
+
+
+@vhd.command("set-parent")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.argument("parent")
+def set_parent(path, parent):
+    """Point differencing disk PATH at PARENT (relative to PATH's directory or absolute)."""
+    from vhdport.vhd import set_parent as do_set_parent
+
+    do_set_parent(path, parent)
+
+
+@vhd.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--offset", type=SIZE, default=0, show_default=True, help="Virtual byte offset.")
+@click.option("--from", "source", required=True, type=click.File("rb"),
+              help="File whose bytes to write ('-' for stdin).")
+def write(path, offset, source):
+    """Write the bytes of a file into PATH at --offset (through the chain); print the count."""
+    from vhdport.vhd import Chain
+
+    done = 0
+    with Chain.open(path, writable=True) as chain:
+        while True:
+            data = source.read(CHUNK)
+            if not data:
+                break
+            chain.write(offset + done, data)
+            done += len(data)
+        chain.flush()
+    click.echo(str(done))
+
+
+@vhd.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--offset", type=SIZE, default=0, show_default=True, help="Virtual byte offset.")
+@click.option("--length", type=SIZE, default=None,
+              help="Bytes to read (default: to the end of the virtual disk).")
+@click.option("--out", type=click.Path(dir_okay=False, allow_dash=True), default="-",
+              help="Output file (default: stdout).")
+def read(path, offset, length, out):
+    """Read virtual bytes of PATH as the VM sees them (through the chain)."""
+    from vhdport.vhd import Chain
+
+    with Chain.open(path) as chain:
+        end = chain.virtual_size if length is None else offset + length
+        if offset > chain.virtual_size or end > chain.virtual_size:
+            raise OperationFailed("{}: range {}..{} is outside the virtual size {}".format(
+                path, offset, end, chain.virtual_size))
+        with click.open_file(out, "wb") as sink:
+            for _, data in chain.iter_blocks(CHUNK, start=offset, end=end):
+                sink.write(data)
+
+
+@vhd.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+def coalesce(path):
+    """Merge differencing disk PATH into its parent; print the parent's path."""
+    from vhdport.vhd.coalesce import coalesce as do_coalesce
+
+    click.echo(str(do_coalesce(path)))
+
+
+@vhd.command("export")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out", type=click.Path(dir_okay=False))
+def export_cmd(path, out):
+    """Write the virtual contents of PATH (through its chain) to the raw file OUT (sparse)."""
+    from vhdport.vhd.convert import export_raw
+
+    export_raw(path, out)
+
+
+@vhd.command("import")
+@click.argument("raw", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--fixed", is_flag=True, help="Make a fixed VHD instead of a dynamic one.")
+def import_cmd(raw, out, fixed):
+    """Convert the raw disk image RAW to the VHD OUT; print its uuid."""
+    from vhdport.vhd.convert import import_raw
+
+    click.echo(str(import_raw(raw, out, fixed=fixed)))
