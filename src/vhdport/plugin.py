@@ -1,0 +1,388 @@
+"""The XAPI host plugin: ``xe host-call-plugin plugin=vhdport fn=<function> args:...``.
+
+XAPI runs ``/etc/xapi.d/plugins/vhdport`` with one argument, an XML-RPC methodCall whose
+params are ``(session_id, args)`` (args: a dict of strings), and reads one XML-RPC
+methodResponse from stdout.  On a real dom0 the host's ``XenAPIPlugin.dispatch`` does
+that; elsewhere (tests, ``python3 -I -S``) :func:`dispatch` speaks the same protocol on
+the standard library.
+
+Failures (``ErrorDescription``):
+
+- a VhdportError: ``[err.code, message]``, e.g. ``["IMAGE_NOT_FOUND", "image ... not found in ..."]``
+  (``PLUGIN_ARGS`` for bad or missing arguments);
+- anything else: ``["XENAPI_PLUGIN_FAILURE", function, exception class name, message]``,
+  exactly as XenAPIPlugin reports it;
+- an unknown function: ``["UNKNOWN_XENAPI_PLUGIN_FUNCTION", name]``.
+
+Auth tokens never reach logs or error descriptions: they are registered as secrets and
+replaced by ``***`` wherever they would appear.
+"""
+
+import json
+import logging
+import logging.handlers
+import os
+import sys
+import xmlrpc.client
+
+from . import kernel
+from .errors import PluginError, VhdportError
+
+log = logging.getLogger("vhdport.plugin")
+
+UNKNOWN_FUNCTION = "UNKNOWN_XENAPI_PLUGIN_FUNCTION"
+PLUGIN_FAILURE = "XENAPI_PLUGIN_FAILURE"
+REDACTED = "***"
+SECRET_HEADER_WORDS = ("token", "auth", "secret", "password", "key", "cookie")
+
+#: keys ``params`` may hold, per direction ("endpoint" is nova's name for ``store``)
+_COMMON_KEYS = ("image_id", "store", "endpoint", "api_version", "auth_token", "extra_headers",
+                "sr_path", "cacert", "insecure")
+DOWNLOAD_KEYS = frozenset(_COMMON_KEYS + ("uuid_stack",))
+UPLOAD_KEYS = frozenset(_COMMON_KEYS + ("vdi_uuids", "vdi_uuid", "name", "properties",
+                                        "compression_level"))
+
+
+# --- secrets ----------------------------------------------------------------------------------
+
+_secrets = set()
+
+
+def add_secret(value):
+    """Remember ``value`` so :func:`redact` hides it (short values would hide too much)."""
+    if isinstance(value, str) and len(value) >= 4:
+        _secrets.add(value)
+
+
+def redact(text):
+    text = str(text)
+    for secret in sorted(_secrets, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+class _RedactingFilter(logging.Filter):
+    """Replace every registered secret in a record's final message."""
+
+    def filter(self, record):
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def setup_logging():
+    """Log to syslog like other dom0 plugins (to stderr without /dev/log or with VHDPORT_LOG=stderr).
+
+    stdout is reserved for the methodResponse, so nothing else may ever print there.
+    """
+    root = logging.getLogger("vhdport")
+    if getattr(root, "_vhdport_plugin_handler", False):
+        return
+    handler = None
+    if os.environ.get("VHDPORT_LOG") != "stderr" and os.path.exists("/dev/log"):
+        try:
+            handler = logging.handlers.SysLogHandler(
+                address="/dev/log", facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+            handler.ident = "vhdport-plugin[{}]: ".format(os.getpid())
+            handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        except OSError:
+            handler = None
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s vhdport-plugin %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_RedactingFilter())
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    root._vhdport_plugin_handler = True
+
+
+# --- arguments --------------------------------------------------------------------------------
+
+
+def _arg(args, name, fn, allow_empty=False):
+    if not isinstance(args, dict) or name not in args:
+        given = ", ".join(sorted(args)) if isinstance(args, dict) else type(args).__name__
+        raise PluginError("{} needs argument {!r} (got: {}); pass it as args:{}=...".format(
+            fn, name, given or "no arguments", name))
+    value = args[name]
+    if not isinstance(value, str) or (not value and not allow_empty):
+        raise PluginError("{}: argument {!r} must be a non-empty string".format(fn, name))
+    return value
+
+
+def _looks_pickled(text):
+    return text.startswith(("(dp", "(lp", "(S'", "\x80", "ccopy_reg", "}q", "]q"))
+
+
+def parse_params(args, fn, allowed):
+    """The JSON object in args["params"]; pickles (the old protocol) are refused, never loaded."""
+    text = _arg(args, "params", fn)
+    try:
+        params = json.loads(text)
+    except ValueError as exc:
+        if _looks_pickled(text):
+            raise PluginError("{}: params is a Python pickle (the old nova plugin protocol); "
+                              "vhdport never unpickles -- send params as a JSON object string"
+                              .format(fn))
+        raise PluginError("{}: params is not valid JSON ({}); send a JSON object string like "
+                          "'{{\"image_id\": ..., \"store\": ..., \"sr_path\": ...}}'"
+                          .format(fn, exc))
+    if not isinstance(params, dict):
+        raise PluginError("{}: params must be a JSON object, got a JSON {}".format(
+            fn, type(params).__name__))
+    add_secret(params.get("auth_token"))
+    headers = params.get("extra_headers")
+    if isinstance(headers, dict):
+        for key, value in headers.items():
+            if any(word in str(key).lower() for word in SECRET_HEADER_WORDS):
+                add_secret(value)
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise PluginError("{}: unknown params key(s) {}; accepted: {}".format(
+            fn, ", ".join(unknown), ", ".join(sorted(allowed))))
+    return params
+
+
+def _param(params, name, fn, kind=str, required=True, default=None):
+    value = params.get(name)
+    if value is None:
+        if required:
+            raise PluginError("{}: params needs {!r}".format(fn, name))
+        return default
+    if not isinstance(value, kind) or (kind is str and not value):
+        raise PluginError("{}: params {!r} must be a non-empty {}".format(
+            fn, name, getattr(kind, "__name__", "value")))
+    return value
+
+
+def _string_list(params, name, fn):
+    value = params.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise PluginError("{}: params {!r} must be a list of uuid strings".format(fn, name))
+    for item in value:
+        kernel.check_uuid(item, "{} entry".format(name))
+    return value
+
+
+def _open_store(params, fn):
+    from .stores import open_store
+    url = params.get("store") or params.get("endpoint")
+    if not isinstance(url, str) or not url:
+        raise PluginError("{}: params needs 'store' (a local store path or a Glance endpoint "
+                          "URL)".format(fn))
+    options = {"api_version": params.get("api_version", 2)}
+    if params.get("auth_token") is not None:
+        options["auth_token"] = _param(params, "auth_token", fn)
+    headers = params.get("extra_headers")
+    if headers is not None:
+        if not isinstance(headers, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+            raise PluginError("{}: params 'extra_headers' must be an object of string "
+                              "headers".format(fn))
+        options["extra_headers"] = headers
+    if params.get("cacert") is not None:
+        options["cacert"] = _param(params, "cacert", fn)
+    if params.get("insecure") is not None:
+        options["insecure"] = _param(params, "insecure", fn, kind=bool)
+    return open_store(url, **options)
+
+
+def describe(params):
+    """``params`` fit for a log line: tokens and secret headers masked."""
+    shown = dict(params)
+    if shown.get("auth_token") is not None:
+        shown["auth_token"] = REDACTED
+    headers = shown.get("extra_headers")
+    if isinstance(headers, dict):
+        shown["extra_headers"] = dict(
+            (k, REDACTED if any(w in str(k).lower() for w in SECRET_HEADER_WORDS) else v)
+            for k, v in headers.items())
+    return redact(json.dumps(shown, sort_keys=True))
+
+
+# --- functions --------------------------------------------------------------------------------
+
+
+def download_vhd(session, args, fn="download_vhd"):
+    """Stream an image into the SR; Value: JSON {"root": {"uuid": leaf}, "chain": [...]}."""
+    params = parse_params(args, fn, DOWNLOAD_KEYS)
+    image_id = _param(params, "image_id", fn)
+    sr_path = _param(params, "sr_path", fn)
+    uuids = _string_list(params, "uuid_stack", fn)
+    log.info("%s %s", fn, describe(params))
+    from . import transfer
+    with _open_store(params, fn) as store:
+        result = transfer.download(store, image_id, sr_path, uuids=uuids)
+    log.info("%s %s: leaf %s, chain %s", fn, image_id, result["root"]["uuid"],
+             ",".join(result["chain"]))
+    return json.dumps(result)
+
+
+def download_vhd2(session, args):
+    return download_vhd(session, args, fn="download_vhd2")
+
+
+def upload_vhd(session, args, fn="upload_vhd"):
+    """Upload a VDI's chain as a vhd/ovf bundle; Value: JSON {"image_id": id}.
+
+    ``vdi_uuids`` (leaf first, as nova sent it) or ``vdi_uuid`` names the leaf; the chain
+    itself is read from the SR as it is now, since a coalesce may have shortened it.
+    """
+    params = parse_params(args, fn, UPLOAD_KEYS)
+    sr_path = _param(params, "sr_path", fn)
+    vdi_uuids = _string_list(params, "vdi_uuids", fn)
+    if vdi_uuids:
+        leaf = vdi_uuids[0]
+    elif params.get("vdi_uuid") is not None:
+        leaf = kernel.check_uuid(_param(params, "vdi_uuid", fn), "vdi_uuid")
+    else:
+        raise PluginError("{}: params needs 'vdi_uuids' (leaf first) or 'vdi_uuid'".format(fn))
+    image_id = _param(params, "image_id", fn, required=False)
+    name = _param(params, "name", fn, required=False)
+    properties = _param(params, "properties", fn, kind=dict, required=False)
+    level = params.get("compression_level", 6)
+    if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9:
+        raise PluginError("{}: params 'compression_level' must be an integer 0-9, got {!r}"
+                          .format(fn, level))
+    log.info("%s %s", fn, describe(params))
+    from . import transfer
+    with _open_store(params, fn) as store:
+        new_id = transfer.upload(sr_path, leaf, store, image_id=image_id, name=name,
+                                 properties=properties, compression_level=level)
+    log.info("%s VDI %s -> image %s", fn, leaf, new_id)
+    return json.dumps({"image_id": new_id})
+
+
+def upload_vhd2(session, args):
+    return upload_vhd(session, args, fn="upload_vhd2")
+
+
+def copy_kernel_vdi(session, args):
+    """Copy the first image-size bytes of a VDI to the kernel dir; Value: the file's path."""
+    fn = "copy_kernel_vdi"
+    vdi_uuid = _arg(args, "vdi-uuid", fn)
+    image_size = _arg(args, "image-size", fn)
+    sr_path = _arg(args, "sr-path", fn)
+    path = kernel.copy_kernel(sr_path, vdi_uuid, image_size)
+    log.info("%s: copied %s bytes of VDI %s to %s", fn, image_size, vdi_uuid, path)
+    return path
+
+
+def remove_kernel_ramdisk(session, args):
+    """Remove a kernel and/or ramdisk from the kernel dir (either may be empty); Value: 'ok'."""
+    fn = "remove_kernel_ramdisk"
+    paths = [_arg(args, "kernel-file", fn, allow_empty=True),
+             _arg(args, "ramdisk-file", fn, allow_empty=True)]
+    removed = kernel.remove_kernel_files(paths)
+    log.info("%s: removed %s", fn, ", ".join(removed) or "nothing (already gone)")
+    return "ok"
+
+
+FUNCTIONS = {
+    "download_vhd": download_vhd,
+    "download_vhd2": download_vhd2,
+    "upload_vhd": upload_vhd,
+    "upload_vhd2": upload_vhd2,
+    "copy_kernel_vdi": copy_kernel_vdi,
+    "remove_kernel_ramdisk": remove_kernel_ramdisk,
+}
+
+
+# --- protocol ---------------------------------------------------------------------------------
+
+
+class Failure(Exception):
+    """A failure to report as ``ErrorDescription = [code] + params`` (XenAPIPlugin's shape)."""
+
+    def __init__(self, code, params):
+        Exception.__init__(self)
+        self.params = [code] + list(params)
+
+    def __str__(self):
+        return str(self.params)
+
+
+def success_message(value):
+    return xmlrpc.client.dumps(({"Status": "Success", "Value": value},), "", True)
+
+
+def failure_message(description):
+    return xmlrpc.client.dumps(({"Status": "Failure", "ErrorDescription": description},), "", True)
+
+
+def dispatch(fn_table, argv=None, out=None):
+    """XenAPIPlugin.dispatch on the standard library: same input, same output."""
+    argv = sys.argv if argv is None else argv
+    out = sys.stdout if out is None else out
+    if len(argv) != 2:
+        raise SystemExit("usage: {} <XML-RPC methodCall>  (XAPI runs this plugin; see "
+                         "xe host-call-plugin)".format(argv[0] if argv else "vhdport"))
+    params, methodname = xmlrpc.client.loads(argv[1])
+    session_id, args = params[0], params[1]
+    if methodname not in fn_table:
+        out.write(failure_message([UNKNOWN_FUNCTION, methodname]) + "\n")
+        return
+    try:
+        result = fn_table[methodname](session_id, args)
+        text = success_message(result)
+    except SystemExit:
+        raise
+    except Failure as exc:
+        text = failure_message(exc.params)
+    except Exception as exc:
+        text = failure_message([PLUGIN_FAILURE, methodname, exc.__class__.__name__, str(exc)])
+    out.write(text + "\n")
+    out.flush()
+
+
+def wrap(name, fn, failure_cls):
+    """``fn`` reporting errors as ``failure_cls`` (ours or XenAPIPlugin's), secrets removed."""
+
+    def call(session, args):
+        try:
+            return fn(session, args)
+        except VhdportError as exc:
+            log.error("%s failed: %s: %s", name, exc.code, exc)
+            raise failure_cls(exc.code, [redact(exc)])
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            log.exception("%s failed unexpectedly", name)
+            raise failure_cls(PLUGIN_FAILURE, [name, exc.__class__.__name__, redact(exc)])
+
+    call.__name__ = name
+    return call
+
+
+def _host_plugin_module():
+    """XAPI's XenAPIPlugin on a real dom0, else None."""
+    try:
+        import XenAPIPlugin
+    except ImportError:
+        return None
+    if not hasattr(XenAPIPlugin, "dispatch") or not hasattr(XenAPIPlugin, "Failure"):
+        return None
+    return XenAPIPlugin
+
+
+def main(argv=None):
+    """Entry point of /etc/xapi.d/plugins/vhdport."""
+    setup_logging()
+    host = _host_plugin_module()
+    failure_cls = host.Failure if host is not None else Failure
+    table = dict((name, wrap(name, fn, failure_cls)) for name, fn in FUNCTIONS.items())
+    if host is not None:
+        if argv is not None:
+            sys.argv = list(argv)
+        host.dispatch(table)
+    else:
+        dispatch(table, argv)
+
+
+if __name__ == "__main__":
+    main()
