@@ -7,6 +7,7 @@ with the ordering blktap uses: data before the metadata that makes it visible.
 
 import errno
 import os
+import stat
 import uuid as uuidlib
 
 from ..errors import ChecksumError, CorruptError, FormatError, NoSpaceError, ReadOnlyError
@@ -26,8 +27,16 @@ _BITMAP_CACHE = 64
 
 
 def _full_read(fileobj, offset, length):
+    """Up to ``length`` bytes at ``offset``; short (or empty) past EOF, never a huge buffer.
+
+    Offsets and lengths come from untrusted metadata: clamp them to the file size
+    so a bogus u64 offset cannot overflow seek() nor a bogus count allocate GiBs.
+    """
+    size = os.fstat(fileobj.fileno()).st_size
+    if offset < 0 or offset >= size or length <= 0:
+        return b""
     fileobj.seek(offset)
-    data = fileobj.read(length)
+    data = fileobj.read(min(length, size - offset))
     return data if data is not None else b""
 
 
@@ -55,6 +64,9 @@ class VhdFile(object):
     def open(cls, path, writable=False):
         """Open and validate the metadata needed to read ``path`` safely."""
         try:
+            if stat.S_ISFIFO(os.stat(path).st_mode):
+                # opening a FIFO blocks until a writer appears: never wait on one
+                raise FormatError("not a regular file", path=path)
             fileobj = open(path, "r+b" if writable else "rb", buffering=0)
         except OSError as e:
             if e.errno == errno.ENOENT:
@@ -84,12 +96,12 @@ class VhdFile(object):
                                path=self.path, offset=self.footer_offset + 60, field="disk_type")
 
     def _read_footer(self):
-        tail = _full_read(self._f, self.file_size - FOOTER_SIZE, FOOTER_SIZE)
-        if tail[:8] == b"conectix":
-            return self._parse_footer(tail, self.file_size - FOOTER_SIZE), self.file_size - FOOTER_SIZE
-        if tail[1:9] == b"conectix":     # pre-2004 511-byte footer
-            return self._parse_footer(tail[1:], self.file_size - 511), self.file_size - 511
-        at = self.file_size - FOOTER_SIZE
+        at = max(0, self.file_size - FOOTER_SIZE)
+        tail = _full_read(self._f, at, FOOTER_SIZE)
+        if len(tail) == FOOTER_SIZE and tail[:8] == b"conectix":
+            return self._parse_footer(tail, at), at
+        if tail[-511:][:8] == b"conectix":     # pre-2004 511-byte footer
+            return self._parse_footer(tail[-511:], self.file_size - 511), self.file_size - 511
         head = _full_read(self._f, 0, FOOTER_SIZE)
         if head[:8] == b"conectix":
             short = self._truncation(head)
@@ -203,8 +215,8 @@ class VhdFile(object):
         if at + batmaps.HEADER_SIZE > self.footer_offset:
             return
         hdr = batmaps.BatmapHeader.probe(_full_read(self._f, at, batmaps.HEADER_SIZE))
-        if hdr is None:
-            return
+        if hdr is None or hdr.map_sectors * SECTOR * 8 < self.header.max_table_entries:
+            return  # no map, or too small to cover the BAT: a lost hint; `check` reports it
         size = hdr.map_sectors * SECTOR
         if hdr.map_offset + size > self.footer_offset:
             raise CorruptError("batmap at offset {} extends beyond the data".format(hdr.map_offset),
@@ -281,7 +293,9 @@ class VhdFile(object):
         Paths are resolved relative to this file's directory, as vhd-util writes them.
         """
         base = os.path.dirname(os.path.abspath(self.path))
-        candidates = [os.path.normpath(os.path.join(base, p)) for p in self.locator_paths()]
+        # a NUL would make os.stat raise ValueError on Python < 3.8: such a path names nothing
+        candidates = [os.path.normpath(os.path.join(base, p)) for p in self.locator_paths()
+                      if "\x00" not in p]
         for path in candidates:
             if os.path.isfile(path):
                 return path
