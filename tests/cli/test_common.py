@@ -1,0 +1,104 @@
+"""Size parsing, error formatting, exit codes and --debug of the vhdport command."""
+
+import pytest
+
+from tests.cli.helpers import assert_failed_cleanly, run, run_script
+from vhdport.cli.common import describe_exception, parse_properties, parse_size
+from vhdport.errors import ChainError
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("0", 0), ("4096", 4096), ("512K", 512 << 10), ("512k", 512 << 10), ("20M", 20 << 20),
+    ("2G", 2 << 30), ("1T", 1 << 40), ("20MiB", 20 << 20), ("2GB", 2 << 30), (" 3 M ", 3 << 20),
+    (1234, 1234),
+])
+def test_parse_size_accepts(text, expected):
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "M", "-1", "1.5G", "2Q", "20 MM", "0x10", "1e6"])
+def test_parse_size_refuses(text):
+    with pytest.raises(ValueError, match="not a size"):
+        parse_size(text)
+
+
+def test_parse_properties():
+    assert parse_properties(["a=1", "b=x=y", "c="]) == {"a": "1", "b": "x=y", "c": ""}
+    import click
+    with pytest.raises(click.BadParameter):
+        parse_properties(["novalue"])
+
+
+def test_describe_exception():
+    assert describe_exception(ChainError("x: parent missing")) == "x: parent missing"
+    assert describe_exception(RuntimeError("boom")) == "RuntimeError: boom"
+    assert describe_exception(KeyError()) == "KeyError"
+    err = FileNotFoundError(2, "No such file or directory", "/nope")
+    assert describe_exception(err) == "FileNotFoundError: /nope: No such file or directory"
+
+
+def test_bad_size_is_a_usage_error(tmp_path):
+    result = run("vhd", "create", tmp_path / "a.vhd", "--size", "2Q")
+    assert result.exit_code == 2
+    assert "not a size" in result.stderr
+    assert not (tmp_path / "a.vhd").exists()
+
+
+def test_unknown_command_and_missing_option_exit_2(tmp_path):
+    assert run("vhd", "frobnicate").exit_code == 2
+    assert run("vhd", "create", tmp_path / "a.vhd").exit_code == 2  # --size missing
+    assert run("vhd", "set-hidden", tmp_path / "a.vhd", "2").exit_code == 2
+
+
+def test_library_error_is_one_line_exit_1(tmp_path):
+    junk = tmp_path / "junk.vhd"
+    junk.write_bytes(b"not a vhd at all" * 100)
+    line = assert_failed_cleanly(run("vhd", "read", junk, "--length", "10"), str(junk))
+    assert "VHD" in line or "vhd" in line
+
+
+def test_other_exception_shows_class_name(tmp_path, monkeypatch):
+    import vhdport.vhd
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("simulated failure")
+
+    monkeypatch.setattr(vhdport.vhd, "create_dynamic", boom)
+    assert_failed_cleanly(run("vhd", "create", tmp_path / "a.vhd", "--size", "1M"),
+                          "RuntimeError: simulated failure")
+
+
+def test_debug_lets_the_exception_through(tmp_path, monkeypatch):
+    junk = tmp_path / "junk.vhd"
+    junk.write_bytes(b"\0" * 4096)
+    result = run("--debug", "vhd", "read", junk)
+    assert result.exit_code == 1
+    from vhdport.errors import VhdportError
+    assert isinstance(result.exception, VhdportError)
+
+
+def test_console_script_no_traceback_unless_debug(tmp_path):
+    junk = tmp_path / "junk.vhd"
+    junk.write_bytes(b"\0" * 4096)
+    plain = run_script("vhd", "read", junk)
+    assert plain.returncode == 1
+    err = plain.stderr.decode()
+    assert err.startswith("vhdport: error: ") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    debug = run_script("--debug", "vhd", "read", junk)
+    assert debug.returncode == 1
+    assert "Traceback" in debug.stderr.decode()
+
+
+def test_console_script_usage_error_exit_2(tmp_path):
+    proc = run_script("vhd", "create", tmp_path / "x.vhd", "--size", "lots")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr.decode()
+
+
+def test_version_and_help():
+    assert run("--version").exit_code == 0
+    result = run("--help")
+    assert result.exit_code == 0
+    for name in ("vhd", "sr", "image", "download", "upload", "plugin", "demo"):
+        assert name in result.stdout

@@ -1,0 +1,220 @@
+"""`vhdport vhd ...` on real files: create, snapshot, write/read, info, check, set-*, convert."""
+
+import json
+import os
+import shutil
+import uuid
+
+import pytest
+
+from tests.cli.helpers import assert_failed_cleanly, last_line, run
+from vhdport.vhd import Chain, VhdFile
+
+MIB = 1 << 20
+
+
+def ok(*args, **kwargs):
+    result = run(*args, **kwargs)
+    assert result.exit_code == 0, (result.exit_code, result.stdout, result.stderr)
+    return result
+
+
+def patterned(n, seed=7):
+    return bytes((i * 31 + seed + (i >> 9)) & 0xFF for i in range(n))
+
+
+def test_create_dynamic_fixed_and_block_size(tmp_path):
+    dyn = tmp_path / "dyn.vhd"
+    printed = last_line(ok("vhd", "create", dyn, "--size", "20M").stdout)
+    with VhdFile.open(str(dyn)) as disk:
+        assert str(disk.uuid) == str(uuid.UUID(printed))
+        assert disk.type_name.lower().startswith("dyn") and disk.virtual_size == 20 * MIB
+        assert disk.block_size == 2 * MIB
+    fixed = tmp_path / "fixed.vhd"
+    ok("vhd", "create", fixed, "--size", "3M", "--fixed")
+    with VhdFile.open(str(fixed)) as disk:
+        assert disk.type_name.lower().startswith("fix") and disk.virtual_size == 3 * MIB
+    small = tmp_path / "small.vhd"
+    ok("vhd", "create", small, "--size", "8M", "--block-size", "512K")
+    with VhdFile.open(str(small)) as disk:
+        assert disk.block_size == 512 * 1024
+    assert run("vhd", "create", tmp_path / "f2.vhd", "--size", "1M", "--fixed",
+               "--block-size", "1M").exit_code == 2
+
+
+def test_create_refuses_limits_and_existing(tmp_path):
+    path = tmp_path / "a.vhd"
+    ok("vhd", "create", path, "--size", "1M")
+    before = path.read_bytes()
+    assert_failed_cleanly(run("vhd", "create", path, "--size", "1M"))
+    assert path.read_bytes() == before
+    assert_failed_cleanly(run("vhd", "create", tmp_path / "huge.vhd", "--size", "3000G"))
+    assert_failed_cleanly(run("vhd", "create", tmp_path / "odd.vhd", "--size", "8M",
+                              "--block-size", "3M"))
+
+
+def test_snapshot_write_read_round_trip(tmp_path):
+    base, child = tmp_path / "base.vhd", tmp_path / "sub" / "child.vhd"
+    child.parent.mkdir()
+    ok("vhd", "create", base, "--size", "16M")
+    lower = patterned(3 * MIB + 100, seed=1)
+    (tmp_path / "lower").write_bytes(lower)
+    assert last_line(ok("vhd", "write", base, "--offset", "1M", "--from",
+                        tmp_path / "lower").stdout) == str(len(lower))
+    snap_uuid = last_line(ok("vhd", "snapshot", child, "--parent", "../base.vhd").stdout)
+    upper = patterned(MIB + 1234, seed=2)
+    (tmp_path / "upper").write_bytes(upper)
+    ok("vhd", "write", child, "--offset", str(2 * MIB + 17), "--from", tmp_path / "upper")
+
+    expected = bytearray(16 * MIB)
+    expected[MIB:MIB + len(lower)] = lower
+    expected[2 * MIB + 17:2 * MIB + 17 + len(upper)] = upper
+    whole = ok("vhd", "read", child).stdout_bytes
+    assert whole == bytes(expected)
+    part = ok("vhd", "read", child, "--offset", str(2 * MIB), "--length", "100K").stdout_bytes
+    assert part == bytes(expected[2 * MIB:2 * MIB + 100 * 1024])
+    out = tmp_path / "out.bin"
+    ok("vhd", "read", child, "--offset", "1M", "--length", "4M", "--out", out)
+    assert out.read_bytes() == bytes(expected[MIB:5 * MIB])
+    # the base is untouched by writes to the child
+    assert ok("vhd", "read", base, "--offset", str(2 * MIB + 17), "--length",
+              str(len(upper))).stdout_bytes == lower[MIB + 17:MIB + 17 + len(upper)]
+    with VhdFile.open(str(child)) as disk:
+        assert str(disk.uuid) == snap_uuid and disk.is_differencing
+
+
+def test_write_from_stdin_and_out_of_range(tmp_path):
+    path = tmp_path / "a.vhd"
+    ok("vhd", "create", path, "--size", "2M")
+    ok("vhd", "write", path, "--offset", "1000", "--from", "-", input=b"hello")
+    assert ok("vhd", "read", path, "--offset", "1000", "--length", "5").stdout_bytes == b"hello"
+    (tmp_path / "big").write_bytes(b"x" * 4096)
+    assert_failed_cleanly(run("vhd", "write", path, "--offset", str(2 * MIB - 100),
+                              "--from", tmp_path / "big"))
+    assert_failed_cleanly(run("vhd", "read", path, "--offset", "1M", "--length", "2M"),
+                          "outside the virtual size")
+
+
+def test_set_hidden_and_set_parent(tmp_path):
+    base, child = tmp_path / "base.vhd", tmp_path / "child.vhd"
+    ok("vhd", "create", base, "--size", "4M")
+    (tmp_path / "data").write_bytes(b"B" * 5000)
+    ok("vhd", "write", base, "--offset", "0", "--from", tmp_path / "data")
+    ok("vhd", "snapshot", child, "--parent", str(base))
+    ok("vhd", "set-hidden", base, "1")
+    with VhdFile.open(str(base)) as disk:
+        assert disk.hidden
+    ok("vhd", "set-hidden", base, "0")
+    with VhdFile.open(str(base)) as disk:
+        assert not disk.hidden
+
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    shutil.move(str(base), str(moved / "base.vhd"))
+    assert_failed_cleanly(run("vhd", "read", child, "--length", "10"), "not found")
+    ok("vhd", "set-parent", child, "elsewhere/base.vhd")
+    with Chain.open(str(child)) as chain:
+        assert chain.depth == 2 and chain.read(0, 5000) == b"B" * 5000
+    # a non-differencing disk has no parent to set
+    assert_failed_cleanly(run("vhd", "set-parent", moved / "base.vhd", str(child)))
+
+
+def test_info_json_and_table(tmp_path):
+    pytest.importorskip("vhdport.vhd.info")
+    base, child = tmp_path / "base.vhd", tmp_path / "child.vhd"
+    base_uuid = last_line(ok("vhd", "create", base, "--size", "8M").stdout)
+    child_uuid = last_line(ok("vhd", "snapshot", child, "--parent", "base.vhd").stdout)
+    ok("vhd", "set-hidden", base, "1")
+    doc = json.loads(ok("vhd", "info", child, "--json").stdout)
+    assert set(doc) >= {"type", "virtual_size", "physical_size", "uuid", "hidden", "parent",
+                        "parent_uuid", "depth", "allocated_blocks", "block_size"}
+    assert doc["uuid"] == child_uuid and doc["parent_uuid"] == base_uuid
+    assert doc["virtual_size"] == 8 * MIB and doc["depth"] == 2 and doc["hidden"] is False
+    assert os.path.samefile(doc["parent"], str(base))
+    base_doc = json.loads(ok("vhd", "info", base, "--json").stdout)
+    assert base_doc["hidden"] is True and base_doc["parent"] is None and base_doc["depth"] == 1
+    table = ok("vhd", "info", child).stdout
+    assert child_uuid in table and "virtual_size" in table
+
+
+def _corrupt_copy(src, dst):
+    """A copy of ``src`` with one byte of the footer's original-size field flipped."""
+    data = bytearray(src.read_bytes())
+    data[len(data) - 512 + 40] ^= 0x10
+    dst.write_bytes(bytes(data))
+
+
+def test_check_valid_and_corrupted(tmp_path):
+    pytest.importorskip("vhdport.vhd.check")
+    good = tmp_path / "good.vhd"
+    ok("vhd", "create", good, "--size", "8M")
+    (tmp_path / "data").write_bytes(patterned(3 * MIB))
+    ok("vhd", "write", good, "--offset", "1M", "--from", tmp_path / "data")
+    result = ok("vhd", "check", good)
+    assert "valid" in result.stdout
+    doc = json.loads(ok("vhd", "check", good, "--json").stdout)
+    assert doc["valid"] is True and doc["defects"] == []
+
+    bad = tmp_path / "bad.vhd"
+    _corrupt_copy(good, bad)
+    result = run("vhd", "check", bad)
+    assert result.exit_code == 1
+    assert result.stdout.strip(), "defects are listed on stdout"
+    assert "defect" in result.stderr and "Traceback" not in result.stderr
+    result = run("vhd", "check", bad, "--json")
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert doc["valid"] is False and doc["defects"]
+    assert all({"field", "offset", "message"} <= set(d) for d in doc["defects"])
+
+
+def test_check_chain(tmp_path):
+    pytest.importorskip("vhdport.vhd.check")
+    base, child = tmp_path / "base.vhd", tmp_path / "child.vhd"
+    ok("vhd", "create", base, "--size", "4M")
+    ok("vhd", "snapshot", child, "--parent", "base.vhd")
+    ok("vhd", "check", child, "--chain")
+    # replace the parent by an unrelated disk of another uuid: the link is broken
+    base.unlink()
+    ok("vhd", "create", base, "--size", "4M")
+    assert run("vhd", "check", child).exit_code == 0, "the file alone is still fine"
+    result = run("vhd", "check", child, "--chain", "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["defects"]
+
+
+def test_coalesce(tmp_path):
+    pytest.importorskip("vhdport.vhd.coalesce")
+    base, child = tmp_path / "base.vhd", tmp_path / "child.vhd"
+    ok("vhd", "create", base, "--size", "6M")
+    (tmp_path / "a").write_bytes(b"a" * (3 * MIB))
+    ok("vhd", "write", base, "--offset", "0", "--from", tmp_path / "a")
+    ok("vhd", "snapshot", child, "--parent", "base.vhd")
+    (tmp_path / "b").write_bytes(b"b" * (MIB + 3))
+    ok("vhd", "write", child, "--offset", "1M", "--from", tmp_path / "b")
+    expected = ok("vhd", "read", child).stdout_bytes
+    printed = last_line(ok("vhd", "coalesce", child).stdout)
+    assert os.path.samefile(printed, str(base))
+    assert ok("vhd", "read", base).stdout_bytes == expected
+    assert_failed_cleanly(run("vhd", "coalesce", base))  # nothing to merge into
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_import_export_round_trip(tmp_path, fixed):
+    pytest.importorskip("vhdport.vhd.convert")
+    raw = tmp_path / "disk.raw"
+    data = bytearray(10 * MIB)
+    data[:MIB] = patterned(MIB, 3)
+    data[7 * MIB + 5:7 * MIB + 5 + 4096] = b"z" * 4096
+    raw.write_bytes(bytes(data))
+    vhd = tmp_path / "disk.vhd"
+    args = ["vhd", "import", raw, vhd] + (["--fixed"] if fixed else [])
+    printed = last_line(ok(*args).stdout)
+    with VhdFile.open(str(vhd)) as disk:
+        assert str(disk.uuid) == printed
+        assert disk.virtual_size >= len(data)
+        assert disk.type_name.lower().startswith("fix" if fixed else "dyn")
+    out = tmp_path / "back.raw"
+    ok("vhd", "export", vhd, out)
+    back = out.read_bytes()
+    assert back[:len(data)] == bytes(data) and not back[len(data):].strip(b"\0")
