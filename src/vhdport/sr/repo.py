@@ -1,0 +1,330 @@
+"""A file SR: graph queries, XenServer's GC rule, snapshot, and leaf-first publish.
+
+Every change to the SR (publish, gc, snapshot) holds the SR-wide lock, and is
+ordered so that a crash at any point never leaves a hidden VHD without
+children in the SR -- the state XenServer's GC turns into deleted data.
+"""
+
+import contextlib
+import errno
+import os
+import uuid as uuidlib
+
+from ..errors import ChainError, LimitError, SRError
+from ..vhd import MAX_DEPTH, VhdFile, create_snapshot, set_hidden
+from .lock import DEFAULT_TIMEOUT, FileLock
+from .scan import SUFFIX, fsync_dir, os_error, scan, uuid_of_name
+from .staging import Staging, reclaim
+
+LOCK_NAME = ".vhdport.lock"
+
+
+class SR(object):
+    """A directory of ``<uuid>.vhd`` files (XenServer's file SR layout)."""
+
+    def __init__(self, path, lock_timeout=DEFAULT_TIMEOUT):
+        self.path = os.path.abspath(path)
+        if not os.path.isdir(self.path):
+            raise SRError("SR directory {} does not exist".format(self.path))
+        self.lock_path = os.path.join(self.path, LOCK_NAME)
+        self._lock = FileLock(self.lock_path, "SR " + self.path, lock_timeout)
+
+    def __repr__(self):
+        return "<SR {}>".format(self.path)
+
+    def vdi_path(self, uuid):
+        return os.path.join(self.path, uuid + SUFFIX)
+
+    @contextlib.contextmanager
+    def locked(self, timeout=None):
+        """Hold the SR lock (re-entrant within this object) for publish / gc / snapshot."""
+        self._lock.acquire(timeout)
+        try:
+            yield self
+        finally:
+            self._lock.release()
+
+    # ------------------------------------------------------------------ graph
+
+    def vdis(self):
+        """{uuid: VdiInfo} of every ``<uuid>.vhd`` in the SR; unreadable files have ``error``."""
+        return scan(self.path)
+
+    def leaves(self, vdis=None):
+        """Sorted uuids of the visible VDIs with no children (what a user attaches)."""
+        vdis = self.vdis() if vdis is None else vdis
+        return sorted(u for u, v in vdis.items() if not v.children and not v.hidden)
+
+    def base_copies(self, vdis=None):
+        """Sorted uuids of the hidden VHDs (base copies, and garbage if childless)."""
+        vdis = self.vdis() if vdis is None else vdis
+        return sorted(u for u, v in vdis.items() if v.hidden)
+
+    def chain_paths(self, leaf_uuid, vdis=None, max_depth=MAX_DEPTH):
+        """Absolute paths [leaf .. base] of ``leaf_uuid``'s chain; ChainError if broken."""
+        vdis = self.vdis() if vdis is None else vdis
+        paths, seen, u = [], set(), leaf_uuid
+        while u is not None:
+            info = vdis.get(u)
+            if info is None:
+                if not paths:
+                    raise ChainError("VDI {} not found in SR {}".format(u, self.path))
+                raise ChainError("{}: parent {}{} is missing from SR {}".format(
+                    paths[-1], u, SUFFIX, self.path))
+            if info.error:
+                raise ChainError("{}: {}".format(info.path, info.error))
+            if u in seen:
+                raise ChainError("cycle in the chain of {} at {}".format(leaf_uuid, u))
+            seen.add(u)
+            paths.append(info.path)
+            if len(paths) > max_depth:
+                raise LimitError("chain of {} is deeper than {} (XenServer's limit)".format(
+                    leaf_uuid, max_depth))
+            u = info.parent_uuid
+        return paths
+
+    # --------------------------------------------------------------------- gc
+
+    def gc(self, dry_run=False):
+        """Delete hidden VHDs without children, recursively; return their uuids (children first).
+
+        Like XenServer: a VHD whose parent is missing (or any unreadable VHD, whose
+        parent we cannot know) aborts the pass before anything is deleted.
+        """
+        with self.locked():
+            vdis = self.vdis()
+            for u, info in sorted(vdis.items()):
+                if info.error:
+                    raise SRError("GC aborted, nothing deleted: {} cannot be read or linked "
+                                  "({}); fix or remove it first".format(info.path, info.error))
+                if info.parent_uuid is not None and info.parent_uuid not in vdis:
+                    raise SRError("GC aborted, nothing deleted: parent {}{} of {} is missing "
+                                  "from SR {}".format(info.parent_uuid, SUFFIX, info.path,
+                                                      self.path))
+            garbage = garbage_order(vdis)
+            if not dry_run:
+                for u in garbage:
+                    try:
+                        os.unlink(vdis[u].path)
+                    except OSError as e:
+                        if e.errno != errno.ENOENT:
+                            raise os_error(e, vdis[u].path, "delete")
+                    fsync_dir(self.path)
+            return garbage
+
+    # --------------------------------------------------------------- staging
+
+    def staging(self):
+        """A new Staging (use ``with``); reclaims leftovers of dead processes first."""
+        reclaim(self.path)
+        return Staging.create(self)
+
+    def reclaim_staging(self):
+        """Remove staging dirs whose owning process is gone; return their paths."""
+        return reclaim(self.path)
+
+    # --------------------------------------------------------------- publish
+
+    def publish(self, paths):
+        """Move an adopted chain (leaf first) into the SR; return the final paths.
+
+        Leaf first, then each parent: a hidden parent never sits in the SR
+        without its child.  Never overwrites: on any failure everything moved
+        so far goes back to where it came from and nothing stays in the SR.
+        """
+        paths = [os.path.abspath(p) for p in paths]
+        if not paths:
+            raise SRError("nothing to publish: the chain is empty")
+        finals = []
+        for p in paths:
+            u = uuid_of_name(os.path.basename(p))
+            if u is None:
+                raise SRError("{} is not named <uuid>.vhd: adopt the staged chain first".format(p))
+            if os.path.dirname(p) == self.path:
+                raise SRError("{} is already in the SR".format(p))
+            finals.append(self.vdi_path(u))
+        _check_publishable(paths, self)
+        with self.locked():
+            for p in paths:
+                _fsync_file(p)
+            moved = []
+            try:
+                for src, dst in zip(paths, finals):
+                    _move_no_replace(src, dst)
+                    moved.append((src, dst))
+                    fsync_dir(self.path)
+            except BaseException:
+                for src, dst in reversed(moved):
+                    try:
+                        os.rename(dst, src)
+                    except OSError:
+                        pass
+                fsync_dir(self.path)
+                raise
+        return finals
+
+    # -------------------------------------------------------------- snapshot
+
+    def snapshot(self, uuid):
+        """XenServer's snapshot of VDI ``uuid``: return (snapshot_uuid, base_uuid).
+
+        The VDI's file becomes the hidden base copy ``<base>.vhd``; ``uuid`` keeps
+        its name as a new empty leaf on it; the snapshot is a second leaf on it.
+        """
+        with self.locked():
+            vdis = self.vdis()
+            info = vdis.get(uuid)
+            if info is None:
+                raise SRError("VDI {} not found in SR {}".format(uuid, self.path))
+            if info.error:
+                raise SRError("cannot snapshot {}: {}".format(info.path, info.error))
+            if info.hidden:
+                raise SRError("cannot snapshot {}: it is hidden (a base copy, not a VDI)".format(
+                    info.path))
+            depth = len(self.chain_paths(uuid, vdis))
+            if depth + 1 > MAX_DEPTH:
+                raise LimitError("cannot snapshot {}: its chain would be {} deep, beyond XenServer's "
+                                 "limit of {}; coalesce first".format(uuid, depth + 1, MAX_DEPTH))
+            base_uuid, snap_uuid = _fresh_uuids(self, 2)
+            with self.staging() as st:
+                _snapshot_in(self, st, info, base_uuid, snap_uuid)
+            return snap_uuid, base_uuid
+
+
+def garbage_order(vdis):
+    """Uuids XenServer's GC would delete, each after all its children."""
+    remaining = dict((u, set(v.children)) for u, v in vdis.items())
+    todo = sorted(u for u, v in vdis.items() if v.hidden and not v.children)
+    order = []
+    while todo:
+        u = todo.pop(0)
+        order.append(u)
+        parent = vdis[u].parent_uuid
+        if parent in remaining:
+            remaining[parent].discard(u)
+            if not remaining[parent] and vdis[parent].hidden and parent not in order:
+                todo.append(parent)
+    return order
+
+
+def _fresh_uuids(sr, count):
+    while True:
+        chosen = [str(uuidlib.uuid4()) for _ in range(count)]
+        if not any(os.path.lexists(sr.vdi_path(u)) for u in chosen):
+            return chosen
+
+
+def _fsync_file(path):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as e:
+        raise os_error(e, path, "open")
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _move_no_replace(src, dst):
+    """link + unlink: EEXIST instead of silently replacing an existing VDI."""
+    try:
+        os.link(src, dst)
+    except OSError as e:
+        if e.errno == errno.EEXIST:
+            raise SRError("{} already exists in the SR; nothing was published (choose other "
+                          "uuids)".format(dst))
+        if e.errno == errno.EXDEV:
+            raise SRError("{} is not on the SR's filesystem: stage it in sr.staging()".format(src))
+        raise os_error(e, dst, "link {} to".format(src))
+    try:
+        os.unlink(src)
+    except OSError as e:
+        os.unlink(dst)
+        raise os_error(e, src, "remove staged")
+
+
+def _check_publishable(paths, sr):
+    """Each file must be the parent the previous one records (the adopt step did the relink)."""
+    for child, parent in zip(paths, paths[1:]):
+        with VhdFile.open(child) as c, VhdFile.open(parent) as p:
+            if not c.is_differencing or c.parent_uuid != p.uuid:
+                raise ChainError("{} is not a child of {}: adopt the chain before publishing".format(
+                    child, parent))
+    with VhdFile.open(paths[0]) as leaf:
+        if leaf.hidden:
+            raise SRError("{}: hidden leaf refused: XenServer's GC would delete it".format(paths[0]))
+    with VhdFile.open(paths[-1]) as base:
+        if base.is_differencing:
+            raise ChainError("{} is differencing: publish the whole chain down to its base".format(
+                paths[-1]))
+
+
+def _snapshot_in(sr, st, info, base_uuid, snap_uuid):
+    """The snapshot steps, crash-safe in this order (see docs of each step).
+
+    1. staging/<base>.vhd = hard link of the VDI's file; both new leaves are
+       created in staging against it (relative locator ``<base>.vhd``), fsynced.
+    2. <sr>/<base>.vhd = another link: the old file under two visible names.
+    3. rename staging/<uuid>.vhd over <sr>/<uuid>.vhd: the VDI is now the new leaf.
+    4. link the snapshot leaf in; 5. only now set the base hidden (it has children).
+    """
+    vdi_path, base_path = info.path, sr.vdi_path(base_uuid)
+    snap_path = sr.vdi_path(snap_uuid)
+    staged_base = os.path.join(st.path, base_uuid + SUFFIX)
+    staged_leaf = os.path.join(st.path, info.uuid + SUFFIX)
+    staged_snap = os.path.join(st.path, snap_uuid + SUFFIX)
+    with VhdFile.open(vdi_path) as disk:
+        block_size = disk.block_size
+    kwargs = {"block_size": block_size} if block_size else {}
+    try:
+        os.link(vdi_path, staged_base)
+    except OSError as e:
+        raise os_error(e, staged_base, "link {} to".format(vdi_path))
+    try:
+        create_snapshot(staged_leaf, base_uuid + SUFFIX, **kwargs)
+        create_snapshot(staged_snap, base_uuid + SUFFIX, **kwargs)
+    except OSError as e:
+        raise os_error(e, st.path, "create snapshot leaves in")
+    fsync_dir(st.path)
+    done = []
+    try:
+        _move_no_replace_keep(vdi_path, base_path)
+        done.append("base")
+        fsync_dir(sr.path)
+        os.rename(staged_leaf, vdi_path)
+        done.append("leaf")
+        fsync_dir(sr.path)
+        _move_no_replace(staged_snap, snap_path)
+        done.append("snap")
+        fsync_dir(sr.path)
+        set_hidden(base_path, True)
+    except BaseException:
+        _undo_snapshot(done, vdi_path, base_path, snap_path)
+        fsync_dir(sr.path)
+        raise
+
+
+def _move_no_replace_keep(src, dst):
+    try:
+        os.link(src, dst)
+    except OSError as e:
+        raise os_error(e, dst, "link {} to".format(src))
+
+
+def _undo_snapshot(done, vdi_path, base_path, snap_path):
+    """Put the VDI's original file back under its name; drop the new names."""
+    if "snap" in done:
+        _quiet(os.unlink, snap_path)
+    if "leaf" in done:
+        _quiet(os.rename, base_path, vdi_path)
+    elif "base" in done:
+        _quiet(os.unlink, base_path)
+    if "snap" in done:   # the failure may have come after the hidden flag was written
+        _quiet(set_hidden, vdi_path, False)
+
+
+def _quiet(func, *args):
+    try:
+        func(*args)
+    except Exception:
+        pass

@@ -1,0 +1,158 @@
+"""Scan a file SR: one VdiInfo per ``<uuid>.vhd``, linked into a parent/child graph.
+
+Like XenServer's SM, a child's parent is the ``<uuid>.vhd`` its locator names
+(the VDI uuid is the file name), and that file must carry the uuid the child
+recorded -- otherwise the link is reported broken rather than guessed.
+"""
+
+import errno
+import os
+import re
+import stat
+
+from ..errors import NoSpaceError, SRError, VhdportError
+from ..vhd import VhdFile
+
+UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}"
+                     r"-[0-9a-fA-F]{12}$")
+SUFFIX = ".vhd"
+
+
+def is_uuid(text):
+    return isinstance(text, str) and UUID_RE.match(text) is not None
+
+
+def uuid_of_name(name):
+    """``<uuid>.vhd`` -> uuid; anything else -> None (scans ignore such names)."""
+    if name.endswith(SUFFIX) and is_uuid(name[:-len(SUFFIX)]):
+        return name[:-len(SUFFIX)]
+    return None
+
+
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def os_error(e, path, action):
+    """Turn an OSError into the vhdport error a caller can act on."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return NoSpaceError(path=path)
+    return SRError("cannot {} {}: {}".format(action, path, e.strerror or e))
+
+
+class VdiInfo(object):
+    """What a scan knows about one VDI; ``error`` is set when the file or its link is bad."""
+
+    __slots__ = ("uuid", "path", "parent_uuid", "children", "hidden", "virtual_size",
+                 "physical_size", "type", "error", "vhd_uuid", "parent_vhd_uuid")
+
+    def __init__(self, uuid, path, parent_uuid=None, children=None, hidden=False,
+                 virtual_size=None, physical_size=None, type=None, error=None,
+                 vhd_uuid=None, parent_vhd_uuid=None):
+        self.uuid = uuid                      # the VDI uuid: the file name
+        self.path = path                      # absolute path
+        self.parent_uuid = parent_uuid        # parent's VDI uuid (file name), None for a base
+        self.children = children if children is not None else []
+        self.hidden = hidden
+        self.virtual_size = virtual_size
+        self.physical_size = physical_size
+        self.type = type                      # "fixed", "dynamic", "differencing", None if unreadable
+        self.error = error                    # None, or why the file / its parent link is bad
+        self.vhd_uuid = vhd_uuid              # uuid inside the VHD footer (str)
+        self.parent_vhd_uuid = parent_vhd_uuid  # parent uuid the child recorded (str)
+
+    def to_dict(self):
+        return dict((name, getattr(self, name)) for name in self.__slots__)
+
+    def __repr__(self):
+        return "<VdiInfo {} {}{}{}{}>".format(
+            self.uuid, self.type, " hidden" if self.hidden else "",
+            " parent={}".format(self.parent_uuid) if self.parent_uuid else "",
+            " error={!r}".format(self.error) if self.error else "")
+
+
+def _parent_name_uuid(disk, names):
+    """The VDI uuid of the parent, from the first locator naming a ``<uuid>.vhd``.
+
+    Locators naming a file present in the SR win over ones that do not.
+    """
+    candidates = list(disk.locator_paths())
+    if disk.header is not None and disk.header.parent_name:
+        candidates.append(disk.header.parent_name)
+    found = []
+    for text in candidates:
+        u = uuid_of_name(os.path.basename(text.replace("\\", "/")))
+        if u is not None and u not in found:
+            found.append(u)
+    for u in found:
+        if u in names:
+            return u
+    return found[0] if found else None
+
+
+def _read_one(path, uuid, names):
+    info = VdiInfo(uuid, path)
+    with VhdFile.open(path) as disk:
+        info.type = disk.type_name
+        info.hidden = disk.hidden
+        info.virtual_size = disk.virtual_size
+        info.physical_size = disk.physical_size
+        info.vhd_uuid = str(disk.uuid)
+        if disk.is_differencing:
+            info.parent_vhd_uuid = str(disk.parent_uuid)
+            info.parent_uuid = _parent_name_uuid(disk, names)
+            if info.parent_uuid is None:
+                info.error = "differencing disk whose locators name no <uuid>.vhd parent"
+    return info
+
+
+def list_names(sr_path):
+    """{uuid: absolute path} of the regular ``<uuid>.vhd`` files directly in the SR."""
+    names = {}
+    try:
+        entries = list(os.scandir(sr_path))
+    except OSError as e:
+        raise SRError("cannot list SR {}: {}".format(sr_path, e.strerror))
+    for entry in entries:
+        u = uuid_of_name(entry.name)
+        if u is None:
+            continue
+        try:
+            if not stat.S_ISREG(entry.stat(follow_symlinks=False).st_mode):
+                continue
+        except OSError:
+            continue   # vanished since the listing
+        names[u] = os.path.join(sr_path, entry.name)
+    return names
+
+
+def scan(sr_path):
+    """Return {uuid: VdiInfo} for the SR at ``sr_path`` (absolute), graph linked."""
+    names = list_names(sr_path)
+    vdis = {}
+    for u, path in sorted(names.items()):
+        try:
+            vdis[u] = _read_one(path, u, names)
+        except (VhdportError, OSError) as e:
+            if not os.path.lexists(path):
+                continue   # deleted (GC) or renamed (snapshot) while we scanned
+            vdis[u] = VdiInfo(u, path, error=str(e))
+    for info in vdis.values():
+        if info.parent_uuid is None:
+            continue
+        parent = vdis.get(info.parent_uuid)
+        if parent is None:
+            continue   # missing parent: the caller decides (GC aborts, chains break)
+        parent.children.append(info.uuid)
+        if parent.vhd_uuid is not None and info.error is None \
+                and parent.vhd_uuid != info.parent_vhd_uuid:
+            info.error = ("parent {}.vhd has VHD uuid {} but this child records {} "
+                          "(broken link)".format(parent.uuid, parent.vhd_uuid,
+                                                 info.parent_vhd_uuid))
+    for info in vdis.values():
+        info.children.sort()
+    return vdis

@@ -1,0 +1,262 @@
+"""Staging directories inside the SR: same filesystem, so hard links and renames work.
+
+Layout under ``<sr>/.vhdport-staging/``: ``<name>/`` holds the files, and
+``<name>.lock`` (flock held for the life of the staging, owner pid inside) says
+it is in use.  ``.root.lock`` serialises creation against reclaiming, so a
+half-created staging is never mistaken for the leftover of a dead process.
+Scans and the GC only look at ``<uuid>.vhd`` files directly in the SR, so
+nothing in here is ever seen by them (nor by XenServer's own scan).
+"""
+
+import binascii
+import errno
+import os
+import shutil
+import uuid as uuidlib
+
+from ..errors import ChainError, SRError, VhdportError
+from ..vhd import Chain, VhdFile, set_parent
+from .lock import FileLock, open_lock_file, try_flock, write_owner
+from .scan import SUFFIX, fsync_dir, is_uuid, os_error
+
+STAGING_DIR = ".vhdport-staging"
+ROOT_LOCK = ".root.lock"
+LOCK_SUFFIX = ".lock"
+
+
+def _rmtree(path):
+    def ignore_missing(func, p, exc_info):
+        if not (isinstance(exc_info[1], OSError) and exc_info[1].errno == errno.ENOENT):
+            raise exc_info[1]
+    if os.path.lexists(path):
+        shutil.rmtree(path, onerror=ignore_missing)
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except OSError as e:
+        if e.errno != errno.ENOENT:
+            raise
+
+
+def staging_root(sr_path):
+    root = os.path.join(sr_path, STAGING_DIR)
+    try:
+        os.mkdir(root, 0o700)
+    except OSError as e:
+        if e.errno != errno.EEXIST:
+            raise os_error(e, root, "create the staging root")
+    return root
+
+
+def reclaim(sr_path):
+    """Remove staging dirs whose owner is gone (lock free); return the removed dir paths."""
+    root = os.path.join(sr_path, STAGING_DIR)
+    if not os.path.isdir(root):
+        return []
+    removed = []
+    with FileLock(os.path.join(root, ROOT_LOCK), "staging root of " + sr_path):
+        names = set(os.listdir(root))
+        for name in sorted(names):
+            if name.startswith(".") or not name.endswith(LOCK_SUFFIX):
+                continue
+            stem = name[:-len(LOCK_SUFFIX)]
+            fd = open_lock_file(os.path.join(root, name), create=False)
+            if fd is None:
+                continue
+            try:
+                if not try_flock(fd):
+                    continue          # in use by a live process
+                _rmtree(os.path.join(root, stem))
+                _unlink(os.path.join(root, name))
+                removed.append(os.path.join(root, stem))
+            finally:
+                os.close(fd)
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            if not name.startswith(".") and name + LOCK_SUFFIX not in names \
+                    and os.path.isdir(path) and not os.path.islink(path):
+                _rmtree(path)         # its owner removed the lock last, so this is debris
+                removed.append(path)
+    return removed
+
+
+class Staging(object):
+    """A private directory inside the SR, removed by :meth:`close` (the ``with`` block's end)."""
+
+    def __init__(self, sr, name, path, lock_fd):
+        self.sr = sr
+        self.name = name
+        self.path = path
+        self._lock_fd = lock_fd
+
+    @classmethod
+    def create(cls, sr):
+        root = staging_root(sr.path)
+        with FileLock(os.path.join(root, ROOT_LOCK), "staging root of " + sr.path):
+            name = binascii.hexlify(os.urandom(12)).decode("ascii")
+            lock_path = os.path.join(root, name + LOCK_SUFFIX)
+            fd = open_lock_file(lock_path)
+            try:
+                if not try_flock(fd):
+                    raise SRError("staging lock {} is unexpectedly busy".format(lock_path))
+                write_owner(fd)
+                path = os.path.join(root, name)
+                try:
+                    os.mkdir(path, 0o700)
+                except OSError as e:
+                    raise os_error(e, path, "create staging directory")
+            except BaseException:
+                os.close(fd)
+                _unlink(lock_path)
+                raise
+        return cls(sr, name, path, fd)
+
+    def close(self):
+        """Remove the directory, then the lock file, then drop the lock (that order)."""
+        if self._lock_fd is None:
+            return
+        try:
+            _rmtree(self.path)
+            _unlink(self.path + LOCK_SUFFIX)
+        finally:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ----------------------------------------------------------------- upload
+
+    def link_chain(self, paths):
+        """Hard-link ``paths`` (leaf first) here as ``0.vhd`` .. ``N.vhd``; return the links.
+
+        The links keep the data alive if a GC deletes the SR files mid-upload.
+        """
+        links = []
+        try:
+            for i, src in enumerate(paths):
+                dst = os.path.join(self.path, "{}{}".format(i, SUFFIX))
+                try:
+                    os.link(src, dst)
+                except OSError as e:
+                    if e.errno == errno.ENOENT:
+                        raise SRError("{} vanished while linking the chain into staging (deleted "
+                                      "or renamed by a GC or snapshot); retry".format(src))
+                    raise os_error(e, dst, "hard-link {} to".format(src))
+                links.append(dst)
+            _check_links(links, paths)
+        except BaseException:
+            for dst in links:
+                _unlink(dst)
+            raise
+        return links
+
+    def link_vdi(self, leaf_uuid):
+        """``link_chain(sr.chain_paths(leaf_uuid))`` under the SR lock (no GC in between)."""
+        with self.sr.locked():
+            return self.link_chain(self.sr.chain_paths(leaf_uuid))
+
+    # --------------------------------------------------------------- download
+
+    def adopt(self, staged, uuids=None):
+        """Rename staged files (leaf first) to ``<uuid>.vhd``, relink them, validate the chain.
+
+        The VDI uuid is the file name; each VHD keeps its internal uuid, and
+        ``set_parent`` records the parent's internal uuid in the child.
+        """
+        staged = [os.path.abspath(p) for p in staged]
+        if not staged:
+            raise SRError("nothing to adopt: the staged chain is empty")
+        for p in staged:
+            if os.path.dirname(p) != self.path:
+                raise SRError("{} is not in staging directory {}".format(p, self.path))
+        uuids = self._choose_uuids(len(staged), uuids)
+        new_paths = []
+        for src, u in zip(staged, uuids):
+            dst = os.path.join(self.path, u + SUFFIX)
+            if src != dst:
+                try:
+                    os.link(src, dst)
+                    os.unlink(src)
+                except OSError as e:
+                    if e.errno == errno.EEXIST:
+                        raise SRError("staging already holds {}".format(dst))
+                    raise os_error(e, src, "rename into {}: ".format(dst))
+            new_paths.append(dst)
+        for child, parent in zip(new_paths, new_paths[1:]):
+            try:
+                set_parent(child, os.path.basename(parent))
+            except OSError as e:
+                raise os_error(e, child, "relink")
+        with VhdFile.open(new_paths[0]) as leaf:
+            if leaf.hidden:
+                raise SRError("{}: hidden leaf refused: XenServer's GC would delete it".format(
+                    new_paths[0]))
+        validate_chain(new_paths)
+        fsync_dir(self.path)
+        return new_paths
+
+    def _choose_uuids(self, count, uuids):
+        if uuids is None:
+            while True:
+                chosen = [str(uuidlib.uuid4()) for _ in range(count)]
+                if not any(os.path.lexists(self.sr.vdi_path(u)) for u in chosen):
+                    return chosen
+        uuids = list(uuids)
+        if len(uuids) != count:
+            raise SRError("{} uuids given for a chain of {} files".format(len(uuids), count))
+        normal = []
+        for u in uuids:
+            if not is_uuid(u):
+                raise SRError("{!r} is not a uuid (expected 8-4-4-4-12 hex digits)".format(u))
+            normal.append(u.lower())
+        dup = sorted(set(u for u in normal if normal.count(u) > 1))
+        if dup:
+            raise SRError("uuid {} given more than once".format(", ".join(dup)))
+        taken = [u for u in normal if os.path.lexists(self.sr.vdi_path(u))]
+        if taken:
+            raise SRError("uuid {} already in SR {}; choose new uuids".format(
+                ", ".join(taken), self.sr.path))
+        return normal
+
+
+def _check_links(links, sources):
+    """Each linked child must record the uuid of the next linked file (no coalesce in between)."""
+    prev = None
+    for dst, src in zip(links, sources):
+        with VhdFile.open(dst) as disk:
+            if prev is not None and prev != disk.uuid:
+                raise ChainError("{} records parent uuid {} but the next file {} has uuid {}; the "
+                                 "chain changed (coalesce?) -- retry".format(
+                                     sources[links.index(dst) - 1], prev, src, disk.uuid))
+            prev = disk.parent_uuid if disk.is_differencing else None
+    if prev is not None:
+        raise ChainError("{} is differencing but is the last file given; pass the whole chain "
+                         "down to the base".format(sources[-1]))
+
+
+def validate_chain(paths):
+    """Open the chain from the leaf (links and uuids), then vhd.check's full check if present."""
+    try:
+        chain = Chain.open(paths[0])
+    except VhdportError as e:
+        raise ChainError("staged chain is not valid: {}".format(e))
+    try:
+        got = chain.paths()
+    finally:
+        chain.close()
+    if [os.path.abspath(p) for p in got] != [os.path.abspath(p) for p in paths]:
+        raise ChainError("staged chain resolves to {} instead of {}".format(got, paths))
+    try:
+        from ..vhd.check import check_chain
+    except ImportError:
+        return
+    defects = check_chain(paths[0])
+    if defects:
+        raise ChainError("staged chain fails the check: {}".format(
+            "; ".join(str(d) for d in defects)))

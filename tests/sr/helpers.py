@@ -1,0 +1,65 @@
+"""Build small SRs for the sr tests with the real vhd layer (no mocks)."""
+
+import os
+import uuid as uuidlib
+
+from vhdport.vhd import Chain, create_dynamic, create_snapshot, set_hidden
+
+MiB = 1024 * 1024
+SIZE = 4 * MiB
+
+
+def new_uuid():
+    return str(uuidlib.uuid4())
+
+
+def make_vhd(directory, name=None, parent=None, hidden=False, writes=(), size=SIZE):
+    """Create ``directory/<name>.vhd`` (a child of ``<parent>.vhd`` if given); return its name.
+
+    ``writes`` is a list of (offset, bytes) written through the chain before hiding.
+    """
+    name = name or new_uuid()
+    path = os.path.join(directory, name + ".vhd")
+    if parent is None:
+        create_dynamic(path, size)
+    else:
+        create_snapshot(path, parent + ".vhd")
+    if writes:
+        with Chain.open(path, writable=True) as chain:
+            for offset, data in writes:
+                chain.write(offset, data)
+            chain.flush()
+    if hidden:
+        set_hidden(path, True)
+    return name
+
+
+def make_chain(directory, depth, hidden_parents=True, names=None, tag=b"x"):
+    """A chain base..leaf in ``directory``; returns names leaf first.  Each level writes
+    a distinct 512-byte pattern at its own offset so reads prove which file served it."""
+    names = list(names) if names else [None] * depth
+    made = []
+    parent = None
+    for level in range(depth):
+        is_leaf = level == depth - 1
+        pattern = (tag + bytes([65 + level])) * 256
+        parent = make_vhd(directory, names[depth - 1 - level], parent,
+                          hidden=hidden_parents and not is_leaf,
+                          writes=[(level * 65536, pattern)])
+        made.append(parent)
+    return list(reversed(made))
+
+
+def read_chain(path, offset=0, length=None):
+    with Chain.open(path) as chain:
+        if length is None:
+            length = chain.virtual_size - offset
+        return bytes(chain.read(offset, length))
+
+
+def read_vdi(sr_path, u, offset=0, length=None):
+    return read_chain(os.path.join(sr_path, u + ".vhd"), offset, length)
+
+
+def vhd_names(directory):
+    return sorted(n for n in os.listdir(directory) if n.endswith(".vhd"))

@@ -1,0 +1,92 @@
+import os
+
+import pytest
+
+from vhdport.errors import SRError
+from vhdport.sr import SR
+
+from tests.sr.helpers import make_chain, make_vhd, new_uuid, vhd_names
+
+
+def test_hidden_childless_deleted_recursively(tmp_path):
+    sr_dir = str(tmp_path)
+    # a chain whose leaf was deleted: mid and base are hidden and become garbage in turn
+    leaf, mid, base = make_chain(sr_dir, 3)
+    os.unlink(os.path.join(sr_dir, leaf + ".vhd"))
+    # a live chain sharing nothing
+    live_leaf, live_base = make_chain(sr_dir, 2)
+    # a hidden base with one live child and one dead (hidden childless) child
+    shared = make_vhd(sr_dir, hidden=True)
+    keep = make_vhd(sr_dir, parent=shared)
+    dead = make_vhd(sr_dir, parent=shared, hidden=True)
+    sr = SR(sr_dir)
+    deleted = sr.gc()
+    assert deleted.index(mid) < deleted.index(base)      # children before parents
+    assert sorted(deleted) == sorted([mid, base, dead])
+    assert sorted(sr.vdis()) == sorted([live_leaf, live_base, shared, keep])
+    assert sr.gc() == []
+
+
+def test_non_hidden_orphans_kept(tmp_path):
+    sr_dir = str(tmp_path)
+    lone = make_vhd(sr_dir)
+    leaf, base = make_chain(sr_dir, 2, hidden_parents=False)
+    os.unlink(os.path.join(sr_dir, leaf + ".vhd"))
+    assert SR(sr_dir).gc() == []
+    assert vhd_names(sr_dir) == sorted([lone + ".vhd", base + ".vhd"])
+
+
+def test_missing_parent_aborts_with_nothing_deleted(tmp_path):
+    sr_dir = str(tmp_path)
+    garbage = make_vhd(sr_dir, hidden=True)
+    leaf, base = make_chain(sr_dir, 2)
+    os.unlink(os.path.join(sr_dir, base + ".vhd"))
+    before = vhd_names(sr_dir)
+    with pytest.raises(SRError) as err:
+        SR(sr_dir).gc()
+    assert base in str(err.value) and leaf in str(err.value)
+    assert "nothing deleted" in str(err.value)
+    assert vhd_names(sr_dir) == before and garbage + ".vhd" in before
+
+
+def test_unreadable_vhd_aborts(tmp_path):
+    sr_dir = str(tmp_path)
+    garbage = make_vhd(sr_dir, hidden=True)
+    bad = new_uuid()
+    with open(os.path.join(sr_dir, bad + ".vhd"), "wb") as f:
+        f.write(b"junk" * 300)
+    with pytest.raises(SRError, match=bad):
+        SR(sr_dir).gc()
+    assert os.path.exists(os.path.join(sr_dir, garbage + ".vhd"))
+
+
+def test_dry_run_deletes_nothing(tmp_path):
+    sr_dir = str(tmp_path)
+    leaf, mid, base = make_chain(sr_dir, 3)
+    os.unlink(os.path.join(sr_dir, leaf + ".vhd"))
+    before = vhd_names(sr_dir)
+    sr = SR(sr_dir)
+    assert sr.gc(dry_run=True) == [mid, base]
+    assert vhd_names(sr_dir) == before
+    assert sr.gc() == [mid, base]
+    assert vhd_names(sr_dir) == []
+
+
+def test_gc_ignores_staging(tmp_path):
+    sr_dir = str(tmp_path)
+    sr = SR(sr_dir)
+    with sr.staging() as st:
+        make_vhd(st.path, hidden=True)
+        garbage = make_vhd(sr_dir, hidden=True)
+        assert sr.gc() == [garbage]
+        assert len(vhd_names(st.path)) == 1
+
+
+def test_gc_waits_for_the_sr_lock(tmp_path):
+    sr_dir = str(tmp_path)
+    make_vhd(sr_dir, hidden=True)
+    holder = SR(sr_dir)
+    with holder.locked():
+        with pytest.raises(SRError, match="locked by another vhdport operation"):
+            SR(sr_dir, lock_timeout=0.3).gc()
+    assert len(SR(sr_dir).gc()) == 1
