@@ -173,3 +173,31 @@ def test_memory_does_not_grow_with_member_size(tmp_path):
     assert write_peak < 8 * MIB, write_peak
     assert read_peak < 8 * MIB, read_peak
     assert read(str(staging / "0.vhd")) == read(big)
+
+
+def test_threaded_output_is_identical(qemu_vhds):
+    members = [("0.vhd", qemu_vhds["dynamic"]), ("1.vhd", qemu_vhds["fixed"])]
+    plain = b"".join(write_bundle(members, engine="zlib", threaded=False))
+    threaded = b"".join(write_bundle(members, engine="zlib", threaded=True, chunk_size=4096))
+    assert plain == threaded
+
+
+def test_threaded_errors_reach_the_consumer(tmp_path, qemu_vhds):
+    import threading
+    victim = copy_as(qemu_vhds["fixed"], str(tmp_path), "0.vhd")
+    stream = write_bundle([("0.vhd", victim)], level=1, engine="zlib", threaded=True)
+    os.truncate(victim, 1 * MIB)
+    with pytest.raises(BundleError, match="shrank"):
+        for _ in stream:
+            pass
+    assert not [t for t in threading.enumerate() if t.name == "bundle-writer"]
+
+
+def test_threaded_close_midway_stops_the_worker(qemu_vhds):
+    import threading
+    stream = write_bundle([("0.vhd", qemu_vhds["fixed"])], level=1, engine="zlib",
+                          threaded=True, chunk_size=4096)
+    next(stream)
+    stream.close()
+    assert not [t for t in threading.enumerate() if t.name == "bundle-writer"]
+    assert all(m.file.closed for m in stream._opened)
