@@ -78,7 +78,11 @@ def print_json(obj):
 
 
 def stdout_console():
-    return Console(soft_wrap=False)
+    """Rich console for stdout; when piped, wide enough that uuids and paths stay whole."""
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 220))
+    return console
 
 
 def stderr_console():

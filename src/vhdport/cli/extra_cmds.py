@@ -42,7 +42,7 @@ def demo(workdir):
 
     def live(step):
         mark = "[green]ok[/green]" if step["ok"] else "[red]FAILED[/red]"
-        console.print("  {} {}: {}".format(mark, step["step"], step["detail"]))
+        console.print("  {:<6} {} ({:.2f} s)".format(mark, step["step"], step["seconds"]))
 
     steps = scenario.run(workdir, report=live)
     failed = [s for s in steps if not s["ok"]]

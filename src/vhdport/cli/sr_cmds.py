@@ -7,36 +7,21 @@ from vhdport.cli.common import human_size, json_option, print_json, print_table
 SR_PATH = click.Path(exists=True, file_okay=False)
 
 
-def _field(vdi, *names):
-    """The first attribute (or key) of ``vdi`` among ``names``; VdiInfo is the sr layer's."""
-    for name in names:
-        if isinstance(vdi, dict) and name in vdi:
-            return vdi[name]
-        if hasattr(vdi, name):
-            return getattr(vdi, name)
-    return None
-
-
-def vdi_doc(uuid, vdi):
-    """A JSON-ready dict of one VDI, whatever shape VdiInfo has."""
-    if hasattr(vdi, "_asdict"):
-        doc = dict(vdi._asdict())
-    elif isinstance(vdi, dict):
-        doc = dict(vdi)
-    else:
-        doc = {k: v for k, v in vars(vdi).items() if not k.startswith("_")}
-    doc.setdefault("uuid", uuid)
-    for key, value in list(doc.items()):
-        if isinstance(value, (set, frozenset, tuple)):
-            doc[key] = sorted(value) if isinstance(value, (set, frozenset)) else list(value)
+def vdi_doc(vdi):
+    """A JSON-ready dict of one VdiInfo."""
+    doc = vdi.to_dict()
+    doc["children"] = sorted(doc.get("children") or ())
+    doc["role"] = vdi_role(vdi)
     return doc
 
 
-def _role(vdi):
-    children = _field(vdi, "children") or ()
-    if _field(vdi, "is_leaf", "leaf") or not children:
-        return "leaf"
-    return "base" if _field(vdi, "hidden") else "parent"
+def vdi_role(vdi):
+    """leaf / base copy / garbage (hidden, childless) / parent (visible with children)."""
+    if vdi.error:
+        return "unreadable"
+    if vdi.children:
+        return "base" if vdi.hidden else "parent"
+    return "garbage" if vdi.hidden else "leaf"
 
 
 @click.group()
@@ -52,19 +37,18 @@ def ls(sr_path, as_json):
     from vhdport.sr import SR
 
     vdis = SR(sr_path).vdis()
-    ordered = sorted(vdis.items())
+    ordered = [vdis[uuid] for uuid in sorted(vdis)]
     if as_json:
-        print_json([vdi_doc(uuid, vdi) for uuid, vdi in ordered])
+        print_json([vdi_doc(vdi) for vdi in ordered])
         return
-    rows = []
-    for uuid, vdi in ordered:
-        rows.append((uuid, _field(vdi, "parent", "parent_uuid"),
-                     "yes" if _field(vdi, "hidden") else "no",
-                     _field(vdi, "type", "type_name", "disk_type"),
-                     human_size(_field(vdi, "virtual_size")),
-                     human_size(_field(vdi, "physical_size")), _role(vdi)))
+    rows = [(vdi.uuid, vdi.parent_uuid, "yes" if vdi.hidden else "no", vdi.type,
+             human_size(vdi.virtual_size), human_size(vdi.physical_size), vdi_role(vdi))
+            for vdi in ordered]
     print_table(sr_path, ("uuid", "parent", "hidden", "type", "virtual", "physical",
                           "leaf/base"), rows)
+    for vdi in ordered:
+        if vdi.error:
+            click.echo("{}: {}".format(vdi.uuid, vdi.error), err=True)
 
 
 @sr.command()
