@@ -15,6 +15,8 @@ from .create import check_size, create_dynamic, create_fixed
 from .disk import SECTOR, VhdFile
 
 CHUNK = 2 * 1024 * 1024
+#: granularity of holes left in an exported raw file
+HOLE_GRAIN = 64 * 1024
 
 
 def _round_up(size):
@@ -137,8 +139,24 @@ def _copy_ranges(chain, out, out_path):
             n = min(end, (offset // CHUNK + 1) * CHUNK) - offset
             data = chain.read(offset, n)
             if data != zeros[:n]:
-                _pwrite_all(out.fileno(), memoryview(data), offset, out_path)
+                _write_nonzero(out.fileno(), data, offset, out_path, zeros)
             offset += n
+
+
+def _write_nonzero(fd, data, offset, path, zeros):
+    """Write ``data`` at ``offset`` leaving all-zero HOLE_GRAIN pieces as holes."""
+    view = memoryview(data)
+    start = None    # start of the pending run of non-zero pieces
+    for pos in range(0, len(data), HOLE_GRAIN):
+        piece = data[pos:pos + HOLE_GRAIN]
+        if piece != zeros[:len(piece)]:
+            if start is None:
+                start = pos
+        elif start is not None:
+            _pwrite_all(fd, view[start:pos], offset + start, path)
+            start = None
+    if start is not None:
+        _pwrite_all(fd, view[start:], offset + start, path)
 
 
 def _pwrite_all(fd, view, offset, path):
