@@ -194,7 +194,11 @@ def _open_store(params, fn):
 
 def describe(params):
     """``params`` fit for a log line: tokens and secret headers masked."""
+    from .stores import safe_url
     shown = dict(params)
+    for key in ("store", "endpoint"):
+        if isinstance(shown.get(key), str):
+            shown[key] = safe_url(shown[key])
     if shown.get("auth_token") is not None:
         shown["auth_token"] = REDACTED
     headers = shown.get("extra_headers")
