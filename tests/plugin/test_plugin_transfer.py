@@ -1,0 +1,132 @@
+"""download_vhd / upload_vhd through the installed plugin against a local image store."""
+
+import hashlib
+import os
+import uuid
+
+import pytest
+
+from vhdport.bundle import write_bundle
+from vhdport.stores.local import LocalStore
+from vhdport.vhd import Chain, set_hidden
+from tests.plugin.chains import make_chain
+from tests.plugin.xapi import call, params_args
+
+
+def virtual_digest(sr_path, leaf_uuid):
+    """sha256 of the whole virtual disk read through the chain, and the chain's file names."""
+    digest = hashlib.sha256()
+    with Chain.open(os.path.join(sr_path, leaf_uuid + ".vhd")) as chain:
+        for _, data in chain.iter_blocks():
+            digest.update(data)
+        names = [os.path.basename(p)[:-4] for p in chain.paths()]
+    return digest.hexdigest(), names
+
+
+def store_bundle(store_path, paths, name="test image"):
+    """Put a vhd/ovf bundle of ``paths`` (leaf first) into a local store; return the image id."""
+    store = LocalStore(store_path)
+    image_id = store.create(name, "vhd", "ovf")["id"]
+    members = [("{}.vhd".format(i), p) for i, p in enumerate(paths)]
+    store.put(image_id, write_bundle(members))
+    return image_id
+
+
+@pytest.fixture
+def image(tmp_path):
+    """A local store holding the bundle of a two-file chain: (store, image id, digest)."""
+    source = str(tmp_path / "source-sr")
+    leaf, base = make_chain(source)
+    store = str(tmp_path / "store")
+    paths = [os.path.join(source, u + ".vhd") for u in (leaf, base)]
+    digest, _ = virtual_digest(source, leaf)
+    return store, store_bundle(store, paths), digest
+
+
+def new_sr(tmp_path, name):
+    path = str(tmp_path / name)
+    os.makedirs(path)
+    return path
+
+
+@pytest.mark.parametrize("fn", ["download_vhd", "download_vhd2"])
+def test_download(plugin, image, tmp_path, fn):
+    store, image_id, digest = image
+    sr = new_sr(tmp_path, "sr")
+    reply = call(plugin, fn, params_args(image_id=image_id, store=store, sr_path=sr))
+    result = reply.json()
+    leaf = result["root"]["uuid"]
+    assert result["chain"][0] == leaf and len(result["chain"]) == 2
+    got, names = virtual_digest(sr, leaf)
+    assert got == digest
+    assert names == result["chain"]
+
+
+def test_download_with_uuid_stack_then_upload_back(plugin, image, tmp_path):
+    store, image_id, digest = image
+    sr = new_sr(tmp_path, "sr")
+    stack = [str(uuid.uuid4()), str(uuid.uuid4())]
+    result = call(plugin, "download_vhd", params_args(
+        image_id=image_id, store="file://" + store, sr_path=sr, uuid_stack=stack,
+        api_version=2)).json()
+    assert result == {"root": {"uuid": stack[0]}, "chain": stack}
+
+    reply = call(plugin, "upload_vhd", params_args(
+        store=store, sr_path=sr, vdi_uuids=stack, name="uploaded",
+        properties={"os_type": "linux"}, compression_level=1))
+    new_id = reply.json()["image_id"]
+    assert new_id != image_id
+    record = LocalStore(store).get(new_id)
+    assert record["status"] == "active" and record["name"] == "uploaded"
+    assert record["properties"].get("os_type") == "linux"
+
+    # the uploaded image comes back as the same disk
+    sr2 = new_sr(tmp_path, "sr2")
+    result = call(plugin, "download_vhd2",
+                  params_args(image_id=new_id, store=store, sr_path=sr2)).json()
+    assert virtual_digest(sr2, result["root"]["uuid"])[0] == digest
+
+
+def test_upload_into_a_queued_image(plugin, tmp_path):
+    sr = str(tmp_path / "sr")
+    leaf, _ = make_chain(sr)
+    store = str(tmp_path / "store")
+    image_id = LocalStore(store).create("queued by nova", "vhd", "ovf")["id"]
+    reply = call(plugin, "upload_vhd2", params_args(
+        image_id=image_id, store=store, sr_path=sr, vdi_uuid=leaf))
+    assert reply.json() == {"image_id": image_id}
+    assert LocalStore(store).get(image_id)["status"] == "active"
+
+
+def test_missing_image(plugin, image, tmp_path):
+    store, _, _ = image
+    sr = new_sr(tmp_path, "sr")
+    missing = str(uuid.uuid4())
+    code, message = call(plugin, "download_vhd", params_args(
+        image_id=missing, store=store, sr_path=sr)).error
+    assert code == "IMAGE_NOT_FOUND"
+    assert missing in message
+    assert [n for n in os.listdir(sr) if n.endswith(".vhd")] == []
+
+
+def test_hidden_leaf_in_the_bundle(plugin, tmp_path):
+    source = str(tmp_path / "source-sr")
+    leaf, base = make_chain(source)
+    leaf_path = os.path.join(source, leaf + ".vhd")
+    set_hidden(leaf_path, True)
+    store = str(tmp_path / "store")
+    image_id = store_bundle(store, [leaf_path, os.path.join(source, base + ".vhd")])
+    sr = new_sr(tmp_path, "sr")
+    code, message = call(plugin, "download_vhd", params_args(
+        image_id=image_id, store=store, sr_path=sr)).error
+    assert code == "BUNDLE_ERROR"
+    assert "hidden" in message and "0.vhd" in message
+    assert [n for n in os.listdir(sr) if n.endswith(".vhd")] == []
+
+
+def test_upload_missing_vdi(plugin, tmp_path):
+    sr = new_sr(tmp_path, "sr")
+    missing = str(uuid.uuid4())
+    code, message = call(plugin, "upload_vhd", params_args(
+        store=str(tmp_path / "store"), sr_path=sr, vdi_uuid=missing, name="x")).error
+    assert code == "VHD_CHAIN" and missing in message
