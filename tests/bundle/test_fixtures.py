@@ -164,3 +164,20 @@ def test_corrupt_member_named(fixtures, sandbox):
     paths = _stage(fixtures, staging, ["corrupt/footer-checksum.vhd"])
     with pytest.raises(BundleError, match="0.vhd.*checksum"):
         check_sequence(paths)
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "posix", "ustar", "v7"])
+def test_gnu_tar_made_bundles(fixtures, qemu_vhds, tmp_path, sandbox, fmt):
+    """Whatever GNU tar writes for `tar -czf - -C dir .` extracts (pax mtimes etc.)."""
+    import subprocess
+    _, staging = sandbox
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, name in enumerate(["leaf", "mid", "base"]):
+        os.link(os.path.join(fixtures, "chain", name + ".vhd"), str(src / "{}.vhd".format(i)))
+    out = str(tmp_path / "b.tgz")
+    subprocess.check_call(["tar", "--format=" + fmt, "-czf", out, "-C", str(src), "."])
+    with open(out, "rb") as f:
+        paths = extract_bundle(f, staging)
+    assert len(paths) == 3
+    check_sequence(paths)

@@ -231,3 +231,12 @@ def test_existing_file_in_staging_is_not_replaced(payloads, sandbox):
         extract_bundle(CountingReader(tar_bytes([reg("0.vhd", payloads.vhd)])), staging)
     assert os.listdir(staging) == ["0.vhd"]
     assert read(os.path.join(staging, "0.vhd")) == b"precious"
+
+
+def test_negative_pax_size(payloads, sandbox):
+    _, staging = sandbox
+    data = tar_bytes([reg("swap.vhd", payloads.vhd, pax_headers={"size": "-1024"}),
+                      reg("0.vhd", payloads.vhd)], fmt=tarfile.PAX_FORMAT)
+    with pytest.raises(BundleError, match="bad size"):
+        extract_bundle(CountingReader(data), staging)
+    assert os.listdir(staging) == []

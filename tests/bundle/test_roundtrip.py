@@ -201,3 +201,27 @@ def test_threaded_close_midway_stops_the_worker(qemu_vhds):
     stream.close()
     assert not [t for t in threading.enumerate() if t.name == "bundle-writer"]
     assert all(m.file.closed for m in stream._opened)
+
+
+class _OddReader(object):
+    """Returns more than asked (some stream wrappers do) or one byte at a time."""
+
+    def __init__(self, data, mode):
+        self._data, self._pos, self._mode = data, 0, mode
+
+    def read(self, n):
+        size = 3 * n + 7 if self._mode == "greedy" else 1
+        out = self._data[self._pos:self._pos + size]
+        self._pos += len(out)
+        return out
+
+
+@pytest.mark.parametrize("mode", ["greedy", "trickle"])
+@pytest.mark.parametrize("level", [0, 6])
+def test_odd_readers(qemu_vhds, tmp_path, mode, level):
+    members = [("0.vhd", qemu_vhds["empty"])]
+    data = b"".join(write_bundle(members, level=level))
+    staging = tmp_path / "s"
+    staging.mkdir()
+    paths = extract_bundle(_OddReader(data, mode), str(staging))
+    assert read(paths[0]) == read(qemu_vhds["empty"])

@@ -125,6 +125,8 @@ class _Pending(object):
         if "size" in records:
             try:
                 self.size = int(records["size"])
+                if self.size < 0:
+                    raise ValueError(self.size)
             except ValueError:
                 raise BundleError("pax header at offset {}: bad size {!r}".format(
                     offset, records["size"]), offset=offset)

@@ -25,7 +25,10 @@ class Source(object):
         if self._prefix:
             data, self._prefix = self._prefix[:n], self._prefix[n:]
             return data
-        return self._reader.read(n)
+        data = self._reader.read(n)
+        if len(data) > n:  # a reader that returns more than asked: keep the excess
+            data, self._prefix = data[:n], data[n:]
+        return bytes(data)
 
     def read_some(self, n):
         """Up to ``n`` bytes; b"" only at the end of the stream."""
@@ -160,6 +163,6 @@ def open_source(reader, allow_gzip=True):
         if not data:
             break
         head += data
-    if allow_gzip and head == GZIP_MAGIC:
+    if allow_gzip and head[:2] == GZIP_MAGIC:
         return GzipSource(reader, head)
     return Source(reader, head)
