@@ -1,0 +1,135 @@
+import os
+
+import pytest
+
+from vhdport.errors import LimitError, SRError
+from vhdport.sr import SR
+from vhdport.vhd import Chain, VhdFile
+
+from tests.sr.helpers import make_chain, make_vhd, read_vdi, vhd_names
+
+
+def _write(sr_dir, u, offset, data):
+    with Chain.open(os.path.join(sr_dir, u + ".vhd"), writable=True) as chain:
+        chain.write(offset, data)
+        chain.flush()
+
+
+def test_snapshot_of_a_base_vdi(tmp_path):
+    sr_dir = str(tmp_path)
+    vdi = make_vhd(sr_dir, writes=[(0, b"A" * 4096), (1 << 20, b"B" * 1000)])
+    before = read_vdi(sr_dir, vdi)
+    with VhdFile.open(os.path.join(sr_dir, vdi + ".vhd")) as d:
+        old_vhd_uuid = d.uuid
+    sr = SR(sr_dir)
+    snap, base = sr.snapshot(vdi)
+    vdis = sr.vdis()
+    assert sorted(vdis) == sorted([vdi, snap, base])
+    assert vdis[base].hidden and vdis[base].vhd_uuid == str(old_vhd_uuid)
+    assert vdis[base].children == sorted([vdi, snap])
+    assert not vdis[vdi].hidden and not vdis[snap].hidden
+    assert vdis[vdi].type == vdis[snap].type == "differencing"
+    assert read_vdi(sr_dir, vdi) == before
+    assert read_vdi(sr_dir, snap) == before
+    assert sr.chain_paths(vdi) == [vdis[vdi].path, vdis[base].path]
+    assert sr.gc() == []
+    assert os.listdir(os.path.join(sr_dir, ".vhdport-staging")) == [".root.lock"]
+
+    # writes to the VDI do not show in the snapshot, nor the other way round
+    _write(sr_dir, vdi, 0, b"Z" * 512)
+    _write(sr_dir, snap, 1 << 20, b"Y" * 512)
+    assert read_vdi(sr_dir, vdi, 0, 512) == b"Z" * 512
+    assert read_vdi(sr_dir, snap, 0, 512) == b"A" * 512
+    assert read_vdi(sr_dir, vdi, 1 << 20, 512) == b"B" * 512
+    assert read_vdi(sr_dir, snap, 1 << 20, 512) == b"Y" * 512
+
+
+def test_snapshot_deepens_an_existing_chain(tmp_path):
+    sr_dir = str(tmp_path)
+    leaf, mid, base = make_chain(sr_dir, 3)
+    before = read_vdi(sr_dir, leaf)
+    sr = SR(sr_dir)
+    snap, new_base = sr.snapshot(leaf)
+    assert len(sr.chain_paths(leaf)) == 4 and len(sr.chain_paths(snap)) == 4
+    assert sr.vdis()[new_base].parent_uuid == mid
+    assert read_vdi(sr_dir, leaf) == before == read_vdi(sr_dir, snap)
+    # deleting the snapshot leaves nothing to collect (the base still has the VDI)
+    os.unlink(os.path.join(sr_dir, snap + ".vhd"))
+    assert sr.gc() == []
+    # deleting the VDI too makes the whole hidden chain garbage
+    os.unlink(os.path.join(sr_dir, leaf + ".vhd"))
+    assert sr.gc() == [new_base, mid, base]
+
+
+def test_snapshot_refusals(tmp_path):
+    sr_dir = str(tmp_path)
+    leaf, base = make_chain(sr_dir, 2)
+    sr = SR(sr_dir)
+    names = vhd_names(sr_dir)
+    with pytest.raises(SRError, match="hidden"):
+        sr.snapshot(base)
+    with pytest.raises(SRError, match="not found"):
+        sr.snapshot("00000000-0000-0000-0000-000000000000")
+    assert vhd_names(sr_dir) == names
+
+
+def test_snapshot_refuses_depth_beyond_30(tmp_path):
+    sr_dir = str(tmp_path)
+    names = make_chain(sr_dir, 30)
+    sr = SR(sr_dir)
+    before = vhd_names(sr_dir)
+    with pytest.raises(LimitError, match="30"):
+        sr.snapshot(names[0])
+    assert vhd_names(sr_dir) == before
+
+
+def test_snapshot_29_deep_allowed(tmp_path):
+    sr_dir = str(tmp_path)
+    names = make_chain(sr_dir, 29)
+    snap, base = SR(sr_dir).snapshot(names[0])
+    assert len(SR(sr_dir).chain_paths(snap)) == 30
+
+
+def test_failed_snapshot_leaves_the_vdi_as_it_was(tmp_path, monkeypatch):
+    """A failure after the VDI name was switched puts the original file back."""
+    sr_dir = str(tmp_path)
+    vdi = make_vhd(sr_dir, writes=[(0, b"Q" * 512)])
+    path = os.path.join(sr_dir, vdi + ".vhd")
+    ino = os.stat(path).st_ino
+    import vhdport.sr.repo as repo
+
+    def boom(p, hidden):
+        raise OSError(5, "injected I/O error")
+    monkeypatch.setattr(repo, "set_hidden", boom)
+    with pytest.raises(OSError, match="injected"):
+        SR(sr_dir).snapshot(vdi)
+    assert vhd_names(sr_dir) == [vdi + ".vhd"]
+    assert os.stat(path).st_ino == ino
+    vdis = SR(sr_dir).vdis()
+    assert not vdis[vdi].hidden and vdis[vdi].type == "dynamic"
+    assert read_vdi(sr_dir, vdi, 0, 512) == b"Q" * 512
+
+
+@pytest.mark.parametrize("crash_after", [1, 2, 3, 4, 99])
+def test_crash_at_any_step_keeps_data_and_no_garbage_visible(tmp_path, crash_after):
+    """SIGKILL-like death after each directory fsync: the VDI still reads the same, no hidden
+    childless VHD exists (so XenServer's GC deletes nothing), staging is reclaimed."""
+    from tests.sr.proc import run
+    sr_dir = str(tmp_path)
+    leaf, base = make_chain(sr_dir, 2)
+    before = read_vdi(sr_dir, leaf)
+    result = run("crash-snapshot", sr_dir, leaf, crash_after)
+    if crash_after == 99:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode == 9, result.stderr
+    sr = SR(sr_dir)
+    vdis = sr.vdis()
+    assert [u for u, v in vdis.items() if v.hidden and not v.children] == []
+    assert all(v.error is None for v in vdis.values())
+    assert read_vdi(sr_dir, leaf) == before
+    assert sr.gc() == []
+    assert read_vdi(sr_dir, leaf) == before
+    with sr.staging():
+        pass
+    assert os.listdir(os.path.join(sr_dir, ".vhdport-staging")) == [".root.lock"]
