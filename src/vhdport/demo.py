@@ -12,6 +12,8 @@ import os
 import time
 import uuid as uuidlib
 
+from vhdport.errors import VhdportError
+
 MIB = 1 << 20
 DISK_SIZE = 64 * MIB
 HASH_CHUNK = 4 * MIB
@@ -192,6 +194,8 @@ def run(workdir, report=None):
         started = time.monotonic()
         try:
             detail, ok = getattr(scenario, method)(), True
+        except VhdportError as exc:  # the library's own message says what and where
+            detail, ok = str(exc), False
         except Exception as exc:  # a demo reports every failure as a failed step
             detail, ok = "{}: {}".format(type(exc).__name__, exc), False
         record = {"step": title, "ok": ok, "detail": detail,

@@ -174,13 +174,18 @@ def test_check_chain(tmp_path):
     ok("vhd", "create", base, "--size", "4M")
     ok("vhd", "snapshot", child, "--parent", "base.vhd")
     ok("vhd", "check", child, "--chain")
-    # replace the parent by an unrelated disk of another uuid: the link is broken
-    base.unlink()
-    ok("vhd", "create", base, "--size", "4M")
-    assert run("vhd", "check", child).exit_code == 0, "the file alone is still fine"
+    # a corrupted ancestor fails the chain check, not the parent's own check of the leaf file
+    _corrupt_copy(base, tmp_path / "bad-base.vhd")
+    os.replace(str(tmp_path / "bad-base.vhd"), str(base))
     result = run("vhd", "check", child, "--chain", "--json")
     assert result.exit_code == 1
     assert json.loads(result.stdout)["defects"]
+    # replace the parent by an unrelated disk of another uuid: the link is broken
+    base.unlink()
+    ok("vhd", "create", base, "--size", "4M")
+    result = run("vhd", "check", child, "--chain", "--json")
+    assert result.exit_code == 1
+    assert any("uuid" in d["message"] for d in json.loads(result.stdout)["defects"])
 
 
 def test_coalesce(tmp_path):

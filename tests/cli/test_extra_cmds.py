@@ -1,0 +1,69 @@
+"""`vhdport demo` end to end, and `vhdport plugin install --root`."""
+
+import os
+
+import pytest
+
+from tests.cli.helpers import run, run_script
+
+
+def test_demo_end_to_end(tmp_path):
+    for module in ("vhdport.sr", "vhdport.transfer", "vhdport.bundle", "vhdport.vhd.check"):
+        pytest.importorskip(module)
+    workdir = tmp_path / "demo"
+    proc = run_script("demo", "--dir", workdir)
+    out, err = proc.stdout.decode(), proc.stderr.decode()
+    assert proc.returncode == 0, (out, err)
+    assert "demo passed: 7 steps" in out and "FAILED" not in out + err
+    for step in ("create VM disk", "snapshot", "upload snapshot", "download",
+                 "compare contents", "check chain"):
+        assert step in out
+    # kept for inspection: two SRs and the store, the downloaded chain in the second SR
+    assert sorted(os.listdir(str(workdir))) == ["images", "sr-a", "sr-b"]
+    assert len([n for n in os.listdir(str(workdir / "sr-b")) if n.endswith(".vhd")]) == 2
+
+
+def test_demo_library_reports_a_failing_step(tmp_path, monkeypatch):
+    from vhdport import demo
+
+    def broken(self):
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(demo.Scenario, "take_snapshot", broken)
+    seen = []
+    records = demo.run(str(tmp_path), report=seen.append)
+    assert [r["step"] for r in records] == ["create VM disk", "snapshot"]
+    assert records[0]["ok"] and not records[1]["ok"]
+    assert records[1]["detail"] == "RuntimeError: injected"
+    assert seen == records
+
+
+def test_demo_cli_exits_1_when_a_step_fails(tmp_path, monkeypatch):
+    from vhdport import demo
+
+    def broken(self):
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(demo.Scenario, "take_snapshot", broken)
+    result = run("demo", "--dir", tmp_path / "d")
+    assert result.exit_code == 1
+    assert "FAILED" in result.stdout
+    assert "vhdport: error: demo failed at step 'snapshot'" in result.stderr
+
+
+def test_demo_pattern_is_deterministic_and_distinct():
+    from vhdport.demo import pattern
+
+    assert pattern(1000, 1) == pattern(1000, 1)
+    assert pattern(1000, 1) != pattern(1000, 2)
+    assert len(pattern(12345, 3)) == 12345
+
+
+def test_plugin_install_into_root(tmp_path):
+    pytest.importorskip("vhdport.plugin_install")
+    result = run("plugin", "install", "--root", tmp_path)
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    paths = [line for line in result.stdout.splitlines() if line.strip()]
+    assert paths
+    for path in paths:
+        assert os.path.isfile(path) and path.startswith(str(tmp_path))

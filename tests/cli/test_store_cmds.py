@@ -1,0 +1,191 @@
+"""`vhdport image ...`, `download`, `upload` on the local store, and the shared store options."""
+
+import hashlib
+import json
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from tests.cli.helpers import assert_failed_cleanly, last_line, run
+
+pytest.importorskip("vhdport.sr")
+pytest.importorskip("vhdport.transfer")
+
+from vhdport.vhd import Chain, create_dynamic  # noqa: E402
+
+MIB = 1 << 20
+
+
+def ok(*args, **kwargs):
+    result = run(*args, **kwargs)
+    assert result.exit_code == 0, (result.exit_code, result.stdout, result.stderr)
+    return result
+
+
+def chain_hash(path):
+    digest = hashlib.sha256()
+    with Chain.open(str(path)) as chain:
+        for _, data in chain.iter_blocks(4 * MIB):
+            digest.update(data)
+    return digest.hexdigest()
+
+
+def make_vdi(sr, size=12 * MIB):
+    sr.mkdir(exist_ok=True)
+    vdi = str(uuid.uuid4())
+    path = sr / (vdi + ".vhd")
+    create_dynamic(str(path), size)
+    with Chain.open(str(path), writable=True) as chain:
+        chain.write(0, bytes(range(256)) * 8192)           # 2 MiB
+        chain.write(7 * MIB + 3, b"tail data" * 1000)
+    return vdi, path
+
+
+def json_progress_lines(stderr):
+    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert lines, "no progress lines in " + repr(stderr)
+    assert all(set(line) == {"done", "total"} for line in lines)
+    dones = [line["done"] for line in lines]
+    assert dones == sorted(dones) and dones[-1] > 0
+    return lines
+
+
+def test_image_import_ls_show_download_rm(tmp_path):
+    store = tmp_path / "images"
+    vdi, path = make_vdi(tmp_path / "sr-a")
+    image = last_line(ok("image", "import", path, "--store", store, "--name", "bare disk",
+                         "--container-format", "bare", "--property", "os_distro=demo",
+                         "--progress", "none").stdout)
+    listed = json.loads(ok("image", "ls", "--store", store, "--json").stdout)
+    assert [r["id"] for r in listed] == [image]
+    assert image in ok("image", "ls", "--store", store).stdout
+    record = json.loads(ok("image", "show", image, "--store", "file://" + str(store),
+                           "--json").stdout)
+    assert record["status"] == "active" and record["name"] == "bare disk"
+    assert record["properties"]["os_distro"] == "demo"
+    assert record["size"] == path.stat().st_size
+    assert "os_distro" in ok("image", "show", image, "--store", store).stdout
+
+    sr_b = tmp_path / "sr-b"
+    sr_b.mkdir()
+    leaf = last_line(ok("download", image, "--store", store, "--sr", sr_b,
+                        "--progress", "json").stdout)
+    assert chain_hash(sr_b / (leaf + ".vhd")) == chain_hash(path)
+
+    assert last_line(ok("image", "rm", image, "--store", store).stdout) == image
+    assert_failed_cleanly(run("image", "show", image, "--store", store), image, "not found")
+
+
+def test_upload_download_round_trip_with_progress(tmp_path):
+    pytest.importorskip("vhdport.vhd.check")
+    store = tmp_path / "images"
+    sr_a, sr_b = tmp_path / "sr-a", tmp_path / "sr-b"
+    vdi, path = make_vdi(sr_a)
+    snap = last_line(ok("sr", "snapshot", sr_a, vdi).stdout)
+    result = ok("upload", snap, "--sr", sr_a, "--store", store, "--name", "snap",
+                "--property", "vdi=" + snap, "--property", "note=a=b",
+                "--compression-level", "1", "--progress", "json")
+    image = last_line(result.stdout)
+    json_progress_lines(result.stderr)
+    record = json.loads(ok("image", "show", image, "--store", store, "--json").stdout)
+    assert (record["disk_format"], record["container_format"]) == ("vhd", "ovf")
+    assert record["properties"]["vdi"] == snap and record["properties"]["note"] == "a=b"
+
+    sr_b.mkdir()
+    result = ok("download", image, "--store", store, "--sr", sr_b, "--json",
+                "--progress", "json")
+    doc = json.loads(result.stdout)
+    lines = json_progress_lines(result.stderr)
+    assert lines[-1]["done"] == record["size"]
+    leaf = doc["root"]["uuid"]
+    assert doc["chain"][0] == leaf and len(doc["chain"]) == 2
+    assert chain_hash(sr_b / (leaf + ".vhd")) == chain_hash(sr_a / (snap + ".vhd"))
+    ok("vhd", "check", sr_b / (leaf + ".vhd"), "--chain")
+
+    # --json upload prints the stored record
+    doc = json.loads(ok("upload", vdi, "--sr", sr_a, "--store", store, "--name", "vdi",
+                        "--json", "--progress", "none").stdout)
+    assert doc["status"] == "active" and doc["name"] == "vdi"
+
+
+def test_upload_argument_errors(tmp_path):
+    sr = tmp_path / "sr"
+    vdi, _ = make_vdi(sr)
+    store = tmp_path / "images"
+    both = run("upload", vdi, "--sr", sr, "--store", store, "--name", "x", "--image", "y")
+    assert both.exit_code == 2 and "exactly one" in both.stderr
+    assert run("upload", vdi, "--sr", sr, "--store", store).exit_code == 2
+    bad = run("upload", vdi, "--sr", sr, "--store", store, "--name", "x", "--property", "nokv")
+    assert bad.exit_code == 2 and "KEY=VALUE" in bad.stderr
+    assert run("upload", vdi, "--sr", sr, "--store", store, "--name", "x",
+               "--compression-level", "12").exit_code == 2
+    assert run("image", "ls").exit_code == 2, "no --store and no --os-cloud"
+
+
+def test_download_of_missing_image_fails_cleanly(tmp_path):
+    store = tmp_path / "images"
+    sr = tmp_path / "sr"
+    sr.mkdir()
+    missing = str(uuid.uuid4())
+    assert_failed_cleanly(run("download", missing, "--store", store, "--sr", sr,
+                              "--progress", "none"), missing)
+    assert list(sr.iterdir()) == [] or all(p.name.startswith(".") for p in sr.iterdir())
+
+
+def test_os_cloud_without_openstack_says_what_to_install(tmp_path, monkeypatch):
+    try:
+        import openstack  # noqa: F401
+        pytest.skip("openstacksdk is installed here")
+    except ImportError:
+        pass
+    monkeypatch.setenv("OS_CLOUD", "mycloud")
+    assert_failed_cleanly(run("image", "ls", "--store", tmp_path / "images"),
+                          "pip install 'vhdport[openstack]'")
+
+
+class _Refuse401(BaseHTTPRequestHandler):
+    seen_tokens = []
+
+    def _answer(self):
+        self.seen_tokens.append(self.headers.get("X-Auth-Token"))
+        body = b'{"error": "unauthorized"}'
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _answer
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def glance_401():
+    server = HTTPServer(("127.0.0.1", 0), _Refuse401)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Refuse401.seen_tokens = []
+    try:
+        yield "http://127.0.0.1:{}".format(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_rejected_token_is_sent_but_never_echoed(glance_401, monkeypatch):
+    secret = "tok-" + uuid.uuid4().hex
+    result = run("image", "ls", "--store", glance_401, "--os-auth-token", secret)
+    line = assert_failed_cleanly(result, "401")
+    assert secret not in result.stdout + result.stderr
+    assert _Refuse401.seen_tokens and _Refuse401.seen_tokens[0] == secret
+    assert "token" in line.lower()
+    # from the environment too
+    monkeypatch.setenv("OS_AUTH_TOKEN", secret)
+    result = run("image", "show", str(uuid.uuid4()), "--store", glance_401)
+    assert result.exit_code == 1 and secret not in result.stdout + result.stderr
+    assert _Refuse401.seen_tokens[-1] == secret
