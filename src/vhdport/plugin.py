@@ -69,6 +69,9 @@ class _RedactingFilter(logging.Filter):
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            # a traceback's exception messages may hold a token too
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
         return True
 
 
@@ -367,7 +370,7 @@ def _host_plugin_module():
     """XAPI's XenAPIPlugin on a real dom0, else None."""
     try:
         import XenAPIPlugin
-    except ImportError:
+    except Exception:  # absent, or a host copy this Python cannot load (e.g. Python 2 only)
         return None
     if not hasattr(XenAPIPlugin, "dispatch") or not hasattr(XenAPIPlugin, "Failure"):
         return None

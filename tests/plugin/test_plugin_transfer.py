@@ -130,3 +130,23 @@ def test_upload_missing_vdi(plugin, tmp_path):
     code, message = call(plugin, "upload_vhd", params_args(
         store=str(tmp_path / "store"), sr_path=sr, vdi_uuid=missing, name="x")).error
     assert code == "VHD_CHAIN" and missing in message
+
+
+def test_upload_a_single_vhd_and_back(plugin, tmp_path):
+    from vhdport.vhd import create_dynamic
+    sr = new_sr(tmp_path, "sr")
+    vdi = str(uuid.uuid4())
+    path = os.path.join(sr, vdi + ".vhd")
+    create_dynamic(path, 4 * 1024 * 1024, uuid=uuid.UUID(vdi))
+    with Chain.open(path, writable=True) as chain:
+        chain.write(12345, b"kernel-ish bytes" * 1000)
+        chain.flush()
+    digest, _ = virtual_digest(sr, vdi)
+    store = str(tmp_path / "store")
+    new_id = call(plugin, "upload_vhd", params_args(
+        store=store, sr_path=sr, vdi_uuids=[vdi], name="single")).json()["image_id"]
+    sr2 = new_sr(tmp_path, "sr2")
+    result = call(plugin, "download_vhd", params_args(
+        image_id=new_id, store=store, sr_path=sr2)).json()
+    assert len(result["chain"]) == 1
+    assert virtual_digest(sr2, result["root"]["uuid"])[0] == digest

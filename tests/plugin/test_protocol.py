@@ -200,3 +200,29 @@ def test_zipapp_imports_only_the_standard_library(installed, tmp_path):
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, timeout=120)
     assert proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_unexpected_error_traceback_is_redacted():
+    """A token inside an unexpected exception leaves neither the log traceback nor the reply."""
+    from vhdport import plugin as mod
+    import io
+    import logging
+
+    secret = "tok-" + "9" * 24
+    mod.add_secret(secret)
+    buf = io.StringIO()
+    handler = logging.StreamHandler(buf)
+    handler.addFilter(mod._RedactingFilter())
+    mod.log.addHandler(handler)
+    try:
+        def leak(session, args):
+            raise RuntimeError("GET failed with X-Auth-Token: " + secret)
+
+        with pytest.raises(mod.Failure) as err:
+            mod.wrap("leak", leak, mod.Failure)(SESSION, {})
+    finally:
+        mod.log.removeHandler(handler)
+    assert err.value.params[:3] == ["XENAPI_PLUGIN_FAILURE", "leak", "RuntimeError"]
+    assert secret not in str(err.value.params) and "***" in err.value.params[3]
+    logged = buf.getvalue()
+    assert "Traceback" in logged and "RuntimeError" in logged and secret not in logged
