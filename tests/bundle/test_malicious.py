@@ -240,3 +240,29 @@ def test_negative_pax_size(payloads, sandbox):
     with pytest.raises(BundleError, match="bad size"):
         extract_bundle(CountingReader(data), staging)
     assert os.listdir(staging) == []
+
+
+def test_member_larger_than_free_space_fails_before_writing(payloads, sandbox, monkeypatch):
+    from vhdport.bundle import reader as bundle_reader
+    from vhdport.errors import NoSpaceError
+    _, staging = sandbox
+    monkeypatch.setattr(bundle_reader, "free_bytes", lambda directory: len(payloads.big) - 1)
+    data = tar_bytes([reg("0.vhd", payloads.vhd), reg("1.vhd", payloads.big)])
+    reader = CountingReader(data)
+    with pytest.raises(NoSpaceError, match="1.vhd"):
+        extract_bundle(reader, staging)
+    assert os.listdir(staging) == []
+
+
+def test_member_longer_than_its_bat_explains(payloads, sandbox):
+    """Within the header's bound, but past the last allocated block: refused once the
+    BAT has streamed by, before the padding is read."""
+    _, staging = sandbox
+    vhd = payloads.big
+    padded = vhd[:-512] + os.urandom(3 * MIB) + vhd[-512:]
+    data = tar_bytes([reg("0.vhd", padded)], compress=False)
+    reader = CountingReader(data)
+    with pytest.raises(BundleError, match="0.vhd.*BAT allow"):
+        extract_bundle(reader, staging)
+    assert reader.bytes_read < 2 * MIB
+    assert os.listdir(staging) == []

@@ -68,6 +68,7 @@ def _land(source, staging, name, plan, head, size=None):
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(head)
+            plan.observe(0, head)
             written = len(head)
             tail = bytearray(head[-rules.FOOTER_SIZE:])
             while size is None or written < size:
@@ -77,10 +78,13 @@ def _land(source, staging, name, plan, head, size=None):
                     if size is None:
                         break
                     raise source.truncated(size, written)
+                plan.observe(written, data)
                 written += len(data)
-                if written > plan.bound:
-                    raise rules.refuse(name, "stream is larger than its own VHD metadata "
-                                             "allows ({} bytes)".format(plan.bound))
+                if max(written, size or 0) > plan.bound:
+                    raise rules.refuse(name, "{} bytes, more than its own VHD metadata and "
+                                             "BAT allow ({} bytes)".format(
+                                                 size or "a stream of over " + str(written),
+                                                 plan.bound))
                 out.write(data)
                 tail += data[-rules.FOOTER_SIZE:]
                 del tail[:-rules.FOOTER_SIZE]
@@ -94,10 +98,19 @@ def _land(source, staging, name, plan, head, size=None):
     return temp
 
 
+def free_bytes(directory):
+    """Space an unprivileged writer may still use under ``directory``."""
+    st = os.statvfs(directory)
+    return st.f_bavail * st.f_frsize
+
+
 def _read_member(source, staging, name, size):
     """Head first (to bound the size), then the rest."""
     head = source.read_exact(min(rules.HEAD_SIZE, size))
     plan = rules.plan_member(name, head, size)
+    if size > free_bytes(staging.dir):
+        raise NoSpaceError(path="{} (member {} needs {} bytes, {} free)".format(
+            staging.dir, name, size, free_bytes(staging.dir)))
     return _land(source, staging, name, plan, head, size)
 
 

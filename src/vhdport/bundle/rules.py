@@ -6,13 +6,18 @@ Sizes: a member's first 1536 bytes (footer copy + dynamic header) bound the whol
 file, so an oversized or bomb member is refused before its data is read.
 """
 
+import array
 import re
+import sys
 
 from ..errors import BundleError, FormatError
 from ..format.footer import (COOKIE, DISK_DIFFERENCING, DISK_DYNAMIC, DISK_FIXED,
                              FOOTER_SIZE, Footer)
 from ..format.header import HEADER_SIZE, DynamicHeader
-from ..format.layout import max_file_size
+from ..format.bat import ENTRY_SIZE, UNUSED, padded_size
+from ..format.batmap import HEADER_SIZE as BATMAP_HEADER_SIZE, map_sectors
+from ..format.bitmap import bitmap_bytes
+from ..format.layout import DATA_ALIGN, SECTOR, max_file_size
 
 GIB = 1 << 30
 #: XenServer's VHD SRs cap the virtual size at 2040 GiB
@@ -90,12 +95,73 @@ def legacy_numbers(stems):
 
 
 class MemberPlan(object):
-    """What the head of a member says about it: kind, size bound, footer copy."""
+    """What the head of a member says about it: kind, size bound, footer copy.
 
-    __slots__ = ("kind", "bound", "copy")
+    For dynamic disks ``observe`` watches the BAT stream past and then lowers
+    ``bound`` to the end of the last allocated block: a member is never allowed
+    to be larger than its own BAT explains.
+    """
 
-    def __init__(self, kind, bound, copy=None):
+    __slots__ = ("kind", "bound", "copy", "_bat")
+
+    def __init__(self, kind, bound, copy=None, header=None):
         self.kind, self.bound, self.copy = kind, bound, copy
+        self._bat = _BatWatch(header) if header is not None else None
+        if self._bat is not None and self._bat.done:
+            self._tighten()
+
+    def observe(self, offset, data):
+        """Feed the member's bytes at ``offset`` (in order)."""
+        if self._bat is not None and not self._bat.done:
+            self._bat.feed(offset, data)
+            if self._bat.done:
+                self._tighten()
+
+    def _tighten(self):
+        self.bound = min(self.bound, self._bat.file_end_limit())
+
+
+class _BatWatch(object):
+    """Largest BAT entry, read incrementally (a BAT can be far larger than a buffer)."""
+
+    def __init__(self, header):
+        self.header = header
+        self.start = header.table_offset
+        self.end = self.start + ENTRY_SIZE * header.max_table_entries
+        self.max_sector = None
+        self._carry = b""
+        self.done = self.end == self.start
+
+    def feed(self, offset, data):
+        lo, hi = max(offset, self.start), min(offset + len(data), self.end)
+        if lo < hi:
+            part = self._carry + bytes(data[lo - offset:hi - offset])
+            whole = len(part) // ENTRY_SIZE * ENTRY_SIZE
+            entries = array.array("I", part[:whole])
+            if sys.byteorder == "little":
+                entries.byteswap()
+            used = [e for e in entries if e != UNUSED]
+            if used:
+                top = max(used)
+                self.max_sector = top if self.max_sector is None else max(self.max_sector, top)
+            self._carry = part[whole:]
+        if offset + len(data) >= self.end:
+            self.done = True
+
+    def file_end_limit(self):
+        """Where the file must end: after its metadata or its last block, plus footer."""
+        header = self.header
+        entries = header.max_table_entries
+        meta = max(HEAD_SIZE, header.table_offset + padded_size(entries) + BATMAP_HEADER_SIZE
+                   + map_sectors(entries) * SECTOR)
+        for loc in header.locators:
+            if loc.in_use:
+                meta = max(meta, loc.data_offset + loc.space_bytes)
+        last = 0
+        if self.max_sector is not None:
+            last = self.max_sector * SECTOR + bitmap_bytes(header.block_size // SECTOR) \
+                + header.block_size
+        return max(meta, last) + DATA_ALIGN + FOOTER_SIZE
 
 
 def plan_member(name, head, declared_size=None):
@@ -150,7 +216,7 @@ def _plan_dynamic(name, head, copy, declared_size):
                                "VHD".format(declared_size))
         if declared_size < HEAD_SIZE + FOOTER_SIZE:
             raise refuse(name, "size {} cannot hold a dynamic VHD".format(declared_size))
-    return MemberPlan("dynamic", bound, copy)
+    return MemberPlan("dynamic", bound, copy, header)
 
 
 def _parse(name, parse, buf, offset, what):
