@@ -89,8 +89,13 @@ def test_write_from_stdin_and_out_of_range(tmp_path):
     ok("vhd", "write", path, "--offset", "1000", "--from", "-", input=b"hello")
     assert ok("vhd", "read", path, "--offset", "1000", "--length", "5").stdout_bytes == b"hello"
     (tmp_path / "big").write_bytes(b"x" * 4096)
+    before = path.read_bytes()
     assert_failed_cleanly(run("vhd", "write", path, "--offset", str(2 * MIB - 100),
-                              "--from", tmp_path / "big"))
+                              "--from", tmp_path / "big"), "nothing written")
+    assert path.read_bytes() == before
+    # from a pipe the size is unknown up front: refused when the write passes the end
+    assert_failed_cleanly(run("vhd", "write", path, "--offset", str(2 * MIB - 100),
+                              "--from", "-", input=b"y" * 4096), "outside the virtual size")
     assert_failed_cleanly(run("vhd", "read", path, "--offset", "1M", "--length", "2M"),
                           "outside the virtual size")
 
@@ -166,6 +171,15 @@ def test_check_valid_and_corrupted(tmp_path):
     doc = json.loads(result.stdout)
     assert doc["valid"] is False and doc["defects"]
     assert all({"field", "offset", "message"} <= set(d) for d in doc["defects"])
+
+
+def test_check_refuses_a_non_vhd(tmp_path):
+    pytest.importorskip("vhdport.vhd.check")
+    junk = tmp_path / "junk.vhd"
+    junk.write_bytes(b"\x01" * 8192)
+    result = run("vhd", "check", junk)
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("vhdport: error: ")
 
 
 def test_check_chain(tmp_path):

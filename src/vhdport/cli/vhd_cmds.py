@@ -118,6 +118,20 @@ def set_parent(path, parent):
     do_set_parent(path, parent)
 
 
+def _regular_file_size(stream):
+    """Bytes left in ``stream`` if it is a regular file (so a too-large write is refused up front)."""
+    import os
+    import stat
+
+    try:
+        st = os.fstat(stream.fileno())
+        if stat.S_ISREG(st.st_mode):
+            return st.st_size - stream.tell()
+    except (AttributeError, OSError, ValueError):
+        pass
+    return None
+
+
 @vhd.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--offset", type=SIZE, default=0, show_default=True, help="Virtual byte offset.")
@@ -129,6 +143,11 @@ def write(path, offset, source):
 
     done = 0
     with Chain.open(path, writable=True) as chain:
+        size = _regular_file_size(source)
+        if size is not None and offset + size > chain.virtual_size:
+            raise OperationFailed("{}: {} bytes at offset {} do not fit in the virtual size {}; "
+                                  "nothing written".format(path, size, offset,
+                                                           chain.virtual_size))
         while True:
             data = source.read(CHUNK)
             if not data:
