@@ -1,5 +1,7 @@
 """``vhdport vhd ...``: single VHD files and chains (vhd-util's verbs)."""
 
+import sys
+
 import click
 
 from vhdport.cli.common import (SIZE, OperationFailed, human_size, json_option, print_fields,
@@ -169,6 +171,9 @@ def read(path, offset, length, out):
     """Read virtual bytes of PATH as the VM sees them (through the chain)."""
     from vhdport.vhd import Chain
 
+    if out == "-" and sys.stdout.isatty():
+        raise click.UsageError("refusing to write binary disk data to a terminal; "
+                               "use --out FILE or redirect stdout")
     with Chain.open(path) as chain:
         end = chain.virtual_size if length is None else offset + length
         if offset > chain.virtual_size or end > chain.virtual_size:
