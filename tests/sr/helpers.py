@@ -63,3 +63,16 @@ def read_vdi(sr_path, u, offset=0, length=None):
 
 def vhd_names(directory):
     return sorted(n for n in os.listdir(directory) if n.endswith(".vhd"))
+
+
+def staged_chain(directory, depth=3, tag=b"x"):
+    """A chain named 0.vhd (leaf) .. N.vhd in ``directory``, as bundle extraction leaves it;
+    returns (paths leaf first, the leaf's full virtual content)."""
+    names = make_chain(directory, depth, tag=tag)
+    data = read_chain(os.path.join(directory, names[0] + ".vhd"))
+    paths = []
+    for i, name in enumerate(names):
+        dst = os.path.join(directory, "{}.vhd".format(i))
+        os.rename(os.path.join(directory, name + ".vhd"), dst)
+        paths.append(dst)
+    return paths, data

@@ -8,7 +8,7 @@ from vhdport.errors import ChainError, SRError
 from vhdport.sr import SR
 from vhdport.vhd import VhdFile, set_hidden
 
-from tests.sr.helpers import make_chain, make_vhd, read_chain, vhd_names
+from tests.sr.helpers import make_chain, make_vhd, read_chain, staged_chain, vhd_names
 from tests.sr.proc import start
 
 ROOT_ONLY = [".root.lock"]
@@ -124,15 +124,7 @@ def test_link_vdi_and_link_chain_refuse_a_changed_chain(tmp_path):
 # ----------------------------------------------------------------------- adopt
 
 def _staged_chain(st, depth=3):
-    """A chain in staging named 0.vhd (leaf) .. N.vhd, as a bundle extraction leaves it."""
-    names = make_chain(st.path, depth)
-    data = read_chain(os.path.join(st.path, names[0] + ".vhd"))
-    paths = []
-    for i, name in enumerate(names):
-        dst = os.path.join(st.path, "{}.vhd".format(i))
-        os.rename(os.path.join(st.path, name + ".vhd"), dst)
-        paths.append(dst)
-    return paths, data
+    return staged_chain(st.path, depth)
 
 
 def test_adopt_fresh_uuids_relinks_and_reads_identically(tmp_path):

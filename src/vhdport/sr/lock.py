@@ -14,7 +14,7 @@ from ..errors import NoSpaceError, SRError
 
 #: how long SR operations wait for another process's publish / gc / snapshot
 DEFAULT_TIMEOUT = 600.0
-_POLL = 0.05
+_POLL = 0.01
 
 
 def open_lock_file(path, create=True):
