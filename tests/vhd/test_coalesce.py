@@ -13,6 +13,7 @@ import pytest
 from vhdport.errors import ChainError
 from vhdport.vhd import (Chain, VhdFile, coalesce, create_dynamic, create_fixed, create_snapshot,
                          set_parent)
+from vhdport.vhd.check import check_chain
 from vhdport.vhd.coalesce import CRASH_ENV
 
 KiB, MiB = 1024, 1024 * 1024
@@ -32,19 +33,9 @@ def write(path, offset, data):
         chain.write(offset, data)
 
 
-def defects(path):
-    """check_chain's defects, or None while vhd/check.py has not landed."""
-    try:
-        from vhdport.vhd.check import check_chain
-    except ImportError:   # TODO(coalesce): remove once check.py is committed
-        return None
-    return check_chain(path)
-
-
 def assert_clean(path):
-    found = defects(path)
-    if found is not None:
-        assert found == [], "\n".join(str(d) for d in found)
+    found = check_chain(path)
+    assert found == [], "\n".join(str(d) for d in found)
 
 
 # writes at unaligned, block-crossing offsets (for disks of >= 4 MiB)

@@ -12,6 +12,7 @@ import pytest
 from vhdport.errors import FormatError, IntegrityError
 from vhdport.vhd import (Chain, VhdFile, create_dynamic, create_snapshot, export_raw, import_raw,
                          import_raw_stream)
+from vhdport.vhd.check import check_chain
 
 KiB, MiB = 1024, 1024 * 1024
 
@@ -20,18 +21,9 @@ def pattern(seed, length):
     return random.Random(seed).getrandbits(8 * length).to_bytes(length, "little")
 
 
-def defects(path):
-    try:
-        from vhdport.vhd.check import check_chain
-    except ImportError:   # TODO(coalesce): remove once check.py is committed
-        return None
-    return check_chain(path)
-
-
 def assert_clean(path):
-    found = defects(path)
-    if found is not None:
-        assert found == [], "\n".join(str(d) for d in found)
+    found = check_chain(path)
+    assert found == [], "\n".join(str(d) for d in found)
 
 
 def sample_raw(size=7 * MiB + 1234):
