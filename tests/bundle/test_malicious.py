@@ -266,3 +266,33 @@ def test_member_longer_than_its_bat_explains(payloads, sandbox):
         extract_bundle(reader, staging)
     assert reader.bytes_read < 2 * MIB
     assert os.listdir(staging) == []
+
+
+def _with_header(vhd, **changes):
+    from vhdport.format.header import DynamicHeader
+    header = DynamicHeader.parse(vhd[512:1536])
+    for key, value in changes.items():
+        setattr(header, key, value)
+    return vhd[:512] + header.pack() + vhd[1536:]
+
+
+def test_far_away_bat_refused(payloads, sandbox):
+    _, staging = sandbox
+    vhd = _with_header(payloads.vhd, table_offset=1 << 40)
+    data = gzip.compress(_raw_member("0.vhd", 1 << 39, vhd[:1536]))
+    with pytest.raises(BundleError, match="0.vhd.*BAT at offset"):
+        extract_bundle(CountingReader(data), staging)
+
+
+def test_far_away_locator_refused(fixtures, sandbox):
+    from vhdport.format.header import DynamicHeader
+    _, staging = sandbox
+    leaf = read(os.path.join(fixtures, "chain", "leaf.vhd"))
+    header = DynamicHeader.parse(leaf[512:1536])
+    used = [loc for loc in header.locators if loc.in_use]
+    assert used
+    used[0].data_offset = 1 << 40
+    vhd = leaf[:512] + header.pack() + leaf[1536:]
+    data = gzip.compress(_raw_member("0.vhd", 1 << 39, vhd[:1536]))
+    with pytest.raises(BundleError, match="0.vhd.*locator"):
+        extract_bundle(CountingReader(data), staging)

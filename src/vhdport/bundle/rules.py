@@ -25,6 +25,8 @@ MAX_VIRTUAL_SIZE = 2040 * GIB
 #: footer copy + dynamic header: what is read before a member's size is trusted
 HEAD_SIZE = FOOTER_SIZE + HEADER_SIZE
 MAX_MEMBERS = 31
+#: how far past the BAT a member's metadata (batmap, locators) may reach
+METADATA_SLACK = 64 << 20
 
 #: legacy names, leaf first: present ones are renumbered 0, 1, 2 in this order
 LEGACY_ORDER = ("snap", "image", "base")
@@ -206,6 +208,7 @@ def _plan_dynamic(name, head, copy, declared_size):
     if header.max_table_entries * block > MAX_VIRTUAL_SIZE + block:
         raise refuse(name, "its BAT ({} blocks of {}) describes more than 2040 GiB".format(
             header.max_table_entries, block))
+    _check_metadata_placement(name, header)
     bound = max_file_size(copy, header)
     if declared_size is not None:
         if declared_size > bound:
@@ -217,6 +220,20 @@ def _plan_dynamic(name, head, copy, declared_size):
         if declared_size < HEAD_SIZE + FOOTER_SIZE:
             raise refuse(name, "size {} cannot hold a dynamic VHD".format(declared_size))
     return MemberPlan("dynamic", bound, copy, header)
+
+
+def _check_metadata_placement(name, header):
+    """BAT and locators near the start, as every known writer puts them: a far-away
+    offset would otherwise inflate the size bound without limit."""
+    table = header.table_offset
+    if table < HEAD_SIZE or table > METADATA_SLACK:
+        raise refuse(name, "BAT at offset {} (expected after the header, within the first "
+                           "{} bytes)".format(table, METADATA_SLACK))
+    limit = table + padded_size(header.max_table_entries) + METADATA_SLACK
+    for loc in header.locators:
+        if loc.in_use and loc.data_offset + loc.space_bytes > limit:
+            raise refuse(name, "parent locator data at offset {} is beyond the metadata "
+                               "area (ends by {})".format(loc.data_offset, limit))
 
 
 def _parse(name, parse, buf, offset, what):
