@@ -226,3 +226,13 @@ def test_unexpected_error_traceback_is_redacted():
     assert secret not in str(err.value.params) and "***" in err.value.params[3]
     logged = buf.getvalue()
     assert "Traceback" in logged and "RuntimeError" in logged and secret not in logged
+
+
+def test_zipapp_alone_is_the_plugin_too(installed):
+    """`python3 vhdport.pyz <methodCall>` enters the same plugin (handy for debugging on a host)."""
+    request = xmlrpc.client.dumps((SESSION, {}), methodname="nope")
+    proc = subprocess.run([python3(), "-I", "-S", installed[1], request], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=60,
+                          env={"VHDPORT_LOG": "stderr"})
+    (struct,), _ = xmlrpc.client.loads(proc.stdout)
+    assert struct["ErrorDescription"] == ["UNKNOWN_XENAPI_PLUGIN_FUNCTION", "nope"]
