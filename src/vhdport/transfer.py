@@ -130,7 +130,7 @@ def download(store, image_id, sr_path, uuids=None, progress=None):
             staged = _extract(kind, reader, staging.path, record)
             reader.drain()
         verify_against_record(reader.digest, record, subject)
-        bundle.check_sequence(staged)
+        bundle.check_sequence(staged, allow_growth=True)  # a leaf resized after a snapshot
         adopted = staging.adopt(staged, uuids)
         published = sr.publish(adopted)
     chain = [_uuid_of(path) for path in published]
@@ -172,7 +172,7 @@ def upload(sr_path, leaf_uuid, store, image_id=None, name=None, properties=None,
     created = False
     with sr.staging() as staging:
         linked = staging.link_chain(paths)
-        _check_before_upload(linked[0], leaf_uuid)
+        _check_before_upload(linked, leaf_uuid)
         if image_id is None:
             record = store.create(name, "vhd", "ovf", properties=properties)
             image_id, created = record["id"], True
@@ -198,12 +198,18 @@ def upload(sr_path, leaf_uuid, store, image_id=None, name=None, properties=None,
     return image_id
 
 
-def _check_before_upload(leaf_path, leaf_uuid):
-    from .vhd.check import check_chain
-    defects = check_chain(leaf_path)
+def _check_before_upload(linked, leaf_uuid):
+    """Check each staged link and their linkage by position, as the download side will.
+
+    The links live in staging, where the locators' relative names do not resolve, so
+    linkage is checked by uuid (parent uuid of member i == uuid of member i+1).
+    """
+    from .vhd.check import check_file
+    defects = [d for path in linked for d in check_file(path, check_parent=False)]
     if defects:
         raise VhdportError("VDI {} fails its structural check, not uploading: {}".format(
             leaf_uuid, "; ".join(str(d) for d in defects[:5])))
+    bundle.check_sequence(linked, allow_growth=True)
 
 
 def _discard(store, image_id):
