@@ -213,3 +213,15 @@ def test_adopt_refuses_wrong_order_and_incomplete_chain(tmp_path):
         with pytest.raises(SRError, match="not in staging"):
             st.adopt([os.path.join(str(tmp_path), "x.vhd")])
     assert vhd_names(str(tmp_path)) == []
+
+
+def test_adopt_refuses_swapped_middles_before_renaming(tmp_path):
+    """set_parent would happily relink a misordered chain; adopt checks recorded uuids first."""
+    sr = SR(str(tmp_path))
+    with sr.staging() as st:
+        staged, _ = _staged_chain(st, 4)
+        swapped = [staged[0], staged[2], staged[1], staged[3]]
+        with pytest.raises(ChainError, match="out of order"):
+            st.adopt(swapped)
+        assert sorted(os.listdir(st.path)) == ["0.vhd", "1.vhd", "2.vhd", "3.vhd"]
+        assert len(st.adopt(staged)) == 4

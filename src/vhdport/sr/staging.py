@@ -25,11 +25,12 @@ LOCK_SUFFIX = ".lock"
 
 
 def _rmtree(path):
-    def ignore_missing(func, p, exc_info):
-        if not (isinstance(exc_info[1], OSError) and exc_info[1].errno == errno.ENOENT):
-            raise exc_info[1]
-    if os.path.lexists(path):
-        shutil.rmtree(path, onerror=ignore_missing)
+    """Staging dirs are only ever removed by their owner or a reclaimer holding its lock."""
+    try:
+        shutil.rmtree(path)
+    except OSError as e:
+        if e.errno != errno.ENOENT:
+            raise
 
 
 def _unlink(path):
@@ -120,6 +121,8 @@ class Staging(object):
         try:
             _rmtree(self.path)
             _unlink(self.path + LOCK_SUFFIX)
+        except OSError:
+            pass   # left with its lock released: the next reclaim removes it
         finally:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -176,6 +179,7 @@ class Staging(object):
             if os.path.dirname(p) != self.path:
                 raise SRError("{} is not in staging directory {}".format(p, self.path))
         uuids = self._choose_uuids(len(staged), uuids)
+        _check_staged_order(staged)
         new_paths = []
         for src, u in zip(staged, uuids):
             dst = os.path.join(self.path, u + SUFFIX)
@@ -193,10 +197,6 @@ class Staging(object):
                 set_parent(child, os.path.basename(parent))
             except OSError as e:
                 raise os_error(e, child, "relink")
-        with VhdFile.open(new_paths[0]) as leaf:
-            if leaf.hidden:
-                raise SRError("{}: hidden leaf refused: XenServer's GC would delete it".format(
-                    new_paths[0]))
         validate_chain(new_paths)
         fsync_dir(self.path)
         return new_paths
@@ -225,19 +225,33 @@ class Staging(object):
         return normal
 
 
-def _check_links(links, sources):
-    """Each linked child must record the uuid of the next linked file (no coalesce in between)."""
+def _check_recorded_links(paths, shown, hint):
+    """Each file (leaf first) must record the uuid of the next one as its parent, and the
+    last must not be differencing.  ``shown`` are the names used in messages."""
     prev = None
-    for dst, src in zip(links, sources):
-        with VhdFile.open(dst) as disk:
+    for i, path in enumerate(paths):
+        with VhdFile.open(path) as disk:
             if prev is not None and prev != disk.uuid:
-                raise ChainError("{} records parent uuid {} but the next file {} has uuid {}; the "
-                                 "chain changed (coalesce?) -- retry".format(
-                                     sources[links.index(dst) - 1], prev, src, disk.uuid))
+                raise ChainError("{} records parent uuid {} but the next file {} has uuid {}: {}"
+                                 .format(shown[i - 1], prev, shown[i], disk.uuid, hint))
             prev = disk.parent_uuid if disk.is_differencing else None
     if prev is not None:
-        raise ChainError("{} is differencing but is the last file given; pass the whole chain "
-                         "down to the base".format(sources[-1]))
+        raise ChainError("{} is differencing but is the last file given: its parent is missing "
+                         "(pass the whole chain down to the base)".format(shown[-1]))
+
+
+def _check_staged_order(staged):
+    """Before touching anything, so a misordered bundle is never relinked into a lie."""
+    with VhdFile.open(staged[0]) as leaf:
+        if leaf.hidden:
+            raise SRError("{}: hidden leaf refused: XenServer's GC would delete it".format(
+                staged[0]))
+    _check_recorded_links(staged, staged,
+                          "the chain is out of order or its files do not belong together")
+
+
+def _check_links(links, sources):
+    _check_recorded_links(links, sources, "the chain changed (coalesce?) -- retry")
 
 
 def validate_chain(paths):
