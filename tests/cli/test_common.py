@@ -102,3 +102,18 @@ def test_version_and_help():
     assert result.exit_code == 0
     for name in ("vhd", "sr", "image", "download", "upload", "plugin", "demo"):
         assert name in result.stdout
+
+
+def test_reader_closing_the_pipe_is_not_a_traceback(tmp_path):
+    import subprocess
+
+    from tests.cli.helpers import SCRIPT
+    disk = tmp_path / "a.vhd"
+    assert run("vhd", "create", disk, "--size", "64M").exit_code == 0
+    proc = subprocess.Popen([SCRIPT, "vhd", "read", str(disk)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.read(4096)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert err.strip() == "", err  # quiet, like cat or head: no error line, no traceback

@@ -102,6 +102,13 @@ def test_upload_download_round_trip_with_progress(tmp_path):
     assert chain_hash(sr_b / (leaf + ".vhd")) == chain_hash(sr_a / (snap + ".vhd"))
     ok("vhd", "check", sr_b / (leaf + ".vhd"), "--chain")
 
+    # caller-chosen uuids (the plugin's uuid_stack), leaf first
+    wanted = [str(uuid.uuid4()), str(uuid.uuid4())]
+    doc = json.loads(ok("download", image, "--store", store, "--sr", sr_b, "--json",
+                        "--uuid", wanted[0], "--uuid", wanted[1], "--progress", "none").stdout)
+    assert doc["chain"] == wanted and doc["root"]["uuid"] == wanted[0]
+    assert (sr_b / (wanted[0] + ".vhd")).exists() and (sr_b / (wanted[1] + ".vhd")).exists()
+
     # --json upload prints the stored record
     doc = json.loads(ok("upload", vdi, "--sr", sr_a, "--store", store, "--name", "vdi",
                         "--json", "--progress", "none").stdout)
