@@ -225,3 +225,18 @@ def test_adopt_refuses_swapped_middles_before_renaming(tmp_path):
             st.adopt(swapped)
         assert sorted(os.listdir(st.path)) == ["0.vhd", "1.vhd", "2.vhd", "3.vhd"]
         assert len(st.adopt(staged)) == 4
+
+
+def test_adopt_rename_clash_puts_files_back(tmp_path):
+    sr = SR(str(tmp_path))
+    wanted = ["11111111-2222-4333-8444-555555555555", "11111111-2222-4333-8444-555555555556"]
+    with sr.staging() as st:
+        staged, data = _staged_chain(st, 2)
+        with open(os.path.join(st.path, wanted[1] + ".vhd"), "wb") as f:
+            f.write(b"in the way")
+        with pytest.raises(SRError, match="already holds"):
+            st.adopt(staged, uuids=wanted)
+        assert all(os.path.exists(p) for p in staged)
+        os.unlink(os.path.join(st.path, wanted[1] + ".vhd"))
+        adopted = st.adopt(staged, uuids=wanted)
+        assert read_chain(adopted[0]) == data

@@ -180,18 +180,7 @@ class Staging(object):
                 raise SRError("{} is not in staging directory {}".format(p, self.path))
         uuids = self._choose_uuids(len(staged), uuids)
         _check_staged_order(staged)
-        new_paths = []
-        for src, u in zip(staged, uuids):
-            dst = os.path.join(self.path, u + SUFFIX)
-            if src != dst:
-                try:
-                    os.link(src, dst)
-                    os.unlink(src)
-                except OSError as e:
-                    if e.errno == errno.EEXIST:
-                        raise SRError("staging already holds {}".format(dst))
-                    raise os_error(e, src, "rename into {}: ".format(dst))
-            new_paths.append(dst)
+        new_paths = self._rename_all(staged, [os.path.join(self.path, u + SUFFIX) for u in uuids])
         for child, parent in zip(new_paths, new_paths[1:]):
             try:
                 set_parent(child, os.path.basename(parent))
@@ -200,6 +189,28 @@ class Staging(object):
         validate_chain(new_paths)
         fsync_dir(self.path)
         return new_paths
+
+    @staticmethod
+    def _rename_all(sources, targets):
+        """Rename without replacing; on failure put back what was renamed (caller may retry)."""
+        done = []
+        try:
+            for src, dst in zip(sources, targets):
+                if src == dst:
+                    continue
+                try:
+                    os.link(src, dst)
+                except OSError as e:
+                    if e.errno == errno.EEXIST:
+                        raise SRError("staging already holds {}".format(dst))
+                    raise os_error(e, dst, "rename {} to".format(src))
+                os.unlink(src)
+                done.append((src, dst))
+        except BaseException:
+            for src, dst in reversed(done):
+                os.rename(dst, src)
+            raise
+        return list(targets)
 
     def _choose_uuids(self, count, uuids):
         if uuids is None:
