@@ -52,13 +52,15 @@ def test_publish_refuses_unadopted_or_bad_chains(tmp_path):
     sr_dir = str(tmp_path)
     sr = SR(sr_dir)
     with sr.staging() as st:
-        staged, _ = staged_chain(st.path, 2)
+        staged, _ = staged_chain(st.path, 3)
         with pytest.raises(SRError, match="adopt"):
             sr.publish(staged)
         adopted = st.adopt(staged)
-        with pytest.raises(ChainError):
+        with pytest.raises(SRError, match="hidden leaf"):
             sr.publish(list(reversed(adopted)))
-        with pytest.raises(ChainError, match="down to its base"):
+        with pytest.raises(ChainError, match="in order"):
+            sr.publish([adopted[0], adopted[2], adopted[1]])
+        with pytest.raises(ChainError, match="down to the base"):
             sr.publish(adopted[:1])
         with pytest.raises(SRError, match="empty"):
             sr.publish([])

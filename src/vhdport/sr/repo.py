@@ -14,7 +14,7 @@ from ..errors import ChainError, LimitError, SRError
 from ..vhd import MAX_DEPTH, VhdFile, create_snapshot, set_hidden
 from .lock import DEFAULT_TIMEOUT, FileLock
 from .scan import SUFFIX, fsync_dir, os_error, scan, uuid_of_name
-from .staging import Staging, reclaim
+from .staging import Staging, check_recorded_links, reclaim
 
 LOCK_NAME = ".vhdport.lock"
 
@@ -143,7 +143,7 @@ class SR(object):
             if os.path.dirname(p) == self.path:
                 raise SRError("{} is already in the SR".format(p))
             finals.append(self.vdi_path(u))
-        _check_publishable(paths, self)
+        _check_publishable(paths)
         with self.locked():
             for p in paths:
                 _fsync_file(p)
@@ -243,20 +243,12 @@ def _move_no_replace(src, dst):
         raise os_error(e, src, "remove staged")
 
 
-def _check_publishable(paths, sr):
-    """Each file must be the parent the previous one records (the adopt step did the relink)."""
-    for child, parent in zip(paths, paths[1:]):
-        with VhdFile.open(child) as c, VhdFile.open(parent) as p:
-            if not c.is_differencing or c.parent_uuid != p.uuid:
-                raise ChainError("{} is not a child of {}: adopt the chain before publishing".format(
-                    child, parent))
+def _check_publishable(paths):
+    """Leaf not hidden, each file the parent the previous one records, the last a base."""
     with VhdFile.open(paths[0]) as leaf:
         if leaf.hidden:
             raise SRError("{}: hidden leaf refused: XenServer's GC would delete it".format(paths[0]))
-    with VhdFile.open(paths[-1]) as base:
-        if base.is_differencing:
-            raise ChainError("{} is differencing: publish the whole chain down to its base".format(
-                paths[-1]))
+    check_recorded_links(paths, paths, "adopt the chain (in order) before publishing")
 
 
 def _snapshot_in(sr, st, info, base_uuid, snap_uuid):

@@ -236,7 +236,7 @@ class Staging(object):
         return normal
 
 
-def _check_recorded_links(paths, shown, hint):
+def check_recorded_links(paths, shown, hint):
     """Each file (leaf first) must record the uuid of the next one as its parent, and the
     last must not be differencing.  ``shown`` are the names used in messages."""
     prev = None
@@ -257,12 +257,12 @@ def _check_staged_order(staged):
         if leaf.hidden:
             raise SRError("{}: hidden leaf refused: XenServer's GC would delete it".format(
                 staged[0]))
-    _check_recorded_links(staged, staged,
+    check_recorded_links(staged, staged,
                           "the chain is out of order or its files do not belong together")
 
 
 def _check_links(links, sources):
-    _check_recorded_links(links, sources, "the chain changed (coalesce?) -- retry")
+    check_recorded_links(links, sources, "the chain changed (coalesce?) -- retry")
 
 
 def validate_chain(paths):
