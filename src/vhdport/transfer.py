@@ -168,10 +168,10 @@ def upload(sr_path, leaf_uuid, store, image_id=None, name=None, properties=None,
     if image_id is None and not name:
         raise StoreError("upload needs an existing queued image id or a name for a new image")
     sr = SR(sr_path)
-    paths = sr.chain_paths(leaf_uuid)
     created = False
     with sr.staging() as staging:
-        linked = staging.link_chain(paths)
+        # under the SR lock, so no GC or snapshot runs between resolving and linking
+        linked = staging.link_vdi(leaf_uuid)
         _check_before_upload(linked, leaf_uuid)
         if image_id is None:
             record = store.create(name, "vhd", "ovf", properties=properties)
@@ -194,7 +194,7 @@ def upload(sr_path, leaf_uuid, store, image_id=None, name=None, properties=None,
             if created:
                 _discard(store, image_id)
             raise
-    log.info("uploaded VDI %s chain (%d VHDs) as image %s", leaf_uuid, len(paths), image_id)
+    log.info("uploaded VDI %s chain (%d VHDs) as image %s", leaf_uuid, len(linked), image_id)
     return image_id
 
 
