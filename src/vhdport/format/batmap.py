@@ -43,7 +43,7 @@ class BatmapHeader(object):
     @classmethod
     def parse(cls, buf, path="<bytes>", offset=0):
         if len(buf) < HEADER_SIZE:
-            raise CorruptError("batmap header truncated", path=path, offset=offset)
+            raise CorruptError("batmap header truncated", path=path, offset=offset, field="batmap")
         cookie, map_offset, sectors, version, checksum = struct.unpack_from(">8sQIII", buf)
         if cookie != COOKIE:
             raise CorruptError("bad batmap cookie at offset {}".format(offset),

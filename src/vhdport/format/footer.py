@@ -79,7 +79,7 @@ class Footer(object):
             buf = bytes(buf) + b"\x00"
         if len(buf) != FOOTER_SIZE:
             raise CorruptError("footer at offset {} is {} bytes, expected 512".format(
-                offset, len(buf)), path=path, offset=offset)
+                offset, len(buf)), path=path, offset=offset, field="footer")
         values = _LAYOUT.unpack(buf)
         if values[0] != COOKIE:
             raise CorruptError("bad footer cookie {!r} at offset {} (not a VHD footer)".format(

@@ -48,7 +48,7 @@ class DynamicHeader(object):
     def parse(cls, buf, path="<bytes>", offset=512, verify=True):
         if len(buf) != HEADER_SIZE:
             raise CorruptError("dynamic header at offset {} is truncated ({} of 1024 bytes)".format(
-                offset, len(buf)), path=path, offset=offset)
+                offset, len(buf)), path=path, offset=offset, field="header")
         values = _LAYOUT.unpack_from(buf)
         if values[0] != COOKIE:
             raise CorruptError("bad dynamic header cookie {!r} at offset {}".format(
