@@ -385,3 +385,27 @@ def test_depth_limit(tmp_path):
     assert info(str(tmp_path / "d29.vhd"))["depth"] == 30
     with pytest.raises(LimitError):
         info(leaf)
+
+
+# ------------------------------------------------- files other tools wrote
+
+
+@pytest.mark.peer
+@pytest.mark.skipif(not os.path.exists("/usr/bin/qemu-img"), reason="qemu-img not installed")
+@pytest.mark.parametrize("subformat,size", [("dynamic", "9M"), ("fixed", "5M"), ("dynamic", "300G")])
+def test_qemu_img_files_pass(tmp_path, subformat, size):
+    """Strict, but not stricter than the format: qemu's layout (no batmap, packed blocks) is valid."""
+    import subprocess
+    raw = tmp_path / "raw.img"
+    with open(str(raw), "wb") as f:
+        f.write(os.urandom(3 * MIB))
+        f.truncate(4 * MIB + 512)
+        f.write(b"tail" * 128)
+    path = str(tmp_path / "q.vhd")
+    if size == "300G":
+        subprocess.check_call(["/usr/bin/qemu-img", "create", "-q", "-f", "vpc", path, size])
+    else:
+        subprocess.check_call(["/usr/bin/qemu-img", "convert", "-q", "-O", "vpc", "-o",
+                               "subformat=" + subformat, str(raw), path])
+    assert check_file(path) == [] and check_chain(path) == []
+    assert info(path)["type"] == subformat
