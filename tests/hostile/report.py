@@ -1,0 +1,257 @@
+"""Record every hostile-suite case and its result; write docs/reliability.md.
+
+Usage (any test under tests/hostile/):
+
+    # 1. as a fixture -- call it once per case, anywhere in the test body:
+    def test_traversal(reliability_case, ...):
+        case = reliability_case("R1", "member ../evil", "refused naming the member")
+        ...
+        case.detail = str(err)          # optional one-line detail shown for a pass
+
+    # 2. as a marker -- also recorded when the test is skipped before its body runs
+    #    (e.g. a fixture calls pytest.skip because there is no root / no Glance):
+    @pytest.mark.reliability("R6", "download on a full fs", "NoSpaceError, SR unchanged")
+    def test_full(...): ...
+
+    # parametrized tests: pytest.param(..., marks=pytest.mark.reliability(...)) or call the
+    # fixture with the parameter in the case name.
+
+The result of a case is the outcome of its test: pass / fail / skip / xfail, plus a one-line
+detail (``case.detail`` for a pass, the skip reason, or the first line of the failure).  A test
+may record several cases; they all share its outcome.
+
+Writing the document: only when the environment has VHDPORT_WRITE_RELIABILITY=1 (set by
+``make test-hostile``), so ordinary ``make test`` runs never rewrite it.  The hooks live here
+and are imported by tests/hostile/conftest.py.  Suites that did not run in this session keep
+their previous section from the existing file (each section sits between
+``<!-- suite:Rn -->`` and ``<!-- /suite:Rn -->``), so running one suite file alone refreshes
+just that suite.  Text between ``<!-- static -->`` and ``<!-- /static -->`` is preserved too.
+"""
+
+import os
+import platform
+import re
+import sys
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DOC_PATH = os.path.join(REPO, "docs", "reliability.md")
+ENV_VAR = "VHDPORT_WRITE_RELIABILITY"
+
+SUITES = {
+    "R1": "Hostile bundles (full download path: local store -> transfer.download -> SR)",
+    "R2": "VHD fuzzing (open / info / check / read / export of mutated VHDs)",
+    "R3": "Network faults (real Glance through a fault-injecting proxy)",
+    "R4": "Crash consistency (kill -9 at many points)",
+    "R5": "Concurrency (parallel downloads while GC runs)",
+    "R6": "Disk full (small tmpfs under SR, staging and kernel dir)",
+    "R7": "Security properties (kernel dir, tokens, TLS, unsafe APIs)",
+}
+
+_STATIC_DEFAULT = (
+    "Long fuzzing runs (atheris, `make fuzz`, not in CI) are recorded in "
+    "[fuzzing.md](fuzzing.md).\n")
+
+
+class Case(object):
+    """One recorded case: suite, name, expectation, and later its outcome and detail."""
+
+    def __init__(self, suite, name, expectation, nodeid):
+        if suite not in SUITES:
+            raise ValueError("unknown reliability suite {!r}".format(suite))
+        self.suite = suite
+        self.name = name
+        self.expectation = expectation
+        self.nodeid = nodeid
+        self.outcome = "not run"
+        self.detail = ""
+        self.seconds = 0.0
+
+
+# nodeid -> [Case]; filled by the fixture/marker, finished by the report hook
+_cases_by_node = {}
+_order = []
+
+
+def _register(item, suite, name, expectation):
+    case = Case(suite, name, expectation, item.nodeid)
+    _cases_by_node.setdefault(item.nodeid, []).append(case)
+    _order.append(case)
+    return case
+
+
+@pytest.fixture
+def reliability_case(request):
+    """Callable ``(suite, case, expectation) -> Case`` recording a case for this test."""
+    def record(suite, name, expectation):
+        return _register(request.node, suite, name, expectation)
+    return record
+
+
+def one_line(text, limit=200):
+    """First non-empty line of ``text``, shortened, with table pipes escaped."""
+    text = str(text)
+    line = ""
+    for candidate in text.splitlines():
+        if candidate.strip():
+            line = candidate.strip()
+            break
+    if len(line) > limit:
+        line = line[:limit - 3] + "..."
+    return line.replace("|", "\\|")
+
+
+def _failure_line(report):
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return crash.message
+    return str(report.longrepr)
+
+
+def _skip_reason(report):
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).replace("Skipped: ", "")
+    return str(longrepr)
+
+
+# --- hooks (imported by tests/hostile/conftest.py) --------------------------
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "reliability(suite, case, expectation): record a case for docs/reliability.md")
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers(name="reliability"):
+        if item.nodeid not in _cases_by_node or not any(
+                c.name == mark.args[1] for c in _cases_by_node[item.nodeid]):
+            _register(item, *mark.args[:3])
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    cases = _cases_by_node.get(item.nodeid)
+    if not cases:
+        return
+    new = None
+    detail = None
+    if report.when == "call":
+        if report.passed:
+            new = "xpass" if hasattr(report, "wasxfail") else "pass"
+        elif report.skipped:
+            if hasattr(report, "wasxfail"):
+                new, detail = "xfail", report.wasxfail
+            else:
+                new, detail = "skip", _skip_reason(report)
+        else:
+            new, detail = "FAIL", _failure_line(report)
+        for case in cases:
+            case.seconds = report.duration
+    elif report.when == "setup" and not report.passed:
+        if report.skipped:
+            new, detail = "skip", _skip_reason(report)
+        else:
+            new, detail = "FAIL", "setup: " + _failure_line(report)
+    elif report.when == "teardown" and report.failed:
+        new, detail = "FAIL", "teardown: " + _failure_line(report)
+    if new is None:
+        return
+    for case in cases:
+        case.outcome = new
+        if detail is not None:
+            case.detail = detail
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if os.environ.get(ENV_VAR) != "1" or not _order:
+        return
+    write_document(DOC_PATH, _order)
+
+
+# --- the document --------------------------------------------------------
+
+
+def _sections(text):
+    """{suite: section text} and the static block from a previous document."""
+    sections = {}
+    for match in re.finditer(r"<!-- suite:(R\d) -->\n(.*?)<!-- /suite:\1 -->\n", text, re.S):
+        sections[match.group(1)] = match.group(0)
+    static = re.search(r"<!-- static -->\n(.*?)<!-- /static -->\n", text, re.S)
+    return sections, (static.group(1) if static else None)
+
+
+def _suite_section(suite, cases):
+    counts = {}
+    for case in cases:
+        counts[case.outcome] = counts.get(case.outcome, 0) + 1
+    summary = ", ".join("{} {}".format(n, k) for k, n in sorted(counts.items()))
+    lines = [
+        "<!-- suite:{} -->".format(suite),
+        "## {} -- {}".format(suite, SUITES[suite]),
+        "",
+        "{} cases: {}. Last run {} (Python {}, {}).".format(
+            len(cases), summary, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            platform.python_version(), platform.system()),
+        "",
+        "| # | case | expectation | result | detail |",
+        "|---|---|---|---|---|",
+    ]
+    for number, case in enumerate(cases, 1):
+        lines.append("| {} | {} | {} | {} | {} |".format(
+            number, one_line(case.name), one_line(case.expectation), case.outcome,
+            one_line(case.detail)))
+    lines.append("")
+    lines.append("<!-- /suite:{} -->".format(suite))
+    return "\n".join(lines) + "\n"
+
+
+def render(cases, previous_text=""):
+    """The whole document: fresh sections for suites in ``cases``, old ones kept for the rest."""
+    old_sections, static = _sections(previous_text)
+    by_suite = {}
+    for case in cases:
+        by_suite.setdefault(case.suite, []).append(case)
+    out = [
+        "# Reliability: hostile input and faults",
+        "",
+        "GENERATED by the hostile test suite (`make test-hostile`, tests/hostile/); do not edit",
+        "the tables by hand -- rerun the suite. Each row is one test case and its last result.",
+        "Suites R1, R2, R6, R7: tests/hostile/test_r1_bundles.py, test_r2_vhd_fuzz.py,",
+        "test_r6_disk_full.py, test_r7_security.py; R3-R5: test_r3_network.py, test_r4_crash.py,",
+        "test_r5_concurrency.py.",
+        "",
+        "<!-- static -->",
+        (static if static is not None else _STATIC_DEFAULT).rstrip("\n") + "\n",
+        "<!-- /static -->",
+        "",
+    ]
+    body = "\n".join(out) + "\n"
+    for suite in sorted(SUITES):
+        if suite in by_suite:
+            body += _suite_section(suite, by_suite[suite]) + "\n"
+        elif suite in old_sections:
+            body += old_sections[suite] + "\n"
+        else:
+            body += "<!-- suite:{0} -->\n## {0} -- {1}\n\nNot run yet.\n<!-- /suite:{0} -->\n\n".format(
+                suite, SUITES[suite])
+    return body.rstrip("\n") + "\n"
+
+
+def write_document(path, cases):
+    previous = ""
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            previous = f.read()
+    text = render(cases, previous)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    sys.stderr.write("\nreliability: wrote {} ({} cases)\n".format(path, len(cases)))
