@@ -296,3 +296,24 @@ def test_large_sparse_virtual_size_is_bounded(tmp_path):
         chain.write(1000 * 1024 * MIB, b"x" * 512)
     exercise_unchanged(path)
     assert check_file(path) == []
+
+
+@FUZZ
+@given(st.data())
+def test_damaged_parent_under_a_valid_child(workdir, data):
+    """Reading through a chain whose parent is damaged (the leaf itself is intact)."""
+    directory, _ = workdir["diff.vhd"]
+    parent = os.path.join(directory, "dyn.vhd")
+    pristine = parent + ".orig"
+    if not os.path.exists(pristine):
+        shutil.copyfile(parent, pristine)
+    buf = bytearray(open(pristine, "rb").read())
+    _name, start, end = data.draw(st.sampled_from(regions(pristine)))
+    for offset, value in data.draw(st.lists(st.tuples(st.integers(start, end - 1),
+                                                      st.integers(0, 255)), min_size=1, max_size=4)):
+        buf[offset] = value
+    if data.draw(st.booleans()):
+        fix_checksums(buf)
+    with open(parent, "wb") as f:
+        f.write(bytes(buf))
+    exercise_unchanged(os.path.join(directory, "diff.vhd"), [parent])
