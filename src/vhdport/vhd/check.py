@@ -213,11 +213,13 @@ def _check_dynamic(disk, reader, report):
     _check_parent_fields(disk, reader, report)
     regions = [(0, SECTOR, "footer copy"), (hat, hat + HEADER_SIZE, "header"),
                (header.table_offset, table_end, "BAT")]
-    regions += _check_batmap(disk, reader, report)
+    batmap_regions, batmap_header = _check_batmap(disk, reader, report)
+    regions += batmap_regions
     regions += _check_locators(disk, reader, report, regions)
     end_of_metadata = max(end for _start, end, _name in regions)
     _check_bat(disk, report, end_of_metadata, need)
-    _check_batmap_bits(disk, reader, report)
+    if batmap_header is not None:
+        _check_batmap_bits(disk, reader, report, batmap_header)
 
 
 def _overlaps(a_start, a_end, b_start, b_end):
@@ -353,16 +355,16 @@ def _batmap_expected(disk):
 
 
 def _check_batmap(disk, reader, report):
-    """Validate blktap's batmap header and map; return the regions they occupy."""
+    """Validate blktap's batmap header and map; return (regions they occupy, header or None)."""
     footer, header = disk.footer, disk.header
     if footer.creator_app != CREATOR_TAP or footer.creator_version < 0x00010001:
-        return []
+        return [], None
     at = batmap_offset(header.table_offset, header.max_table_entries)
     raw = reader.read(at, batmaps.HEADER_SIZE)
     if raw[:8] != batmaps.COOKIE or len(raw) < batmaps.HEADER_SIZE:
         if _batmap_expected(disk):
             report.add("batmap", at, "no batmap header (cookie tdbatmap) after the BAT")
-        return []
+        return [], None
     hdr = batmaps.BatmapHeader.parse(raw, disk.path, at)
     regions = [(at, at + batmaps.HEADER_SIZE, "batmap header")]
     problems = []
@@ -383,7 +385,7 @@ def _check_batmap(disk, reader, report):
         problems.append("map at {} overlaps the header, BAT or batmap header".format(hdr.map_offset))
     if problems:
         report.add("batmap", at, "; ".join(problems))
-        return regions
+        return regions, hdr
     regions.append((hdr.map_offset, hdr.map_offset + size, "batmap"))
     data = reader.read(hdr.map_offset, size)
     computed = batmaps.checksum(data)
@@ -392,19 +394,12 @@ def _check_batmap(disk, reader, report):
     if computed != hdr.checksum:
         report.add("batmap checksum", at + 24, "stored 0x{:08x}, computed 0x{:08x}".format(
             hdr.checksum, computed))
-    return regions
+    return regions, hdr
 
 
-def _check_batmap_bits(disk, reader, report):
+def _check_batmap_bits(disk, reader, report, hdr):
     """A set batmap bit promises a fully written block: read that block's bitmap to verify."""
-    footer, header = disk.footer, disk.header
-    if footer.creator_app != CREATOR_TAP or footer.creator_version < 0x00010001:
-        return
-    at = batmap_offset(header.table_offset, header.max_table_entries)
-    raw = reader.read(at, batmaps.HEADER_SIZE)
-    if raw[:8] != batmaps.COOKIE or len(raw) < batmaps.HEADER_SIZE:
-        return
-    hdr = batmaps.BatmapHeader.parse(raw, disk.path, at)
+    header = disk.header
     data = reader.read(hdr.map_offset, hdr.map_sectors * SECTOR)
     spb = header.block_size // SECTOR
     for byte_index, value in enumerate(data):
