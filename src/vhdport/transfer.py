@@ -204,7 +204,13 @@ def _check_before_upload(linked, leaf_uuid):
     The links live in staging, where the locators' relative names do not resolve, so
     linkage is checked by uuid (parent uuid of member i == uuid of member i+1).
     """
+    from .vhd import VhdFile
     from .vhd.check import check_file
+    with VhdFile.open(linked[0]) as leaf:
+        if leaf.hidden:
+            raise VhdportError("VDI {} is hidden (a base copy, not a VDI); upload one of the "
+                               "leaves on it instead: a hidden leaf is refused on download"
+                               .format(leaf_uuid))
     defects = [d for path in linked for d in check_file(path, check_parent=False)]
     if defects:
         raise VhdportError("VDI {} fails its structural check, not uploading: {}".format(

@@ -1,0 +1,233 @@
+"""Upload a generated SR chain to a local store, download it into another SR, compare.
+
+Contents are compared three ways: the model of the writes, the source chain and
+the downloaded chain (each read through vhdport's Chain); the shape from the
+files themselves; and vhd.check over the new chain.
+"""
+
+import hashlib
+import os
+
+import pytest
+
+from tests.transfer.helpers import (MiB, build_chain, chain_shape, make_sr, new_uuid,
+                                    sr_tree, staging_leftovers, vdi_sha256)
+from vhdport import transfer
+from vhdport.errors import ImageStateError, SRError, StoreError, VhdportError
+from vhdport.sr import SR
+from vhdport.stores.local import LocalStore
+from vhdport.vhd import VhdFile
+from vhdport.vhd.check import check_chain
+
+CASES = [
+    # depth, virtual size, dense
+    (1, 8 * MiB, False),
+    (1, 48 * MiB, True),
+    (2, 64 * MiB, True),
+    (3, 200 * MiB, False),
+    (4, 32 * MiB, True),
+    (5, 200 * MiB, True),
+    (5, 16 * MiB, False),
+]
+
+
+@pytest.fixture
+def env(tmp_path):
+    class Env(object):
+        src = make_sr(tmp_path / "sr-src")
+        dst = make_sr(tmp_path / "sr-dst")
+        store = LocalStore(str(tmp_path / "store"))
+    return Env
+
+
+def internal_uuids(sr_path, leaf_uuid):
+    out = []
+    for path in SR(sr_path).chain_paths(leaf_uuid):
+        with VhdFile.open(path) as disk:
+            out.append(str(disk.uuid))
+    return out
+
+
+def assert_same_chain(src_sr, src_leaf, dst_sr, result, expected_sha):
+    """Contents, shape, hidden flags, check, fresh names: everything a round trip must keep."""
+    leaf = result["root"]["uuid"]
+    chain = result["chain"]
+    assert chain[0] == leaf
+    src_shape, dst_shape = chain_shape(src_sr, src_leaf), chain_shape(dst_sr, leaf)
+    assert [s[0] for s in dst_shape] == chain
+    assert len(dst_shape) == len(src_shape)
+    # leaf visible, every parent hidden, sizes and differencing flags as in the source
+    assert [s[1] for s in dst_shape] == [False] + [True] * (len(chain) - 1)
+    assert [s[3:] for s in dst_shape] == [s[3:] for s in src_shape]
+    # each child records its parent's internal uuid (the VHDs keep theirs)
+    dst_internal = internal_uuids(dst_sr, leaf)
+    assert dst_internal == internal_uuids(src_sr, src_leaf)
+    assert [s[2] for s in dst_shape] == dst_internal[1:] + [None]
+    # fresh VDI names, none reused from the source SR, all distinct
+    assert len(set(chain)) == len(chain)
+    assert not set(chain) & set(SR(src_sr).vdis())
+    assert check_chain(os.path.join(dst_sr, leaf + ".vhd")) == []
+    assert vdi_sha256(dst_sr, leaf) == expected_sha
+    assert staging_leftovers(dst_sr) == []
+
+
+@pytest.mark.parametrize("depth,size,dense", CASES,
+                         ids=["d{}-{}M-{}".format(d, s // MiB, "dense" if x else "sparse")
+                              for d, s, x in CASES])
+def test_roundtrip(env, depth, size, dense):
+    uuids, model = build_chain(env.src, depth, size, dense=dense, seed=depth * 1000 + size)
+    expected = model.sha256()
+    assert vdi_sha256(env.src, uuids[0]) == expected
+    before = sr_tree(env.src)
+
+    image_id = transfer.upload(env.src, uuids[0], env.store, name="rt-{}".format(depth),
+                               properties={"vhdport-test": "roundtrip"})
+    # the upload only reads the source SR and cleans its staging up
+    assert sr_tree(env.src) == before
+    assert staging_leftovers(env.src) == []
+    record = env.store.get(image_id)
+    assert (record["status"], record["disk_format"], record["container_format"]) == \
+        ("active", "vhd", "ovf")
+    assert record["properties"] == {"vhdport-test": "roundtrip"}
+
+    result = transfer.download(env.store, image_id, env.dst)
+    assert_same_chain(env.src, uuids[0], env.dst, result, expected)
+    # the SR holds exactly the new chain
+    assert sorted(SR(env.dst).vdis()) == sorted(result["chain"])
+
+
+def test_xenserver_snapshot_chain(env):
+    """A chain made the XenServer way (SR.snapshot), with writes between snapshots."""
+    vdi, model = build_chain(env.src, 1, 40 * MiB, dense=True, seed=7)
+    vdi = vdi[0]
+    sr = SR(env.src)
+    snaps = []
+    for round_ in range(3):
+        snap, _base = sr.snapshot(vdi)
+        snaps.append((snap, model.sha256()))
+        from vhdport.vhd import Chain
+        data = bytes([round_ + 1]) * (3 * MiB + 1024)
+        with Chain.open(os.path.join(env.src, vdi + ".vhd"), writable=True) as chain:
+            chain.write(5 * MiB * round_ + 512, data)
+            chain.flush()
+        model.add(5 * MiB * round_ + 512, data)
+    # the VDI itself (depth 4) and the first snapshot (depth 2)
+    for leaf, expected in [(vdi, model.sha256()), snaps[0]]:
+        image_id = transfer.upload(env.src, leaf, env.store, name="snap")
+        result = transfer.download(env.store, image_id, env.dst)
+        assert_same_chain(env.src, leaf, env.dst, result, expected)
+    assert len(chain_shape(env.src, vdi)) == 4
+    assert len(chain_shape(env.src, snaps[0][0])) == 2
+
+
+def test_given_uuids_are_used(env):
+    uuids, model = build_chain(env.src, 3, 8 * MiB, seed=3)
+    image_id = transfer.upload(env.src, uuids[0], env.store, name="given")
+    wanted = [new_uuid() for _ in range(3)]
+    result = transfer.download(env.store, image_id, env.dst, uuids=wanted)
+    assert result == {"root": {"uuid": wanted[0]}, "chain": wanted}
+    assert_same_chain(env.src, uuids[0], env.dst, result, model.sha256())
+
+
+@pytest.mark.parametrize("bad", ["short", "taken", "duplicate", "not-a-uuid"])
+def test_bad_uuid_lists_refused_sr_unchanged(env, bad):
+    uuids, _ = build_chain(env.src, 2, 4 * MiB, seed=4)
+    image_id = transfer.upload(env.src, uuids[0], env.store, name="bad-uuids")
+    occupant, _ = build_chain(env.dst, 1, 4 * MiB, seed=5)
+    lists = {"short": [new_uuid()],
+             "taken": [new_uuid(), occupant[0]],
+             "duplicate": [uuids[0], uuids[0]],
+             "not-a-uuid": [new_uuid(), "../../etc/passwd"]}
+    before = sr_tree(env.dst)
+    with pytest.raises(SRError):
+        transfer.download(env.store, image_id, env.dst, uuids=lists[bad])
+    assert sr_tree(env.dst) == before
+    assert staging_leftovers(env.dst) == []
+
+
+@pytest.mark.parametrize("level", [0, 1, 9])
+def test_compression_levels(env, level):
+    uuids, model = build_chain(env.src, 2, 24 * MiB, dense=True, seed=level)
+    image_id = transfer.upload(env.src, uuids[0], env.store, name="lvl",
+                               compression_level=level)
+    with env.store.open(image_id) as stream:
+        magic = stream.read(2)
+    assert (magic == b"\x1f\x8b") == (level != 0)
+    result = transfer.download(env.store, image_id, env.dst)
+    assert_same_chain(env.src, uuids[0], env.dst, result, model.sha256())
+
+
+def test_second_generation_and_two_copies(env, tmp_path):
+    """Download twice into one SR (independent chains), re-upload a copy, download again."""
+    uuids, model = build_chain(env.src, 3, 16 * MiB, dense=True, seed=9)
+    expected = model.sha256()
+    image_id = transfer.upload(env.src, uuids[0], env.store, name="gen1")
+    first = transfer.download(env.store, image_id, env.dst)
+    second = transfer.download(env.store, image_id, env.dst)
+    assert not set(first["chain"]) & set(second["chain"])
+    for result in (first, second):
+        assert vdi_sha256(env.dst, result["root"]["uuid"]) == expected
+    image2 = transfer.upload(env.dst, second["root"]["uuid"], env.store, name="gen2")
+    third_sr = make_sr(tmp_path / "sr-third")
+    third = transfer.download(env.store, image2, third_sr)
+    assert_same_chain(env.src, uuids[0], third_sr, third, expected)
+
+
+def test_progress_reports(env):
+    uuids, _ = build_chain(env.src, 2, 32 * MiB, dense=True, seed=11)
+    up = []
+    image_id = transfer.upload(env.src, uuids[0], env.store, name="progress",
+                               progress=lambda done, total: up.append(done))
+    size = env.store.get(image_id)["size"]
+    assert up and up == sorted(up) and up[-1] == size
+    down = []
+    transfer.download(env.store, image_id, env.dst,
+                      progress=lambda done, total: down.append((done, total)))
+    assert down and [d for d, _ in down] == sorted(d for d, _ in down)
+    assert down[-1] == (size, size)
+
+
+def test_upload_into_given_queued_image(env):
+    uuids, model = build_chain(env.src, 2, 8 * MiB, seed=12)
+    record = env.store.create("pre-made", "vhd", "ovf")
+    got = transfer.upload(env.src, uuids[0], env.store, image_id=record["id"],
+                          properties={"k": "v"})
+    assert got == record["id"]
+    after = env.store.get(got)
+    assert after["status"] == "active" and after["properties"] == {"k": "v"}
+    result = transfer.download(env.store, got, env.dst)
+    assert_same_chain(env.src, uuids[0], env.dst, result, model.sha256())
+
+
+def test_upload_into_active_image_refused(env):
+    uuids, _ = build_chain(env.src, 1, 4 * MiB, seed=13)
+    image_id = transfer.upload(env.src, uuids[0], env.store, name="once")
+    data_path = os.path.join(env.store.images_dir, image_id + ".data")
+    before = hashlib.sha256(open(data_path, "rb").read()).hexdigest()
+    with pytest.raises(ImageStateError) as info:
+        transfer.upload(env.src, uuids[0], env.store, image_id=image_id)
+    assert image_id in str(info.value) and "active" in str(info.value)
+    assert hashlib.sha256(open(data_path, "rb").read()).hexdigest() == before
+    assert env.store.get(image_id)["status"] == "active"
+
+
+def test_upload_of_missing_vdi_creates_no_image(env):
+    with pytest.raises(VhdportError) as info:
+        transfer.upload(env.src, new_uuid(), env.store, name="ghost")
+    assert "not found" in str(info.value)
+    assert list(env.store.list()) == []
+
+
+def test_upload_of_hidden_base_copy_refused(env):
+    """A hidden VHD is a base copy, not a VDI: its bundle would be refused on download."""
+    uuids, _ = build_chain(env.src, 2, 4 * MiB, seed=14)
+    with pytest.raises(VhdportError) as info:
+        transfer.upload(env.src, uuids[1], env.store, name="base-copy")
+    assert uuids[1] in str(info.value) and "hidden" in str(info.value)
+    assert list(env.store.list()) == []
+
+
+def test_upload_needs_name_or_image(env):
+    uuids, _ = build_chain(env.src, 1, 4 * MiB, seed=15)
+    with pytest.raises(StoreError):
+        transfer.upload(env.src, uuids[0], env.store)
