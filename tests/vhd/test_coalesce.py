@@ -254,3 +254,13 @@ def test_hard_exit_in_a_subprocess(tmp_path):
     changed = sectors_between(read_all(parent), before, after)
     assert 0 < changed
     assert_clean(parent)
+
+
+def test_progress_reports_committed_blocks(tmp_path):
+    parent, child = crash_pair(tmp_path)
+    with VhdFile.open(child) as disk:
+        total = disk.allocated_blocks
+    seen = []
+    coalesce(child, batch_bytes=4 * 256 * KiB, progress=lambda done, all_: seen.append((done, all_)))
+    assert seen[0] == (4, total) and seen[-1] == (total, total)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)

@@ -202,3 +202,20 @@ def test_append_full_block_refuses_allocated_block(tmp_path):
         with pytest.raises(FormatError):
             disk.append_full_block(0, b"\x02" * (MiB + 512))
     assert virtual(vhd) == bytes(MiB) + b"\x01" * MiB
+
+
+def test_failing_reader_leaves_no_file(tmp_path):
+    class Broken(object):
+        def __init__(self):
+            self.calls = 0
+
+        def read(self, n):
+            self.calls += 1
+            if self.calls > 3:
+                raise OSError("connection reset")
+            return b"\x01" * min(n, 100000)
+
+    vhd = str(tmp_path / "b.vhd")
+    with pytest.raises(OSError):
+        import_raw_stream(Broken(), vhd, 8 * MiB)
+    assert not os.path.exists(vhd)
