@@ -137,3 +137,25 @@ def test_qemu_made_empty_dynamic_disk(tmp_path):
     assert (tmp_path / "out.raw").read_bytes() == bytes(5 * MiB)
     with VhdFile.open(vhd) as disk:
         assert disk.allocated_blocks == 0
+
+
+def test_qemu_reads_a_base_after_interrupted_then_finished_coalesce(tmp_path, monkeypatch):
+    """Our write path into an existing dynamic disk (orphaned blocks from the interrupted
+    run included) leaves a file qemu reads exactly as we do."""
+    from vhdport.vhd import coalesce, create_snapshot
+    from vhdport.vhd.coalesce import CRASH_ENV
+    base = str(tmp_path / "base.vhd")
+    ours_with_writes(base, "dynamic", 8 * MiB, 512 * KiB)
+    leaf = str(tmp_path / "leaf.vhd")
+    create_snapshot(leaf, "base.vhd", block_size=128 * KiB)
+    with Chain.open(leaf, writable=True) as chain:
+        for i in range(12):
+            chain.write(i * 640 * KiB + 333, pattern(100 + i, 200 * KiB))
+        expected = bytes(chain.read(0, chain.virtual_size))
+    monkeypatch.setenv(CRASH_ENV, "9")
+    with pytest.raises(SystemExit):
+        coalesce(leaf, batch_bytes=4 * 128 * KiB)
+    monkeypatch.delenv(CRASH_ENV)
+    coalesce(leaf)
+    (tmp_path / "expected.raw").write_bytes(expected)
+    qemu("compare", "-f", "vpc", base, "-F", "raw", str(tmp_path / "expected.raw"))
