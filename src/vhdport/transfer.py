@@ -6,11 +6,13 @@ published, and a finished upload is read back and compared with what was sent.
 """
 
 import logging
+import os
 
 from . import bundle
-from .errors import ImageStateError, IntegrityError, StoreError, VhdportError
+from .errors import BundleError, ImageStateError, IntegrityError, StoreError, VhdportError
 from .sr import SR
 from .stores.base import ACTIVE, QUEUED, StreamDigest
+from .vhd import MAX_DEPTH
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +133,22 @@ def download(store, image_id, sr_path, uuids=None, progress=None):
             reader.drain()
         verify_against_record(reader.digest, record, subject)
         bundle.check_sequence(staged, allow_growth=True)  # a leaf resized after a snapshot
+        _check_depth(staged)
         adopted = staging.adopt(staged, uuids)
         published = sr.publish(adopted)
     chain = [_uuid_of(path) for path in published]
     log.info("downloaded %s into %s: leaf %s, %d VHDs", image_id, sr_path, chain[0], len(chain))
     return {"root": {"uuid": chain[0]}, "chain": chain}
+
+
+def _check_depth(staged):
+    """Refuse a chain deeper than XenServer's limit here, naming the member, rather than
+    later when the renamed files no longer carry the bundle's member names."""
+    if len(staged) > MAX_DEPTH:
+        name = os.path.basename(staged[MAX_DEPTH])
+        raise BundleError("bundle member {} refused: the chain is {} VHDs deep, more than "
+                          "XenServer's limit of {}; coalesce it before uploading".format(
+                              name, len(staged), MAX_DEPTH), member=name)
 
 
 def _uuid_of(path):
