@@ -1,0 +1,140 @@
+"""Integrity of stored images: what upload records is what is stored, and a record or data
+file that does not match refuses the download with an IntegrityError before the SR changes."""
+
+import hashlib
+import json
+import os
+
+import pytest
+
+from tests.transfer.helpers import MiB, build_chain, make_sr, sr_tree, staging_leftovers
+from vhdport import transfer
+from vhdport.errors import IntegrityError
+from vhdport.sr import SR
+from vhdport.stores.local import LocalStore
+
+
+def digests(path):
+    md5, sha512, size = hashlib.md5(), hashlib.sha512(), 0
+    with open(path, "rb") as f:
+        while True:
+            data = f.read(MiB)
+            if not data:
+                return size, md5.hexdigest(), sha512.hexdigest()
+            size += len(data)
+            md5.update(data)
+            sha512.update(data)
+
+
+@pytest.fixture
+def env(tmp_path):
+    class Env(object):
+        src = make_sr(tmp_path / "src")
+        dst = make_sr(tmp_path / "dst")
+        store = LocalStore(str(tmp_path / "store"))
+
+        @classmethod
+        def data_path(cls, image_id):
+            return os.path.join(cls.store.images_dir, image_id + ".data")
+
+        @classmethod
+        def edit_record(cls, image_id, **changes):
+            path = os.path.join(cls.store.images_dir, image_id + ".json")
+            with open(path) as f:
+                doc = json.load(f)
+            doc["record"].update(changes)
+            with open(path, "w") as f:
+                json.dump(doc, f)
+    Env.keep, _ = build_chain(Env.dst, 2, 4 * MiB, seed=1)   # the SR is not empty
+    return Env
+
+
+@pytest.mark.parametrize("level", [0, 6])
+def test_upload_records_what_is_stored(env, level):
+    uuids, _ = build_chain(env.src, 3, 24 * MiB, dense=True, seed=level)
+    image_id = transfer.upload(env.src, uuids[0], env.store, name="digests",
+                               compression_level=level)
+    record = env.store.get(image_id)
+    size, md5, sha512 = digests(env.data_path(image_id))
+    assert record["status"] == "active"
+    assert (record["size"], record["checksum"]) == (size, md5)
+    assert (record["os_hash_algo"], record["os_hash_value"]) == ("sha512", sha512)
+
+
+def test_import_records_what_is_stored(env, tmp_path):
+    blob = str(tmp_path / "blob")
+    with open(blob, "wb") as f:
+        f.write(os.urandom(3 * MiB + 17))
+    image_id = transfer.import_image(env.store, blob, "blob", disk_format="raw",
+                                     container_format="bare")
+    record = env.store.get(image_id)
+    assert digests(env.data_path(image_id)) == digests(blob)
+    assert (record["size"], record["checksum"], record["os_hash_value"]) == digests(blob)
+
+
+def uploaded(env, level=6):
+    uuids, _ = build_chain(env.src, 3, 16 * MiB, dense=True, seed=40 + level)
+    return transfer.upload(env.src, uuids[0], env.store, name="tamper",
+                           compression_level=level)
+
+
+def assert_refused_unchanged(env, image_id, what):
+    before = sr_tree(env.dst)
+    with pytest.raises(IntegrityError) as info:
+        transfer.download(env.store, image_id, env.dst)
+    message = str(info.value)
+    assert what in message, message
+    assert sr_tree(env.dst) == before
+    assert staging_leftovers(env.dst) == []
+    assert sorted(SR(env.dst).vdis()) == sorted(env.keep)
+    return info.value
+
+
+@pytest.mark.parametrize("field,what", [("os_hash_value", "sha512"), ("checksum", "md5"),
+                                        ("size+1", "size"), ("size-1", "size")])
+def test_tampered_record(env, field, what):
+    image_id = uploaded(env)
+    record = env.store.get(image_id)
+    if field.startswith("size"):
+        env.edit_record(image_id, size=record["size"] + int(field[4:]))
+    else:
+        wrong = hashlib.new("sha512" if field == "os_hash_value" else "md5",
+                            b"not the image").hexdigest()
+        env.edit_record(image_id, **{field: wrong})
+    err = assert_refused_unchanged(env, image_id, what)
+    if not field.startswith("size"):
+        assert image_id in str(err) and wrong in str(err)
+
+
+def test_flipped_byte_in_stored_data(env):
+    """A plain-tar image whose VHD data (not its structure) changed: only the hashes notice."""
+    image_id = uploaded(env, level=0)
+    path = env.data_path(image_id)
+    with open(path, "rb") as f:
+        tar = f.read()
+    leaf_size = int(tar[124:136].rstrip(b"\0 "), 8)
+    offset = 512 + leaf_size - 512 - 100        # inside the leaf's last data sector
+    flipped = bytearray(tar)
+    flipped[offset] ^= 0x01
+    with open(path, "wb") as f:
+        f.write(bytes(flipped))
+    assert_refused_unchanged(env, image_id, "md5")
+
+
+def test_data_file_truncated_or_grown(env):
+    image_id = uploaded(env)
+    path = env.data_path(image_id)
+    with open(path, "rb") as f:
+        data = f.read()
+    for changed in (data[:-1], data + b"\0"):
+        with open(path, "wb") as f:
+            f.write(changed)
+        assert_refused_unchanged(env, image_id, "size")
+
+
+def test_other_hash_algo_still_checks_md5(env):
+    """A record with an os_hash_algo we do not compute still gets its md5 and size checked."""
+    image_id = uploaded(env)
+    env.edit_record(image_id, os_hash_algo="sha3_256", os_hash_value="00" * 32,
+                    checksum="0" * 32)
+    assert_refused_unchanged(env, image_id, "md5")
