@@ -36,3 +36,15 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis
+
+# Benchmarks (bench/): vhdport against the original tar+gzip+HTTP path and qemu-img.
+# bench-quick is a smoke run for CI: it fails only when vhdport's output is wrong.
+.PHONY: bench bench-quick
+bench: $(STAMP)
+	bash bench/setup.sh $(VENV)
+	-bash scripts/glance-setup.sh
+	$(BIN)/python -m bench.run --doc docs/benchmarks.md
+
+bench-quick: $(STAMP)
+	bash bench/setup.sh $(VENV)
+	$(BIN)/python -m bench.run --quick
