@@ -252,3 +252,179 @@ def make_self_signed_cert(directory, host="127.0.0.1"):
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         check=True, timeout=60)
     return cert, key
+
+
+class Fault(object):
+    """One rule of a :class:`RuleProxy`: which requests it hits and what it does to them.
+
+    Matching: ``method`` (e.g. "PUT") and ``path`` (a substring of the request path),
+    each None for any; the rule applies to the next ``times`` matching connections
+    (None: all of them).  Actions, offsets counted from the first *body* byte:
+    ``status`` answer this HTTP status from the proxy itself; ``drop_after`` /
+    ``stall_after`` / ``flip_at`` on the response body; ``up_drop_after`` /
+    ``up_stall_after`` / ``up_flip_at`` on the request body (chunked framing
+    included).  ``reset`` makes drops an RST instead of a FIN.
+    """
+
+    def __init__(self, method=None, path=None, times=1, status=None, drop_after=None,
+                 stall_after=None, flip_at=None, up_drop_after=None, up_stall_after=None,
+                 up_flip_at=None, reset=False):
+        self.method, self.path, self.times = method, path, times
+        self.status = status
+        self.drop_after, self.stall_after, self.flip_at = drop_after, stall_after, flip_at
+        self.up_drop_after, self.up_stall_after = up_drop_after, up_stall_after
+        self.up_flip_at = up_flip_at
+        self.reset = reset
+        self.hits = 0          # connections this rule was applied to
+        self.flipped = 0       # bytes actually flipped (either direction)
+
+    def matches(self, method, path):
+        if self.times is not None and self.hits >= self.times:
+            return False
+        return (self.method is None or self.method == method) and \
+            (self.path is None or self.path in path)
+
+    def __repr__(self):
+        fields = ", ".join("{}={!r}".format(k, v) for k, v in sorted(vars(self).items())
+                           if v not in (None, False, 0) or k == "times")
+        return "Fault({})".format(fields)
+
+
+_STATUS_TEXT = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
+                504: "Gateway Timeout", 408: "Request Timeout"}
+
+
+class RuleProxy(_ProxyBase):
+    """Faults per request, chosen by method and path (see :class:`Fault`).
+
+    Reads each connection's request head first, so rules can hit "the download"
+    or "the upload" whatever requests come before them.  ``log`` lists
+    (method, path, rule index or None) per connection.
+    """
+
+    def __init__(self, target_port, rules=(), target_host="127.0.0.1", stall_seconds=120):
+        self.rules = list(rules)
+        self.log = []
+        self.stall_seconds = stall_seconds
+        super().__init__(target_port, target_host)
+
+    def _serve(self, client, index):
+        try:
+            client.settimeout(30)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = client.recv(_BUF)
+                if not data:
+                    self._drop(client)
+                    return
+                head += data
+            client.settimeout(None)
+        except OSError:
+            self._drop(client)
+            return
+        head, _, rest = head.partition(b"\r\n\r\n")
+        head += b"\r\n\r\n"
+        line = head.split(b"\r\n", 1)[0].decode("latin-1").split()
+        method, path = (line[0], line[1]) if len(line) >= 2 else ("?", "?")
+        rule, number = None, None
+        with self._lock:
+            for i, candidate in enumerate(self.rules):
+                if candidate.matches(method, path):
+                    candidate.hits += 1
+                    rule, number = candidate, i
+                    break
+            self.log.append((method, path, number))
+        if rule is not None and rule.status is not None:
+            self._answer(client, rule.status)
+            return
+        upstream = self._connect_upstream()
+        if upstream is None:
+            self._drop(client)
+            return
+        upstream.settimeout(None)
+        try:
+            upstream.sendall(head)
+        except OSError:
+            self._drop(client, upstream)
+            return
+        if rule is None:
+            self._spawn(self._pump_body, client, upstream, rest, None, None, None, False, rule)
+            self._pump(upstream, client)
+            return
+        self._spawn(self._pump_body, client, upstream, rest, rule.up_drop_after,
+                    rule.up_stall_after, rule.up_flip_at, rule.reset, rule)
+        self._pump_response(upstream, client, rule)
+
+    def _answer(self, client, status):
+        body = "proxy says: HTTP {}\n".format(status).encode()
+        try:
+            client.sendall("HTTP/1.1 {} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n"
+                           "Connection: close\r\n\r\n".format(
+                               status, _STATUS_TEXT.get(status, "Error"), len(body)).encode()
+                           + body)
+        except OSError:
+            pass
+        finally:
+            self._drop(client)
+
+    def _kill(self, reset, *socks):
+        if reset:
+            for sock in socks:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                    b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    with self._lock:
+                        self._open.discard(sock)
+                    sock.close()
+                except OSError:
+                    pass
+        self._drop(*socks)
+
+    def _pump_body(self, src, dst, first, drop_after, stall_after, flip_at, reset, rule):
+        """Copy body bytes (``first`` already read) applying the byte faults."""
+        sent = 0
+        data = first
+        try:
+            while True:
+                if data:
+                    end = sent + len(data)
+                    if flip_at is not None and sent <= flip_at < end:
+                        buf = bytearray(data)
+                        buf[flip_at - sent] ^= 0x01
+                        data = bytes(buf)
+                        with self._lock:
+                            rule.flipped += 1
+                    for limit, action in ((drop_after, "drop"), (stall_after, "stall")):
+                        if limit is not None and end >= limit:
+                            dst.sendall(data[:max(0, limit - sent)])
+                            if action == "stall":
+                                self._stopping.wait(self.stall_seconds)
+                            self._kill(reset, src, dst)
+                            return
+                    dst.sendall(data)
+                    sent = end
+                data = src.recv(_BUF)
+                if not data:
+                    break
+        except OSError:
+            pass
+        self._drop(src, dst)
+
+    def _pump_response(self, src, dst, rule):
+        """Forward the response head untouched, then the body through the byte faults."""
+        head = b""
+        try:
+            while b"\r\n\r\n" not in head:
+                data = src.recv(_BUF)
+                if not data:
+                    dst.sendall(head)
+                    self._drop(src, dst)
+                    return
+                head += data
+            head, _, rest = head.partition(b"\r\n\r\n")
+            dst.sendall(head + b"\r\n\r\n")
+        except OSError:
+            self._drop(src, dst)
+            return
+        self._pump_body(src, dst, rest, rule.drop_after, rule.stall_after, rule.flip_at,
+                        rule.reset, rule)
