@@ -240,22 +240,33 @@ def _discard(store, image_id):
 
 def import_image(store, path, name, disk_format="vhd", container_format="ovf",
                  properties=None, progress=None):
-    """Store an existing file as a new image (like ``openstack image create --file``)."""
-    record = store.create(name, disk_format, container_format, properties=properties)
-    image_id = record["id"]
+    """Store an existing file as a new image (like ``openstack image create --file``).
 
-    def chunks():
-        with open(path, "rb") as f:
+    The file is opened before the image is created, so a missing or unreadable
+    file leaves no empty image behind and fails as a VhdportError naming it.
+    """
+    try:
+        source = open(path, "rb")
+    except OSError as e:
+        raise VhdportError("cannot read {} to import it: {}".format(path, e.strerror or e))
+    with source:
+        record = store.create(name, disk_format, container_format, properties=properties)
+        image_id = record["id"]
+
+        def chunks():
             while True:
-                data = f.read(CHUNK)
+                try:
+                    data = source.read(CHUNK)
+                except OSError as e:
+                    raise VhdportError("reading {} failed: {}".format(path, e.strerror or e))
                 if not data:
                     return
                 yield data
 
-    try:
-        sent = store.put(image_id, _Counting(chunks(), progress, None))
-        verify_against_record(sent, store.get(image_id), "imported image {}".format(image_id))
-    except BaseException:
-        _discard(store, image_id)
-        raise
+        try:
+            sent = store.put(image_id, _Counting(chunks(), progress, None))
+            verify_against_record(sent, store.get(image_id), "imported image {}".format(image_id))
+        except BaseException:
+            _discard(store, image_id)
+            raise
     return image_id

@@ -138,3 +138,13 @@ def test_other_hash_algo_still_checks_md5(env):
     env.edit_record(image_id, os_hash_algo="sha3_256", os_hash_value="00" * 32,
                     checksum="0" * 32)
     assert_refused_unchanged(env, image_id, "md5")
+
+
+@pytest.mark.parametrize("which", ["missing", "directory"])
+def test_import_of_unreadable_file_creates_nothing(env, tmp_path, which):
+    from vhdport.errors import VhdportError
+    path = str(tmp_path / "nope.tgz") if which == "missing" else str(tmp_path)
+    with pytest.raises(VhdportError) as info:
+        transfer.import_image(env.store, path, "nothing")
+    assert path in str(info.value)
+    assert list(env.store.list()) == []
