@@ -134,6 +134,7 @@ def download(store, image_id, sr_path, uuids=None, progress=None):
         verify_against_record(reader.digest, record, subject)
         bundle.check_sequence(staged, allow_growth=True)  # a leaf resized after a snapshot
         _check_depth(staged)
+        _hide_parents(staged)
         adopted = staging.adopt(staged, uuids)
         published = sr.publish(adopted)
     chain = [_uuid_of(path) for path in published]
@@ -149,6 +150,23 @@ def _check_depth(staged):
         raise BundleError("bundle member {} refused: the chain is {} VHDs deep, more than "
                           "XenServer's limit of {}; coalesce it before uploading".format(
                               name, len(staged), MAX_DEPTH), member=name)
+
+
+def _hide_parents(staged):
+    """Every parent lands hidden, as XenServer's snapshot leaves it.
+
+    A bundle made elsewhere may carry visible parents; in the SR each would be a
+    VDI of its own that a user could attach and write, corrupting its children.
+    Done in staging, before the files are adopted and published.
+    """
+    from .vhd import VhdFile, set_hidden
+    for path in staged[1:]:
+        with VhdFile.open(path) as disk:
+            hidden = disk.hidden
+        if not hidden:
+            log.info("bundle member %s is a parent but not hidden; hiding it",
+                     os.path.basename(path))
+            set_hidden(path, True)
 
 
 def _uuid_of(path):

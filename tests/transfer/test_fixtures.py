@@ -122,3 +122,25 @@ def test_sequenced_bundle_through_the_cli(vhd_fixtures, manifest, tmp_path):
     sr2 = make_sr(tmp_path / "sr2")
     leaf = run_cli("download", image_id, "--store", store_dir, "--sr", sr2)[-1]
     assert vdi_sha256(sr2, leaf) == manifest["chain/leaf.vhd"]["contents_sha256"]
+
+
+def test_bundle_with_visible_parents_lands_with_parents_hidden(tmp_path):
+    """A bundle made by another tool may leave parents visible; in the SR each would be an
+    attachable VDI whose writes corrupt its children, so they land hidden."""
+    import tarfile
+    from tests.transfer.helpers import MiB, build_chain
+    scratch = make_sr(tmp_path / "scratch")
+    uuids, model = build_chain(scratch, 3, 8 * MiB, seed=31, hide_parents=False)
+    bundle_path = str(tmp_path / "visible.tgz")
+    with tarfile.open(bundle_path, "w:gz") as tar:
+        for i, u in enumerate(uuids):
+            tar.add(os.path.join(scratch, u + ".vhd"), arcname="{}.vhd".format(i))
+    store = LocalStore(str(tmp_path / "store"))
+    sr_path = make_sr(tmp_path / "sr")
+    result = transfer.download(store, transfer.import_image(store, bundle_path, "visible"),
+                               sr_path)
+    shape = chain_shape(sr_path, result["root"]["uuid"])
+    assert [hidden for _, hidden, _, _, _ in shape] == [False, True, True]
+    assert vdi_sha256(sr_path, result["root"]["uuid"]) == model.sha256()
+    assert check_chain(os.path.join(sr_path, result["root"]["uuid"] + ".vhd")) == []
+    assert SR(sr_path).leaves() == [result["root"]["uuid"]]
