@@ -100,6 +100,12 @@ def verify_against_record(digest, record, subject):
 
 def _extract(kind, reader, staging_dir, record):
     head = reader.peek(512)
+    size = record.get("size")
+    if len(head) < 512 and size is not None and len(head) < size:
+        # a stream that ended before its first sector (e.g. a connection cut inside the
+        # response headers) is short data, not data of another format
+        raise IntegrityError(what="size", subject="image {} (the data stream ended early)"
+                             .format(record.get("id")), expected=size, actual=len(head))
     sniffed = bundle.sniff(head)
     if kind == TAR_BUNDLE:
         if sniffed not in ("gzip", "tar"):

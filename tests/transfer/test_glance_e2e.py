@@ -182,3 +182,42 @@ def test_upload_into_queued_image(glance_auth, uploaded, tmp_path):  # noqa: F81
         assert_landed(dst, transfer.download(store, got, dst), src, leaf, expected)
     finally:
         store.delete(record["id"])
+
+
+def test_download_cut_inside_headers_lands_nothing(glance_auth, uploaded,  # noqa: F811
+                                                   tmp_path):
+    """Every data connection is cut inside the response headers.  http.client takes EOF there
+    for the end of the headers, so the stream looks like an empty body: the download must call
+    that short data (not "bytes of another format") and land nothing."""
+    store, image_id, _, _, _ = uploaded
+    dst = make_sr(tmp_path / "dst")
+    build_chain(dst, 1, 4 * MiB, seed=9)
+    before = sr_tree(dst)
+    with FaultProxy(glance_auth.port, drop_after=[None] + [100] * 50) as proxy:
+        started = time.monotonic()
+        with pytest.raises(IntegrityError) as info:
+            transfer.download(glance(glance_auth, url=proxy.url, retries=2), image_id, dst)
+        assert time.monotonic() - started < 30
+        assert proxy.faults_applied >= 1
+    assert image_id in str(info.value) and "size" in str(info.value)
+    assert sr_tree(dst) == before
+    assert staging_leftovers(dst) == []
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_upload_leaves_no_image(glance_auth, uploaded):  # noqa: F811
+    """A failure mid-stream (here from the progress callback): the terminating chunk is
+    never sent, so Glance never sees a complete image, and the image made for it is removed."""
+    store, _, src, leaf, _ = uploaded
+    name = "interrupted-" + new_uuid()
+
+    def progress(done, total):
+        if done > 256 * 1024:
+            raise Interrupt()
+    with pytest.raises(Interrupt):
+        transfer.upload(src, leaf, store, name=name, progress=progress, compression_level=1)
+    assert [r for r in store.list() if r["name"] == name] == []
+    assert staging_leftovers(src) == []

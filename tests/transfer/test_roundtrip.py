@@ -231,3 +231,39 @@ def test_upload_needs_name_or_image(env):
     uuids, _ = build_chain(env.src, 1, 4 * MiB, seed=15)
     with pytest.raises(StoreError):
         transfer.upload(env.src, uuids[0], env.store)
+
+
+class Interrupt(Exception):
+    """Raised from a progress callback, as a Ctrl-C in the middle of a transfer would be."""
+
+
+def interrupt_after(limit):
+    def progress(done, total):
+        if done >= limit:
+            raise Interrupt(done)
+    return progress
+
+
+def test_interrupted_upload_leaves_no_image(env):
+    uuids, _ = build_chain(env.src, 3, 32 * MiB, dense=True, seed=16)
+    before = sr_tree(env.src)
+    with pytest.raises(Interrupt):
+        transfer.upload(env.src, uuids[0], env.store, name="interrupted",
+                        progress=interrupt_after(200 * 1024), compression_level=1)
+    assert list(env.store.list()) == []
+    assert sorted(os.listdir(env.store.images_dir)) == []
+    assert sr_tree(env.src) == before
+    assert staging_leftovers(env.src) == []
+
+
+def test_interrupted_download_lands_nothing(env):
+    uuids, _ = build_chain(env.src, 3, 32 * MiB, dense=True, seed=17)
+    image_id = transfer.upload(env.src, uuids[0], env.store, name="to-interrupt",
+                               compression_level=0)
+    keep, _ = build_chain(env.dst, 1, 4 * MiB, seed=18)
+    before = sr_tree(env.dst)
+    with pytest.raises(Interrupt):
+        transfer.download(env.store, image_id, env.dst,
+                          progress=interrupt_after(env.store.get(image_id)["size"] // 2))
+    assert sr_tree(env.dst) == before
+    assert staging_leftovers(env.dst) == []
