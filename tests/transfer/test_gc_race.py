@@ -152,3 +152,36 @@ def test_gc_after_downloads_deletes_nothing(tmp_path, images):
     before = sorted(SR(sr_path).vdis())
     assert SR(sr_path).gc() == []
     assert sorted(SR(sr_path).vdis()) == before
+
+
+def test_two_downloads_racing_for_the_same_uuids(tmp_path, images):
+    """Both ask for the same VDI uuids: exactly one chain lands, the loser lands nothing."""
+    import threading
+    from tests.transfer.helpers import new_uuid
+    from vhdport.errors import SRError
+    store, made = images
+    image_id, depth, expected = made[3]
+    sr_path = make_sr(tmp_path / "dst")
+    wanted = [new_uuid() for _ in range(depth)]
+    barrier = threading.Barrier(2)
+    outcomes = []
+
+    def run():
+        barrier.wait()
+        try:
+            outcomes.append(transfer.download(store, image_id, sr_path, uuids=wanted))
+        except SRError as e:
+            outcomes.append(e)
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    wins = [o for o in outcomes if isinstance(o, dict)]
+    losses = [o for o in outcomes if isinstance(o, SRError)]
+    assert len(wins) == 1 and len(losses) == 1, outcomes
+    assert wins[0]["chain"] == wanted
+    assert sorted(SR(sr_path).vdis()) == sorted(wanted)
+    assert vdi_sha256(sr_path, wanted[0]) == expected
+    assert check_chain(os.path.join(sr_path, wanted[0] + ".vhd")) == []
+    assert staging_leftovers(sr_path) == []
