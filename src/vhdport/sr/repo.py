@@ -14,7 +14,8 @@ from ..errors import ChainError, LimitError, SRError
 from ..vhd import MAX_DEPTH, VhdFile, create_snapshot, set_hidden
 from .lock import DEFAULT_TIMEOUT, FileLock
 from .scan import SUFFIX, fsync_dir, os_error, scan, uuid_of_name
-from .staging import Staging, check_recorded_links, reclaim
+from .recover import drop_journal, publish_journal, snapshot_journal
+from .staging import STAGING_DIR, Staging, check_recorded_links, reclaim
 
 LOCK_NAME = ".vhdport.lock"
 
@@ -116,12 +117,17 @@ class SR(object):
 
     def staging(self):
         """A new Staging (use ``with``); reclaims leftovers of dead processes first."""
-        reclaim(self.path)
+        self.reclaim_staging()
         return Staging.create(self)
 
     def reclaim_staging(self):
-        """Remove staging dirs whose owning process is gone; return their paths."""
-        return reclaim(self.path)
+        """Remove staging dirs whose owning process is gone; return their paths.
+
+        Under the SR lock: a dead publish or snapshot is finished or undone first
+        (see recover.py), and nothing else may change the SR meanwhile.
+        """
+        with self.locked():
+            return reclaim(self.path)
 
     # --------------------------------------------------------------- publish
 
@@ -147,6 +153,9 @@ class SR(object):
         with self.locked():
             for p in paths:
                 _fsync_file(p)
+            journal = _in_staging(self.path, paths[0])
+            if journal:
+                publish_journal(os.path.dirname(paths[0]), paths)   # a kill is finished later
             moved = []
             try:
                 for src, dst in zip(paths, finals):
@@ -161,6 +170,8 @@ class SR(object):
                         pass
                 fsync_dir(self.path)
                 raise
+            if journal:
+                drop_journal(os.path.dirname(paths[0]))
         return finals
 
     # -------------------------------------------------------------- snapshot
@@ -212,6 +223,11 @@ def _fresh_uuids(sr, count):
         chosen = [str(uuidlib.uuid4()) for _ in range(count)]
         if not any(os.path.lexists(sr.vdi_path(u)) for u in chosen):
             return chosen
+
+
+def _in_staging(sr_path, path):
+    staging_root = os.path.join(sr_path, STAGING_DIR)
+    return os.path.dirname(os.path.dirname(os.path.abspath(path))) == staging_root
 
 
 def _fsync_file(path):
@@ -278,6 +294,7 @@ def _snapshot_in(sr, st, info, base_uuid, snap_uuid):
     except OSError as e:
         raise os_error(e, st.path, "create snapshot leaves in")
     fsync_dir(st.path)
+    snapshot_journal(st.path, info.uuid, base_uuid, snap_uuid, os.stat(vdi_path).st_ino)
     done = []
     try:
         _move_no_replace_keep(vdi_path, base_path)

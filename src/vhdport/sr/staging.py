@@ -10,6 +10,7 @@ nothing in here is ever seen by them (nor by XenServer's own scan).
 
 import binascii
 import errno
+import logging
 import os
 import shutil
 import uuid as uuidlib
@@ -17,7 +18,10 @@ import uuid as uuidlib
 from ..errors import ChainError, SRError, VhdportError
 from ..vhd import Chain, VhdFile, set_parent
 from .lock import FileLock, open_lock_file, try_flock, write_owner
+from .recover import recover
 from .scan import SUFFIX, fsync_dir, is_uuid, os_error
+
+log = logging.getLogger(__name__)
 
 STAGING_DIR = ".vhdport-staging"
 ROOT_LOCK = ".root.lock"
@@ -69,6 +73,8 @@ def reclaim(sr_path):
             try:
                 if not try_flock(fd):
                     continue          # in use by a live process
+                if not _recovered(sr_path, os.path.join(root, stem)):
+                    continue          # keep the dir and its journal for the next try
                 _rmtree(os.path.join(root, stem))
                 _unlink(os.path.join(root, name))
                 removed.append(os.path.join(root, stem))
@@ -81,6 +87,16 @@ def reclaim(sr_path):
                 _rmtree(path)         # its owner removed the lock last, so this is debris
                 removed.append(path)
     return removed
+
+
+def _recovered(sr_path, path):
+    """Finish or undo a publish/snapshot the dead owner journaled; False if that failed."""
+    try:
+        recover(sr_path, path)
+        return True
+    except (VhdportError, OSError) as e:
+        log.error("could not recover the interrupted operation in %s (kept): %s", path, e)
+        return False
 
 
 class Staging(object):

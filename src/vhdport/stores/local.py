@@ -190,7 +190,10 @@ class LocalStore(base.Store):
             if os.path.exists(self.root) and not os.path.isdir(self.root):
                 raise errors.StoreError("{}: is not a directory; give a directory as the image "
                                         "store".format(self.root))
-            if os.path.isdir(self.root) and set(os.listdir(self.root)) - {"images", "lock"}:
+            # a first use killed before the marker's rename leaves only our own temp file
+            if os.path.isdir(self.root) and set(
+                    n for n in os.listdir(self.root)
+                    if not (n.startswith(".rec-") and n.endswith(".tmp"))) - {"images", "lock"}:
                 raise errors.StoreError(
                     "{}: not a vhdport image store (no {}) and not empty; give an empty or "
                     "new directory".format(self.root, MARKER))

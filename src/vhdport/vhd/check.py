@@ -177,6 +177,11 @@ def _check_footer(disk, report):
     for name, copy, base in (("footer", footer, at), ("backup footer", disk.backup_footer, 0)):
         if copy is not None and copy.hidden not in (0, 1):
             report.add("hidden", base + 85, "{} hidden flag {} is not 0 or 1".format(name, copy.hidden))
+    backup = disk.backup_footer
+    if backup is not None and backup.hidden != footer.hidden:
+        report.add("backup footer", 85, "hidden flag {} in the copy at offset 0 but {} in the footer "
+                   "at offset {} (an interrupted set-hidden: setting the flag again repairs it)"
+                   .format(backup.hidden, footer.hidden, at))
     if any(footer.reserved):
         report.add("reserved", at + 86, "reserved footer bytes are not zero")
     if footer.uuid.int == 0:
