@@ -185,11 +185,16 @@ def extract_bundle(reader, staging_dir, max_members=rules.MAX_MEMBERS):
     everything it wrote.
     """
     staging = Staging(staging_dir)
+    source = None
     try:
-        return _extract(open_source(reader), staging, max_members)
+        source = open_source(reader)
+        return _extract(source, staging, max_members)
     except BaseException:
         staging.discard()
         raise
+    finally:
+        if source is not None:
+            source.close()
 
 
 def _extract(source, staging, max_members):
@@ -273,6 +278,7 @@ def _order(staging, numbered, legacy):
 def extract_single_vhd(reader, staging_dir):
     """A bare VHD stream (optionally gzipped) -> ``[staging_dir/0.vhd]``, same checks."""
     staging = Staging(staging_dir)
+    source = None
     try:
         source = open_source(reader)
         source.where = "the VHD stream"
@@ -288,6 +294,9 @@ def extract_single_vhd(reader, staging_dir):
     except BaseException:
         staging.discard()
         raise
+    finally:
+        if source is not None:
+            source.close()
 
 
 def extract_raw(reader, staging_dir, virtual_size):
