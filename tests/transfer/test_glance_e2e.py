@@ -221,3 +221,32 @@ def test_interrupted_upload_leaves_no_image(glance_auth, uploaded):  # noqa: F81
         transfer.upload(src, leaf, store, name=name, progress=progress, compression_level=1)
     assert [r for r in store.list() if r["name"] == name] == []
     assert staging_leftovers(src) == []
+
+
+def test_v1_endpoint_round_trip(tmp_path):
+    """The legacy v1 API the original plugin spoke (the test endpoint in tests/peers): upload a
+    chain with the original headers, download it into another SR."""
+    from tests.peers.glance_v1_server import GlanceV1Server
+    token = "v1-e2e-" + new_uuid()
+    src = make_sr(tmp_path / "src")
+    uuids, model = build_chain(src, 3, 16 * MiB, dense=True, seed=61)
+    (tmp_path / "v1").mkdir()
+    with GlanceV1Server(str(tmp_path / "v1"), token=token, prefix="/image") as server:
+        store = GlanceStore(server.url, api_version=1, auth_token=token, retry_delay=0.01,
+                            timeout=10)
+        props = {"vhdport_test": "v1", "os_distro": "debian"}   # v1 headers mangle '-'
+        image_id = transfer.upload(src, uuids[0], store, name="v1-chain", properties=props)
+        record = store.get(image_id)
+        assert (record["status"], record["disk_format"], record["container_format"]) == \
+            ("active", "vhd", "ovf")
+        assert record["properties"] == props
+        assert record["checksum"] == stored_digests(store, image_id)[1]
+        puts = [headers for method, _, headers in server.requests if method == "PUT"]
+        assert len(puts) == 1
+        sent = dict((k.lower(), v) for k, v in puts[0].items())
+        assert sent["x-image-meta-disk-format"] == "vhd"
+        assert sent["x-image-meta-container-format"] == "ovf"
+        assert sent.get("transfer-encoding", "").lower() == "chunked"
+        dst = make_sr(tmp_path / "dst")
+        result = transfer.download(store, image_id, dst)
+        assert_landed(dst, result, src, uuids[0], model.sha256())
