@@ -267,3 +267,21 @@ def test_interrupted_download_lands_nothing(env):
                           progress=interrupt_after(env.store.get(image_id)["size"] // 2))
     assert sr_tree(env.dst) == before
     assert staging_leftovers(env.dst) == []
+
+
+def test_chain_at_xenserver_depth_limit(env):
+    """30 VHDs (SM's limit) go up and come down; one more level is refused on upload."""
+    uuids, model = build_chain(env.src, 30, 4 * MiB, seed=30)
+    image_id = transfer.upload(env.src, uuids[0], env.store, name="deep")
+    result = transfer.download(env.store, image_id, env.dst)
+    assert len(result["chain"]) == 30
+    assert_same_chain(env.src, uuids[0], env.dst, result, model.sha256())
+    from vhdport.vhd import create_snapshot, set_hidden
+    deeper = new_uuid()
+    create_snapshot(os.path.join(env.src, deeper + ".vhd"), uuids[0] + ".vhd")
+    set_hidden(os.path.join(env.src, uuids[0] + ".vhd"), True)
+    images = len(list(env.store.list()))
+    with pytest.raises(VhdportError) as info:
+        transfer.upload(env.src, deeper, env.store, name="too-deep")
+    assert "30" in str(info.value)
+    assert len(list(env.store.list())) == images
