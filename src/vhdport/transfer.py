@@ -125,7 +125,12 @@ def download(store, image_id, sr_path, uuids=None, progress=None):
 
     Nothing reaches the SR proper until the data matched the store's record and
     the chain validated in staging; then the leaf is published first.
+
+    ``uuids`` (leaf first) may be longer than the chain: the first ones are used.
+    nova sends a ``uuid_stack`` of 16 (MAX_VDI_CHAIN_SIZE) whatever the chain's depth.
     """
+    if uuids is not None:
+        uuids = list(uuids)
     record = store.get(image_id)
     if record.get("status") != ACTIVE:
         raise ImageStateError(image_id=image_id, status=record.get("status"), expected=ACTIVE)
@@ -141,7 +146,7 @@ def download(store, image_id, sr_path, uuids=None, progress=None):
         bundle.check_sequence(staged, allow_growth=True)  # a leaf resized after a snapshot
         _check_depth(staged)
         _hide_parents(staged)
-        adopted = staging.adopt(staged, uuids)
+        adopted = staging.adopt(staged, uuids[:len(staged)] if uuids else uuids)
         published = sr.publish(adopted)
     chain = [_uuid_of(path) for path in published]
     log.info("downloaded %s into %s: leaf %s, %d VHDs", image_id, sr_path, chain[0], len(chain))

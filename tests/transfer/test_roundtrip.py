@@ -285,3 +285,14 @@ def test_chain_at_xenserver_depth_limit(env):
         transfer.upload(env.src, deeper, env.store, name="too-deep")
     assert "30" in str(info.value)
     assert len(list(env.store.list())) == images
+
+
+def test_uuid_stack_longer_than_the_chain(env):
+    """nova passes a uuid_stack of 16 whatever the depth: the first ones name the chain."""
+    uuids, model = build_chain(env.src, 3, 8 * MiB, seed=19)
+    image_id = transfer.upload(env.src, uuids[0], env.store, name="stack")
+    stack = [new_uuid() for _ in range(16)]
+    result = transfer.download(env.store, image_id, env.dst, uuids=stack)
+    assert result["chain"] == stack[:3]
+    assert sorted(SR(env.dst).vdis()) == sorted(stack[:3])
+    assert_same_chain(env.src, uuids[0], env.dst, result, model.sha256())
