@@ -145,6 +145,21 @@ class Endpoint(object):
     def __repr__(self):
         return "Endpoint({!r})".format(self.display)
 
+    def scrub(self, data):
+        """``data`` (an answer's body) with our credentials masked.
+
+        A reflecting proxy or error page may echo the request headers back; the body
+        then travels into error messages and logs, so the token must not travel with it.
+        """
+        secrets = [self._token.value] if self._token is not None else []
+        secrets += [v for k, v in self._extra.items()
+                    if any(w in k.lower() for w in ("token", "auth", "secret", "password",
+                                                    "key", "cookie"))]
+        for secret in secrets:
+            if isinstance(secret, str) and len(secret) >= 4:
+                data = data.replace(secret.encode("utf-8", "replace"), b"***")
+        return data
+
     # --- plumbing ---------------------------------------------------------
 
     def url(self, path):
@@ -175,6 +190,7 @@ class Endpoint(object):
     def status_error(self, status, reason, method, path, image_id=None, body=b""):
         """The vhdport error for an HTTP failure status."""
         url = self.url(path)
+        body = self.scrub(body or b"")
         if status == 401:
             return AuthError(store=self.display, url=url, status=status)
         if status == 404 and image_id is not None:
@@ -251,7 +267,7 @@ class Endpoint(object):
                 if stream and (resp.status in expect or resp.status in accept):
                     conn_to_return, conn = conn, None
                     return conn_to_return, resp
-                data = resp.read()
+                data = self.scrub(resp.read())
             except (OSError, http.client.HTTPException) as exc:
                 if isinstance(exc, ConnectionRefusedError):
                     sent = False
@@ -312,7 +328,7 @@ class Endpoint(object):
             try:
                 conn.send(b"0\r\n\r\n")
                 resp = conn.getresponse()
-                data = resp.read()
+                data = self.scrub(resp.read())
             except (OSError, http.client.HTTPException) as exc:
                 raise self._upload_broken(exc, method, path, image_id, digest.size)
             finished = True
@@ -333,7 +349,7 @@ class Endpoint(object):
             if conn.sock is not None:
                 conn.sock.settimeout(min(self.timeout, 2.0))
             resp = conn.getresponse()
-            data = resp.read(64 * 1024)
+            data = self.scrub(resp.read(64 * 1024))
         except (OSError, http.client.HTTPException):
             return None
         return self.status_error(resp.status, resp.reason, method, path, image_id, data)
