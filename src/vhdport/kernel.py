@@ -22,7 +22,7 @@ import re
 import stat
 import tempfile
 
-from .errors import ChainError, LimitError, PluginError
+from .errors import ChainError, LimitError, NoSpaceError, PluginError
 from .vhd import Chain
 
 DEFAULT_KERNEL_DIR = "/boot/guest"
@@ -160,7 +160,10 @@ def copy_kernel(sr_path, vdi_uuid, image_size, kernel_dir_path=None, cap=DEFAULT
         if size > chain.virtual_size:
             raise PluginError("image size {} is larger than VDI {}'s virtual size {}".format(
                 size, vdi_uuid, chain.virtual_size))
-        fd, temp = tempfile.mkstemp(prefix=".vhdport-", suffix=".tmp", dir=target_dir)
+        try:
+            fd, temp = tempfile.mkstemp(prefix=".vhdport-", suffix=".tmp", dir=target_dir)
+        except OSError as exc:
+            raise _os_error(exc, os.path.join(target_dir, vdi_uuid))
         try:
             for _, data in chain.iter_blocks(COPY_CHUNK, 0, size):
                 _write_fully(fd, data)
@@ -169,16 +172,25 @@ def copy_kernel(sr_path, vdi_uuid, image_size, kernel_dir_path=None, cap=DEFAULT
             os.close(fd)
             fd = None
             os.rename(temp, final)
-        except BaseException:
+        except BaseException as exc:
             if fd is not None:
                 os.close(fd)
             try:
                 os.unlink(temp)
             except OSError:
                 pass
+            if isinstance(exc, OSError):
+                raise _os_error(exc, final)
             raise
     _fsync_dir(target_dir)
     return final
+
+
+def _os_error(exc, path):
+    """A full kernel dir is the user's to fix: say so (NoSpaceError), not a bare OSError."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return NoSpaceError(path=path)
+    return PluginError("{}: cannot write the kernel file: {}".format(path, exc.strerror or exc))
 
 
 # --- remove -----------------------------------------------------------------------------------
