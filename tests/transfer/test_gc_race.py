@@ -120,10 +120,10 @@ def test_downloads_under_gc_and_scanner(tmp_path, images):
 
     # the GC ran many passes, deleted exactly the seeded garbage, and never aborted
     assert gc_report["errors"] == []
-    assert gc_report["passes"] >= 20, gc_report
+    assert gc_report["passes"] >= 5, gc_report
     assert sorted(gc_report["deleted"]) == sorted(garbage)
     # the scanner worked (it saw the garbage) and never saw any other hidden childless VHD
-    assert scan_report["scans"] >= 20
+    assert scan_report["scans"] >= 5
     seen = set(v["uuid"] for v in scan_report["violations"])
     assert garbage & seen, "the scanner never saw the seeded garbage: it proves nothing"
     assert seen <= garbage, [v for v in scan_report["violations"] if v["uuid"] not in garbage]
