@@ -48,3 +48,16 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	bash bench/setup.sh $(VENV)
 	$(BIN)/python -m bench.run --quick
+
+# Hostile input and faults (tests/hostile/, R1-R7): runs them alone and regenerates
+# docs/reliability.md from the results.  fuzz: a long atheris run, not part of CI.
+FUZZ_SECONDS ?= 300
+.PHONY: test-hostile fuzz
+test-hostile: $(STAMP) sysdeps
+	VHDPORT_WRITE_RELIABILITY=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/hostile
+
+fuzz: $(STAMP)
+	$(BIN)/python -m pip install -q atheris
+	mkdir -p .fuzz/corpus .fuzz/findings
+	$(BIN)/python fuzz/fuzz_vhd.py -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+		-rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=.fuzz/findings/ .fuzz/corpus
