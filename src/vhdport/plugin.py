@@ -221,6 +221,9 @@ def download_vhd(session, args, fn="download_vhd"):
     image_id = _param(params, "image_id", fn)
     sr_path = _param(params, "sr_path", fn)
     uuids = _string_list(params, "uuid_stack", fn)
+    if uuids:
+        # the original popped uuid_stack from its end, leaf first: keep that mapping
+        uuids = list(reversed(uuids))
     log.info("%s %s", fn, describe(params))
     from . import transfer
     with _open_store(params, fn) as store:

@@ -69,10 +69,11 @@ def test_download_with_uuid_stack_then_upload_back(plugin, image, tmp_path):
     result = call(plugin, "download_vhd", params_args(
         image_id=image_id, store="file://" + store, sr_path=sr, uuid_stack=stack,
         api_version=2)).json()
-    assert result == {"root": {"uuid": stack[0]}, "chain": stack}
+    # like the original plugin, uuids are popped from the end of the stack: leaf = last
+    assert result == {"root": {"uuid": stack[-1]}, "chain": stack[::-1]}
 
     reply = call(plugin, "upload_vhd", params_args(
-        store=store, sr_path=sr, vdi_uuids=stack, name="uploaded",
+        store=store, sr_path=sr, vdi_uuids=stack[::-1], name="uploaded",
         properties={"os_type": "linux"}, compression_level=1))
     new_id = reply.json()["image_id"]
     assert new_id != image_id
