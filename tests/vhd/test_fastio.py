@@ -83,3 +83,43 @@ def test_buffered_fallback_when_direct_io_is_refused(tmp_path, monkeypatch):
         out.close()
     with open(path, "rb") as f:
         assert f.read() == data
+
+
+def test_background_sync_then_content(tmp_path):
+    path = str(tmp_path / "synced")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        syncer = fastio.BackgroundSync(fd, every=1 << 20)
+        for i in range(8):
+            os.pwrite(fd, bytes([i + 1]) * (1 << 20), i << 20)
+            syncer.wrote(1 << 20)
+        syncer.wait()
+    finally:
+        os.close(fd)
+    with open(path, "rb") as f:
+        assert [f.read(1 << 20)[:1] for _ in range(8)] == [bytes([i + 1]) for i in range(8)]
+
+
+def test_sparse_raw_import_skips_holes_and_round_trips(tmp_path):
+    """A raw image with holes, data and written zeros: import skips holes, export matches."""
+    from vhdport.vhd import Chain, export_raw, import_raw
+    raw, vhd, back = (str(tmp_path / n) for n in ("in.raw", "out.vhd", "back.raw"))
+    mib = 1 << 20
+    with open(raw, "wb") as f:
+        f.truncate(64 * mib + 3 * 512)          # not a whole number of blocks
+        for at, data in ((5 * mib + 4096, os.urandom(mib)), (20 * mib, bytes(2 * mib)),
+                         (63 * mib, os.urandom(mib + 3 * 512))):
+            f.seek(at)
+            f.write(data)
+    import_raw(raw, vhd)
+    with Chain.open(vhd) as chain:
+        # the hole-only and zero-only blocks stay unallocated
+        assert [off // (2 * mib) for off, _ in chain.allocated_ranges()] == [2, 31]
+        buf = bytearray(mib)
+        chain.read_into(5 * mib + 4096, memoryview(buf))
+        with open(raw, "rb") as f:
+            f.seek(5 * mib + 4096)
+            assert bytes(buf) == f.read(mib)
+    export_raw(vhd, back)
+    with open(raw, "rb") as a, open(back, "rb") as b:
+        assert a.read() == b.read()

@@ -115,6 +115,21 @@ class Chain(object):
             return buf
         return buf[skip:skip + length]
 
+    def read_into(self, offset, view):
+        """Fill ``view`` (whole sectors at a sector-aligned ``offset``) with virtual bytes.
+
+        Lets a caller read into its own (e.g. page-aligned, reused) buffer.
+        """
+        length = len(view)
+        if offset % SECTOR or length % SECTOR or offset < 0 \
+                or offset + length > self.virtual_size:
+            raise ChainError("{}: read_into of {} bytes at {}: not whole sectors inside the "
+                             "virtual size {}".format(self.leaf.path, length, offset,
+                                                      self.virtual_size))
+        view[:] = bytes(length)
+        if length:
+            self._fill(0, offset // SECTOR, length // SECTOR, view)
+
     def iter_blocks(self, chunk=2 * 1024 * 1024, start=0, end=None):
         """Yield (offset, data) over the virtual disk in ``chunk``-sized pieces."""
         end = self.virtual_size if end is None else end

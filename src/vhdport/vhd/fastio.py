@@ -42,62 +42,47 @@ def pwrite_all(fd, view, offset):
         view, offset = view[done:], offset + done
 
 
-class SequentialWriter(object):
-    """Append-only writer over an open file descriptor positioned at offset 0.
+class DirectWriter(object):
+    """Writes page-aligned buffers at given offsets from a worker thread.
 
-    ``write(data)`` copies into page-aligned buffers; full buffers are written by a
-    worker thread.  ``finish()`` writes the rest, sets the size (trailing holes), and
-    fsyncs; ``close()`` stops the thread and closes ``fd`` (always call it).  Errors
-    of the worker (OSError such as ENOSPC) are raised by the next write or finish.
+    ``take()`` a buffer, fill it, ``submit(buf, offset, length)`` (offset a multiple
+    of ALIGN; only the last write of a file may have an unaligned length).
+    ``finish(size)`` waits for the writes, sets the size (trailing holes), fsyncs;
+    ``close()`` stops the thread and closes ``fd`` (always call it).  Errors of the
+    worker (OSError such as ENOSPC) are raised by the next take, submit or finish.
     """
 
     def __init__(self, fd, buffer_size=BUFFER_SIZE, buffers=3, direct=True, holes=True):
         self.fd = fd
-        self.size = 0
         self.holes = holes
-        self._buffer_size = buffer_size
+        self.buffer_size = buffer_size
         self._direct = direct and _set_direct(fd, True)
         self._free = queue.Queue()
         for _ in range(buffers):
             self._free.put(mmap.mmap(-1, buffer_size))
         self._todo = queue.Queue()
         self._error = None
-        self._cur = self._free.get()
-        self._fill = 0
-        self._offset = 0
         self._thread = threading.Thread(target=self._work, name="vhd-writer", daemon=True)
         self._thread.start()
 
-    # ---------------------------------------------------------------- caller
-
-    def write(self, data):
-        view = memoryview(data)
-        while len(view):
-            n = min(len(view), self._buffer_size - self._fill)
-            self._cur[self._fill:self._fill + n] = view[:n]
-            self._fill += n
-            view = view[n:]
-            if self._fill == self._buffer_size:
-                self._submit()
-        self.size += len(data)
-
-    def _submit(self):
+    def take(self):
         self._check()
-        self._todo.put((self._cur, self._offset, self._fill))
-        self._offset += self._fill
-        self._cur, self._fill = self._free.get(), 0
+        return self._free.get()
+
+    def submit(self, buf, offset, length):
+        self._check()
+        self._todo.put((buf, offset, length))
 
     def _check(self):
         if self._error is not None:
             raise self._error
 
-    def finish(self):
-        """Write what is buffered, give the file its full size, fsync."""
-        if self._fill:
-            self._submit()
+    def finish(self, size=None):
+        """Wait for every write, give the file ``size`` bytes (if given), fsync."""
         self._stop()
         self._check()
-        os.ftruncate(self.fd, self.size)
+        if size is not None:
+            os.ftruncate(self.fd, size)
         os.fsync(self.fd)
 
     def _stop(self):
@@ -168,3 +153,70 @@ class SequentialWriter(object):
             self._direct = False
             _set_direct(self.fd, False)
             pwrite_all(self.fd, part, offset)
+
+
+class SequentialWriter(DirectWriter):
+    """Append-only: ``write(data)`` in any pieces, then ``finish()``; ``fd`` starts empty."""
+
+    def __init__(self, fd, buffer_size=BUFFER_SIZE, buffers=3, direct=True, holes=True):
+        super(SequentialWriter, self).__init__(fd, buffer_size, buffers, direct, holes)
+        self.size = 0
+        self._cur = self.take()
+        self._fill = 0
+        self._offset = 0
+
+    def write(self, data):
+        view = memoryview(data)
+        while len(view):
+            n = min(len(view), self.buffer_size - self._fill)
+            self._cur[self._fill:self._fill + n] = view[:n]
+            self._fill += n
+            view = view[n:]
+            if self._fill == self.buffer_size:
+                self._push()
+        self.size += len(data)
+
+    def _push(self):
+        self.submit(self._cur, self._offset, self._fill)
+        self._offset += self._fill
+        self._cur, self._fill = self.take(), 0
+
+    def finish(self, size=None):
+        """Write what is buffered, give the file its full size, fsync."""
+        if self._fill:
+            self.submit(self._cur, self._offset, self._fill)
+            self._fill = 0
+        super(SequentialWriter, self).finish(self.size if size is None else size)
+
+
+class BackgroundSync(object):
+    """fdatasync ``fd`` in a thread every ``every`` bytes written, so the final fsync finds
+    little left to do: the device works while the caller keeps producing data."""
+
+    def __init__(self, fd, every=64 << 20):
+        self.fd, self.every = fd, every
+        self._pending = 0
+        self._thread = None
+        self._error = None
+
+    def wrote(self, n):
+        self._pending += n
+        if self._pending < self.every or (self._thread is not None and self._thread.is_alive()):
+            return
+        self._pending = 0
+        self._thread = threading.Thread(target=self._sync, name="vhd-sync", daemon=True)
+        self._thread.start()
+
+    def _sync(self):
+        try:
+            os.fdatasync(self.fd)
+        except OSError as err:  # reported by wait()
+            self._error = err
+
+    def wait(self):
+        """Wait for a sync in flight; raise its error.  The caller still fsyncs at the end."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            raise self._error
