@@ -232,8 +232,9 @@ def upload(sr_path, leaf_uuid, store, image_id=None, name=None, properties=None,
             after = store.get(image_id)
             verify_against_record(sent, after, "uploaded image {} in {}".format(
                 image_id, store.display))
-        except BaseException:
-            if created:
+        except BaseException as e:
+            # ImageStateError: not queued when the data was to go in -- not ours to remove
+            if created or (not isinstance(e, ImageStateError) and _went_active(store, image_id)):
                 _discard(store, image_id)
             raise
     log.info("uploaded VDI %s chain (%d VHDs) as image %s", leaf_uuid, len(linked), image_id)
@@ -258,6 +259,19 @@ def _check_before_upload(linked, leaf_uuid):
         raise VhdportError("VDI {} fails its structural check, not uploading: {}".format(
             leaf_uuid, "; ".join(str(d) for d in defects[:5])))
     bundle.check_sequence(linked, allow_growth=True)
+
+
+def _went_active(store, image_id):
+    """A caller's queued image that the store made active with bytes we could not verify
+    (e.g. altered on the way): it must not stay usable, and Glance cannot requeue it."""
+    try:
+        status = store.get(image_id).get("status")
+    except VhdportError:
+        return False
+    if status == ACTIVE:
+        log.warning("image %s became active with unverified data; removing it", image_id)
+        return True
+    return False
 
 
 def _discard(store, image_id):

@@ -9,25 +9,23 @@ After each kill the survivors are judged with vhdport.sr / vhd.check, then the
 operation runs again and must reclaim the dead staging dir and succeed.
 """
 
-import hashlib
 import json
 import os
 import pathlib
-import random
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import uuid as uuidlib
 
 import pytest
 
 from tests.hostile.conftest import bundle_bytes, diff_digests, put_image, tree_digest
+from tests.hostile.scripts.chains import content_sha, random_chain
 from vhdport import transfer
 from vhdport.sr import SR
 from vhdport.stores.local import LocalStore
-from vhdport.vhd import Chain, create_dynamic, create_snapshot, set_hidden
+from vhdport.vhd import Chain
 from vhdport.vhd.check import check_chain, check_file
 from vhdport.vhd.coalesce import coalesce
 
@@ -41,41 +39,6 @@ EXPECT_SR = ("right after: no hidden childless VHD, old VDIs untouched; after re
 
 
 # --- scenarios (seeded: the collection-time count and the tests see the same steps) ------
-
-def random_chain(directory, depth, seed, size=8 * MIB, block_size=None, names=None,
-                 hide=True):
-    """A chain in ``directory`` named ``<uuid>.vhd`` (or ``names``), random data at each
-    level; parents hidden like XenServer base copies.  Returns paths leaf first."""
-    rng = random.Random(seed)
-    names = list(names) if names else [str(uuidlib.uuid4()) for _ in range(depth)]
-    kwargs = {"block_size": block_size} if block_size else {}
-    paths = []
-    for level in range(depth):
-        path = os.path.join(directory, names[level] + ".vhd")
-        if level == 0:
-            create_dynamic(path, size, **kwargs)
-        else:
-            create_snapshot(path, os.path.basename(paths[-1]), **kwargs)
-        with Chain.open(path, writable=True) as chain:
-            for _ in range(3):
-                length = rng.randrange(16, 600) * SECTOR
-                offset = rng.randrange(0, (size - length) // SECTOR) * SECTOR
-                chain.write(offset, rng.randbytes(length))
-            chain.flush()
-        paths.append(path)
-    if hide:
-        for path in paths[:-1]:
-            set_hidden(path, True)
-    return list(reversed(paths))
-
-
-def content_sha(leaf_path):
-    h = hashlib.sha256()
-    with Chain.open(leaf_path) as chain:
-        for offset in range(0, chain.virtual_size, 4 * MIB):
-            h.update(bytes(chain.read(offset, min(4 * MIB, chain.virtual_size - offset))))
-    return h.hexdigest()
-
 
 def build_download(root):
     """SR with a 2-deep chain already in it; a local store holding a 3-deep gzip bundle."""

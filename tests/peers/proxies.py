@@ -263,18 +263,20 @@ class Fault(object):
     ``status`` answer this HTTP status from the proxy itself; ``drop_after`` /
     ``stall_after`` / ``flip_at`` on the response body; ``up_drop_after`` /
     ``up_stall_after`` / ``up_flip_at`` on the request body (chunked framing
-    included).  ``reset`` makes drops an RST instead of a FIN.
+    included).  ``reset`` makes drops an RST instead of a FIN; ``stall_head`` holds
+    the response back entirely (the request still reaches the server).
     """
 
     def __init__(self, method=None, path=None, times=1, status=None, drop_after=None,
                  stall_after=None, flip_at=None, up_drop_after=None, up_stall_after=None,
-                 up_flip_at=None, reset=False):
+                 up_flip_at=None, reset=False, stall_head=False):
         self.method, self.path, self.times = method, path, times
         self.status = status
         self.drop_after, self.stall_after, self.flip_at = drop_after, stall_after, flip_at
         self.up_drop_after, self.up_stall_after = up_drop_after, up_stall_after
         self.up_flip_at = up_flip_at
         self.reset = reset
+        self.stall_head = stall_head   # hold the response before its headers, then drop
         self.hits = 0          # connections this rule was applied to
         self.flipped = 0       # bytes actually flipped (either direction)
 
@@ -371,8 +373,11 @@ class RuleProxy(_ProxyBase):
         if reset:
             for sock in socks:
                 try:
+                    # linger 0: close sends RST; SHUT_RD first wakes a thread blocked in
+                    # recv on it (which would otherwise keep the socket open) without a FIN
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                     b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    sock.shutdown(socket.SHUT_RD)
                     with self._lock:
                         self._open.discard(sock)
                     sock.close()
@@ -413,6 +418,10 @@ class RuleProxy(_ProxyBase):
     def _pump_response(self, src, dst, rule):
         """Forward the response head untouched, then the body through the byte faults."""
         head = b""
+        if rule.stall_head:
+            self._stopping.wait(self.stall_seconds)
+            self._kill(rule.reset, src, dst)
+            return
         try:
             while b"\r\n\r\n" not in head:
                 data = src.recv(_BUF)
