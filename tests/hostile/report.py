@@ -50,9 +50,27 @@ SUITES = {
     "R7": "Security properties (kernel dir, tokens, TLS, unsafe APIs)",
 }
 
-_STATIC_DEFAULT = (
-    "Long fuzzing runs (atheris, `make fuzz`, not in CI) are recorded in "
-    "[fuzzing.md](fuzzing.md).\n")
+_STATIC_DEFAULT = """\
+How to read the tables: *pass* means the property in the expectation column held; the
+detail column shows the error the user got (for refusals) or what was measured.
+
+What "the SR is unchanged" means (R1, R6, and the fault suites): `tree_digest` in
+tests/hostile/conftest.py walks the whole SR directory, hidden entries included
+(`.vhdport-staging/`, lock files), never following symlinks, and records for each path its
+type, permission bits, and for regular files the size and SHA-256 of the contents; for
+symlinks the target.  Two things are deliberately left out: directory mtimes (creating and
+removing a staging dir moves them) and the *contents* of the lock files `.vhdport.lock` and
+`.vhdport-staging/.root.lock` (they hold the pid of the last process that took the lock);
+those files must still exist exactly as before, with the same mode.  The SR under test is a
+copy of one that already holds a downloaded chain (hidden base + leaf), its lock files and
+its staging root, so a hostile download has something to damage.  After each refusal the
+staging root must hold only `.root.lock`, an 'outside' canary directory and the store must
+be unchanged, and the absolute and traversal targets the hostile members name must not
+exist.
+
+Long fuzzing runs (atheris, `make fuzz`, not in CI): executions and findings are recorded in
+[fuzzing.md](fuzzing.md).
+"""
 
 
 class Case(object):

@@ -463,6 +463,43 @@ def test_tls_verified_by_default(tls_glance, tmp_path, installed_plugin, reliabi
     case.detail = str(info.value)
 
 
+def test_tls_verified_by_default_without_glance(tmp_path, reliability_case):
+    """Same property with no Glance needed: a self-signed TLS proxy in front of a 401 endpoint."""
+    from tests.peers.proxies import TlsProxy, make_self_signed_cert
+    case = reliability_case("R7", "TLS: self-signed endpoint without cacert (no Glance needed)",
+                            "refused before any request; with cacert the request gets through")
+    try:
+        cert, key = make_self_signed_cert(str(tmp_path))
+    except (OSError, subprocess.SubprocessError) as e:
+        pytest.skip("openssl cannot make a certificate: {}".format(e))
+    with HostileEndpoint("401") as endpoint:
+        proxy = TlsProxy(int(endpoint.url.rsplit(":", 1)[1]), cert, key)
+        try:
+            with pytest.raises(StoreError, match="could not be verified") as info:
+                GlanceStore(proxy.url, auth_token="tok-tls-1234", retries=0).get(IMAGE)
+            assert endpoint.seen_tokens == []          # the token never left over bad TLS
+            from vhdport.errors import AuthError
+            with pytest.raises(AuthError):
+                GlanceStore(proxy.url, auth_token="tok-tls-1234", cacert=cert,
+                            retries=0).get(IMAGE)
+            assert endpoint.seen_tokens == ["tok-tls-1234"]
+        finally:
+            proxy.stop()
+    case.detail = str(info.value)
+
+
+def test_kernel_copy_names_are_confined(tmp_path, reliability_case):
+    case = reliability_case("R7", "copy_kernel with a path-like VDI uuid ('../', absolute)",
+                            "PluginError; nothing written outside the kernel dir")
+    kdir = str(tmp_path / "k")
+    for bad in ("../../etc/passwd", "/etc/passwd", "..", "x" * 36,
+                "6B5A3F3E-1111-4222-8333-944445555666"):
+        with pytest.raises(PluginError) as info:
+            kernel.copy_kernel(str(tmp_path), bad, 512, kernel_dir_path=kdir)
+    assert not os.path.exists(kdir) or os.listdir(kdir) == []
+    case.detail = str(info.value)
+
+
 @pytest.mark.peer
 def test_tls_wrong_host_name_refused(tls_glance, reliability_case):
     """The cert is for 127.0.0.1/localhost; an alias it does not name must fail even with cacert."""
