@@ -13,6 +13,7 @@ by store bytes, without vhdport knowing it is being tested.
           coalesce CHILD_PATH BATCH_BYTES
           snapshot SR UUID
           gc-loop  SR STOPFILE OUT.json   (no SPEC effect; runs SR.gc until STOPFILE exists)
+          snapshot-loop SR UUID COUNT OUT.json  (no SPEC effect; COUNT snapshots of UUID)
 
 On success the result is printed as one JSON line.  ``count`` writes
 {"steps": [description, ...], "bytes": n} to OUT.json.  CRASHRUN_BASE (env) is
@@ -144,10 +145,27 @@ def gc_loop(sr_path, stopfile, out):
         json.dump({"deleted": deleted, "passes": passes, "errors": errors}, f)
 
 
+def snapshot_loop(sr_path, uuid, count, out):
+    """Snapshot VDI ``uuid`` ``count`` times (a pause between), recording the results."""
+    sr = SR(sr_path)
+    made, errors = [], []
+    for _ in range(int(count)):
+        try:
+            made.append(list(sr.snapshot(uuid)))
+        except Exception as e:  # recorded for the test to judge
+            errors.append(str(e))
+        time.sleep(0.02)
+    with open(out, "w") as f:
+        json.dump({"made": made, "errors": errors}, f)
+
+
 def main(argv):
     spec, op, args = argv[0], argv[1], argv[2:]
     if op == "gc-loop":
         gc_loop(*args)
+        return
+    if op == "snapshot-loop":
+        snapshot_loop(*args)
         return
     plan = Plan(spec)
     if op == "download":
