@@ -158,22 +158,22 @@ def test_download_truncated_in_headers_resumes(world, target, reliability_case):
 
 
 def test_download_stall_beyond_timeout_resumes(world, target, reliability_case):
-    case = reliability_case("R3", "download: stall at 40% longer than the 1 s timeout, once",
+    case = reliability_case("R3", "download: stall at 40% longer than the 2 s timeout, once",
                             "times out, resumes, right chain")
     before = tree_digest(target)
     outcome, log, elapsed = run_download(world, target, [
-        Fault("GET", "/file", stall_after=int(world["size"] * 0.4))], timeout=1)
+        Fault("GET", "/file", stall_after=int(world["size"] * 0.4))], timeout=2)
     assert_published(world, target, before, outcome)
     assert elapsed < 15
     case.detail = "finished in {:.1f} s".format(elapsed)
 
 
 def test_download_stall_every_time_fails_cleanly(world, target, reliability_case):
-    case = reliability_case("R3", "download: every response stalls (timeout 1 s, retries 1)",
+    case = reliability_case("R3", "download: every response stalls (timeout 2 s, retries 1)",
                             "TransientStoreError 'timed out' in bounded time, SR byte-identical")
     before = tree_digest(target)
     outcome, log, elapsed = run_download(world, target, [
-        Fault("GET", "/file", times=None, stall_after=100000)], timeout=1, retries=1)
+        Fault("GET", "/file", times=None, stall_after=100000)], timeout=2, retries=1)
     assert_failed_cleanly(target, before, outcome, TransientStoreError)
     assert "timed out" in str(outcome) and elapsed < 15
     case.detail = "failed after {:.1f} s".format(elapsed)
@@ -308,11 +308,11 @@ def test_upload_reset_at_random_offset(world, tmp_path, seed, reliability_case):
 
 
 def test_upload_request_stall_times_out(world, tmp_path, reliability_case):
-    case = reliability_case("R3", "upload: request body stalls at 30% (timeout 1 s)",
+    case = reliability_case("R3", "upload: request body stalls at 30% (timeout 2 s)",
                             "fails in bounded time, no active image with wrong data")
     outcome, log, seen, elapsed = upload_case(world, tmp_path, [
         Fault("PUT", "/file", up_stall_after=int(world["size"] * 0.3))], expect_ok=False,
-        timeout=1)
+        timeout=2)
     assert elapsed < 20
     case.detail = "failed after {:.1f} s; images left: {}".format(elapsed, seen or "none")
 
