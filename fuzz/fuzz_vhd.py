@@ -132,6 +132,8 @@ def TestOneInput(data):
 def main():
     global PARENT_HASH
     corpus = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    if corpus is not None and os.path.isfile(corpus):
+        corpus = None           # replaying one input (a saved crash): seeds go to WORK
     make_seeds(corpus or os.path.join(WORK, "corpus"))
     PARENT_HASH = _parent_hash()
     atheris.Setup(sys.argv, TestOneInput)

@@ -268,7 +268,7 @@ def write_document(path, cases):
             previous = f.read()
     text = render(cases, previous)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
+    tmp = "{}.{}.tmp".format(path, os.getpid())
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
