@@ -13,7 +13,7 @@ import json
 import logging
 import os
 
-from .scan import SUFFIX, fsync_dir
+from .scan import SUFFIX, fsync_dir, os_error
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +31,15 @@ def write_journal(staging_dir, doc):
     """Durably record what is about to happen (temp file, fsync, rename, fsync dir)."""
     path = os.path.join(staging_dir, JOURNAL)
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(doc, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, path)
-    fsync_dir(staging_dir)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(doc, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+        fsync_dir(staging_dir)
+    except OSError as e:   # before anything in the SR changed: the operation just fails
+        raise os_error(e, path, "write the recovery journal")
 
 
 def drop_journal(staging_dir):
