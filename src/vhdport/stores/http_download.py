@@ -156,12 +156,13 @@ class HttpDownload(object):
         length = _int_or_none(resp.getheader("Content-Length"))
         self._check_size(length)
         self._pos = 0
-        self._md5 = hashlib.md5()
         for name in self._md5_headers:
             md5 = parse_md5(resp.getheader(name))
             if md5:
                 self.expected_md5 = md5
                 break
+        # hash only what can be compared: without a Content-MD5 an md5 pass is pure cost
+        self._md5 = hashlib.md5() if self.expected_md5 is not None else None
         self._skip_to(self.offset)
 
     def _continue_partial(self, resp):
