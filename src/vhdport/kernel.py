@@ -23,6 +23,7 @@ import stat
 import tempfile
 
 from .errors import ChainError, LimitError, NoSpaceError, PluginError
+from .fsutil import fsync_dir, write_all
 from .vhd import Chain
 
 DEFAULT_KERNEL_DIR = "/boot/guest"
@@ -126,21 +127,6 @@ def check_image_size(value, cap=DEFAULT_CAP):
     return size
 
 
-def _write_fully(fd, data):
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def copy_kernel(sr_path, vdi_uuid, image_size, kernel_dir_path=None, cap=DEFAULT_CAP):
     """Copy the first ``image_size`` virtual bytes of VDI ``vdi_uuid`` to <kernel_dir>/<uuid>.
 
@@ -166,7 +152,7 @@ def copy_kernel(sr_path, vdi_uuid, image_size, kernel_dir_path=None, cap=DEFAULT
             raise _os_error(exc, os.path.join(target_dir, vdi_uuid))
         try:
             for _, data in chain.iter_blocks(COPY_CHUNK, 0, size):
-                _write_fully(fd, data)
+                write_all(fd, data)
             os.fchmod(fd, 0o644)
             os.fsync(fd)
             os.close(fd)
@@ -182,7 +168,7 @@ def copy_kernel(sr_path, vdi_uuid, image_size, kernel_dir_path=None, cap=DEFAULT
             if isinstance(exc, OSError):
                 raise _os_error(exc, final)
             raise
-    _fsync_dir(target_dir)
+    fsync_dir(target_dir)
     return final
 
 

@@ -157,7 +157,7 @@ def test_disk_full_is_a_typed_error_and_leaves_nothing(store, monkeypatch):
     image_id = store.create("img")["id"]
     writes = []
 
-    real_write_all = local._write_all
+    real_write_all = local.write_all
 
     def data_disk_fills_up(fd, data):
         # only the upload's temp file hits the wall; records still fit, as a nearly full disk allows
@@ -167,7 +167,7 @@ def test_disk_full_is_a_typed_error_and_leaves_nothing(store, monkeypatch):
             if len(writes) > 2:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_write_all(fd, data)
-    monkeypatch.setattr(local, "_write_all", data_disk_fills_up)
+    monkeypatch.setattr(local, "write_all", data_disk_fills_up)
     with pytest.raises(errors.NoSpaceError) as info:
         store.put(image_id, (b"z" * 1000 for _ in range(10)))
     assert image_id in info.value.path and len(writes) == 3

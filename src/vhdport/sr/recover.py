@@ -13,7 +13,8 @@ import json
 import logging
 import os
 
-from .scan import SUFFIX, fsync_dir, os_error
+from ..fsutil import fsync_dir
+from .scan import SUFFIX, os_error
 
 log = logging.getLogger(__name__)
 

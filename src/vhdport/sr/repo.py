@@ -11,9 +11,10 @@ import os
 import uuid as uuidlib
 
 from ..errors import ChainError, LimitError, SRError
+from ..fsutil import fsync_dir
 from ..vhd import MAX_DEPTH, VhdFile, create_snapshot, set_hidden
 from .lock import DEFAULT_TIMEOUT, FileLock
-from .scan import SUFFIX, fsync_dir, os_error, scan, uuid_of_name
+from .scan import SUFFIX, os_error, scan, uuid_of_name
 from .recover import drop_journal, publish_journal, snapshot_journal
 from .staging import STAGING_DIR, Staging, check_recorded_links, reclaim
 

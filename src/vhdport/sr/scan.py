@@ -29,14 +29,6 @@ def uuid_of_name(name):
     return None
 
 
-def fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def os_error(e, path, action):
     """Turn an OSError into the vhdport error a caller can act on."""
     if e.errno in (errno.ENOSPC, errno.EDQUOT):

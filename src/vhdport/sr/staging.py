@@ -16,10 +16,11 @@ import shutil
 import uuid as uuidlib
 
 from ..errors import ChainError, SRError, VhdportError
+from ..fsutil import fsync_dir
 from ..vhd import Chain, VhdFile, set_parent
 from .lock import FileLock, open_lock_file, try_flock, write_owner
 from .recover import recover
-from .scan import SUFFIX, fsync_dir, is_uuid, os_error
+from .scan import SUFFIX, is_uuid, os_error
 
 log = logging.getLogger(__name__)
 

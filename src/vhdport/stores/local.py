@@ -24,6 +24,7 @@ import uuid
 from contextlib import contextmanager
 
 from vhdport import errors
+from vhdport.fsutil import fsync_dir, unlink_quietly, write_all
 from vhdport.stores import base
 
 MARKER = "vhdport-store.json"
@@ -67,43 +68,20 @@ def _os_errors(path, action):
         raise store_os_error(exc, path, action) from exc
 
 
-def _unlink_quietly(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def _fsync_dir(path):
-    """Make a rename or unlink in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd, data):
-    """os.write until every byte is out (it may write less than asked)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
 def _write_atomic(path, data):
     directory = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".rec-", suffix=".tmp")
     try:
         try:
-            _write_all(fd, data)
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
         raise
-    _fsync_dir(directory)
+    fsync_dir(directory)
 
 
 def _marker_text():
@@ -202,7 +180,7 @@ class LocalStore(base.Store):
         with _os_errors(self.root, "create the image store"):
             os.makedirs(self.images_dir, exist_ok=True)
             _write_atomic(marker, _marker_text().encode("utf-8"))
-            _fsync_dir(os.path.dirname(self.root))
+            fsync_dir(os.path.dirname(self.root))
         self._known = True
         return True
 
@@ -333,8 +311,8 @@ class LocalStore(base.Store):
             # record whose data is missing.
             with _os_errors(self._path(image_id, "json"), "delete the image record"):
                 os.unlink(self._path(image_id, "json"))
-                _fsync_dir(self.images_dir)
-        _unlink_quietly(self._path(image_id, "data"))
+                fsync_dir(self.images_dir)
+        unlink_quietly(self._path(image_id, "data"))
         try:
             lock_fd = self._lock_upload(image_id)
         except errors.StoreError:
@@ -344,7 +322,7 @@ class LocalStore(base.Store):
                 self._remove_leftovers(image_id)
             finally:
                 os.close(lock_fd)
-        _unlink_quietly(self._path(image_id, "lock"))
+        unlink_quietly(self._path(image_id, "lock"))
 
     def open(self, image_id, offset=0):
         record = self.get(image_id)
@@ -407,7 +385,7 @@ class LocalStore(base.Store):
             names = os.listdir(self.images_dir)
         for name in names:
             if name.startswith(prefix) and name.endswith(".tmp"):
-                _unlink_quietly(os.path.join(self.images_dir, name))
+                unlink_quietly(os.path.join(self.images_dir, name))
 
     def _receive(self, image_id, chunks, size):
         """Write ``chunks`` to a temp file, then rename it to <id>.data; return the digest."""
@@ -425,7 +403,7 @@ class LocalStore(base.Store):
                     if size is not None and digest.size > size:
                         raise self._size_error(image_id, size, "more than {}".format(size))
                     with _os_errors(data_path, "write image data"):
-                        _write_all(fd, chunk)
+                        write_all(fd, chunk)
                 if size is not None and digest.size != size:
                     raise self._size_error(image_id, size, digest.size)
                 with _os_errors(data_path, "write image data"):
@@ -434,9 +412,9 @@ class LocalStore(base.Store):
                 os.close(fd)
             with _os_errors(data_path, "store image data"):
                 os.replace(tmp, data_path)
-                _fsync_dir(self.images_dir)
+                fsync_dir(self.images_dir)
         except BaseException:
-            _unlink_quietly(tmp)
+            unlink_quietly(tmp)
             raise
         return digest.result()
 
@@ -452,8 +430,8 @@ class LocalStore(base.Store):
         left in ``saving`` is recovered by the next put (its lock is free).
         """
         try:
-            _unlink_quietly(self._path(image_id, "data"))
-            _fsync_dir(self.images_dir)
+            unlink_quietly(self._path(image_id, "data"))
+            fsync_dir(self.images_dir)
 
             def requeue(record):
                 record["status"] = base.QUEUED
