@@ -123,3 +123,24 @@ def test_sparse_raw_import_skips_holes_and_round_trips(tmp_path):
     export_raw(vhd, back)
     with open(raw, "rb") as a, open(back, "rb") as b:
         assert a.read() == b.read()
+
+
+def test_huge_sparse_raw_import_reads_only_its_data(tmp_path):
+    """A 1 TiB raw image with 3 MiB of data: holes are jumped over (SEEK_DATA), not read."""
+    from vhdport.vhd import Chain, import_raw
+    raw, vhd = str(tmp_path / "big.raw"), str(tmp_path / "big.vhd")
+    pieces = [(0, os.urandom(4096)), (300 << 30, os.urandom(1 << 20)),
+              ((1 << 40) - (1 << 20), os.urandom(1 << 20))]
+    with open(raw, "wb") as f:
+        f.truncate(1 << 40)
+        for at, data in pieces:
+            f.seek(at)
+            f.write(data)
+    import_raw(raw, vhd)
+    assert os.path.getsize(vhd) < 64 << 20
+    with Chain.open(vhd) as chain:
+        assert chain.virtual_size == 1 << 40
+        assert len(chain.allocated_ranges()) == 3
+        for at, data in pieces:
+            assert bytes(chain.read(at, len(data))) == data
+        assert bytes(chain.read(600 << 30, 4096)) == bytes(4096)

@@ -57,28 +57,32 @@ class _RawFile(object):
     def readinto(self, view):
         return self._f.readinto(view)
 
-    def is_hole(self, offset, length):
-        """True if [offset, offset+length) holds no data; the position stays at ``offset``."""
-        if self._SEEK_DATA is None:
-            return False
-        try:
-            data = os.lseek(self._fd, offset, self._SEEK_DATA)
-        except OSError as e:
-            data = None if e.errno == errno.ENXIO else offset   # ENXIO: only a hole follows
-        os.lseek(self._fd, offset, os.SEEK_SET)
-        return data is None or data >= offset + length
+    def next_data(self, offset):
+        """Offset of the first data at or after ``offset`` (None: only a hole follows).
 
-    def skip(self, length):
-        self._f.seek(length, os.SEEK_CUR)
+        Where holes cannot be found, ``offset`` itself.  The position is left alone.
+        """
+        if self._SEEK_DATA is None:
+            return offset
+        here = self._f.tell()
+        try:
+            return os.lseek(self._fd, offset, self._SEEK_DATA)
+        except OSError as e:
+            return None if e.errno == errno.ENXIO else offset
+        finally:
+            os.lseek(self._fd, here, os.SEEK_SET)
+
+    def seek(self, offset):
+        self._f.seek(offset)
 
 
 def _fill_vhd(disk, reader, data_size, block_size, source):
     """Copy ``data_size`` bytes from ``reader`` into new ``disk``, block by block, zeros skipped."""
     buf = bytearray(block_size)
-    is_hole = getattr(reader, "is_hole", None)
+    next_data = getattr(reader, "next_data", None)
     syncer = BackgroundSync(disk._f.fileno())  # the same package: the file's descriptor
     try:
-        _copy_blocks(disk, reader, data_size, block_size, source, buf, is_hole, syncer)
+        _copy_blocks(disk, reader, data_size, block_size, source, buf, next_data, syncer)
     finally:
         syncer.wait()
     if reader.read(1):
@@ -88,7 +92,7 @@ def _fill_vhd(disk, reader, data_size, block_size, source):
     disk.flush()
 
 
-def _copy_blocks(disk, reader, data_size, block_size, source, buf, is_hole, syncer):
+def _copy_blocks(disk, reader, data_size, block_size, source, buf, next_data, syncer):
     zeros = bytes(block_size)
     view = memoryview(buf)
     total = disk.virtual_size
@@ -97,10 +101,13 @@ def _copy_blocks(disk, reader, data_size, block_size, source, buf, is_hole, sync
     while offset < total:
         want = min(block_size, total - offset)
         expect = min(want, max(0, data_size - offset))
-        if is_hole is not None and expect == want and is_hole(offset, want):
-            reader.skip(want)   # all zeros: nothing to read, nothing to allocate
-            offset += want
-            continue
+        if next_data is not None and expect == want:
+            at = next_data(offset)
+            if at is None or at >= offset + want:
+                # a hole up to the block holding the next data: nothing to read or allocate
+                offset = total if at is None else min(total, at // block_size * block_size)
+                reader.seek(offset)
+                continue
         got = _read_full(reader, view[:expect])
         if got < expect:
             raise IntegrityError(what="length", subject=source,
