@@ -9,7 +9,6 @@ name status, URL and image but never the token.
 
 import base64
 import binascii
-import hashlib
 import http.client
 import json
 import logging
@@ -18,8 +17,8 @@ import ssl
 import time
 import urllib.parse
 
-from vhdport.errors import (AuthError, ImageNotFound, ImageStateError, IntegrityError,
-                            StoreError, TransientStoreError)
+from vhdport.errors import (AuthError, ImageNotFound, IntegrityError, StoreError,
+                            TransientStoreError)
 from vhdport.stores.base import StreamDigest
 
 log = logging.getLogger("vhdport.stores.http")
