@@ -67,6 +67,7 @@ class Bench(object):
 
     @staticmethod
     def timed(cmd, **kw):
+        settle()
         start = time.perf_counter()
         subprocess.run(cmd, check=True, **kw)
         return time.perf_counter() - start
@@ -74,6 +75,7 @@ class Bench(object):
     @staticmethod
     def pipeline(first, second):
         """Wall time of ``first | second`` (two processes, no shell)."""
+        settle()
         start = time.perf_counter()
         a = subprocess.Popen(first, stdout=subprocess.PIPE)
         b = subprocess.Popen(second, stdin=a.stdout)
@@ -85,6 +87,7 @@ class Bench(object):
         return time.perf_counter() - start
 
     def worker(self, *argv):
+        settle()
         env = dict(os.environ, PYTHONPATH=REPO)
         out = subprocess.run([PY, "-m", "bench.worker"] + [str(a) for a in argv],
                              stdout=subprocess.PIPE, check=True, env=env, cwd=REPO)
@@ -355,6 +358,12 @@ class Bench(object):
         }
 
 
+def settle():
+    """Flush everyone's dirty pages before a timed step: on ext4 (data=ordered) an fsync
+    would otherwise also pay for the writeback of earlier steps' files."""
+    os.sync()
+
+
 def _same_file(a, b, chunk=4 * MIB):
     if os.path.getsize(a) != os.path.getsize(b):
         return False
@@ -386,7 +395,7 @@ def _rm(path):
 NOTES = [
     "Notes: vhdport timings are of the library call in a fresh process (transfer.download / "
     "transfer.upload; P3/P4 the `vhdport` CLI including its start-up); the original path and "
-    "qemu-img are timed as whole commands. vhdport fsyncs what it writes and hashes (md5 + "
+    "qemu-img are timed as whole commands, each step after a `sync`. vhdport fsyncs what it writes and hashes (md5 + "
     "sha512) and verifies every byte against the store's record; `tar` and `qemu-img` (whose "
     "convert defaults to `-t unsafe`) do neither. One run per row on a machine shared with "
     "other work, so ratios carry noise (page-cache write speed here varied 200 MB/s - 2 GB/s).",
