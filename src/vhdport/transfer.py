@@ -63,6 +63,11 @@ class VerifyingReader(object):
 
     def read(self, n=-1):
         """Read ``n`` bytes (fewer only at EOF); all of the rest for ``n < 0``."""
+        if not self._pending and n >= 0:
+            data = self._pull(n)
+            if len(data) == n or not data:
+                return data          # the common case: no copy
+            self._pending = data
         parts, have = [self._pending], len(self._pending)
         self._pending = b""
         while n < 0 or have < n:
