@@ -12,7 +12,7 @@ from . import bundle
 from .errors import BundleError, ImageStateError, IntegrityError, StoreError, VhdportError
 from .sr import SR
 from .stores.base import ACTIVE, QUEUED, StreamDigest
-from .vhd import MAX_DEPTH
+from .vhd import MAX_DEPTH, VhdFile, check_file, set_hidden
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,6 @@ def _hide_parents(staged):
     VDI of its own that a user could attach and write, corrupting its children.
     Done in staging, before the files are adopted and published.
     """
-    from .vhd import VhdFile, set_hidden
     for path in staged[1:]:
         with VhdFile.open(path) as disk:
             hidden = disk.hidden
@@ -193,10 +192,10 @@ def _uuid_of(path):
 
 
 class _Counting(object):
-    """Wrap an iterable of chunks, reporting progress against a known uncompressed total."""
+    """Wrap an iterable of chunks, reporting the bytes sent (the compressed total is unknown)."""
 
-    def __init__(self, chunks, progress, total):
-        self._chunks, self._progress, self._total = chunks, progress, total
+    def __init__(self, chunks, progress):
+        self._chunks, self._progress = chunks, progress
         self.sent = 0
 
     def __iter__(self):
@@ -235,7 +234,7 @@ def upload(sr_path, leaf_uuid, store, image_id=None, name=None, properties=None,
         members = [("{}.vhd".format(i), path) for i, path in enumerate(linked)]
         try:
             chunks = bundle.write_bundle(members, level=compression_level)
-            sent = store.put(image_id, _Counting(chunks, progress, None))
+            sent = store.put(image_id, _Counting(chunks, progress))
             after = store.get(image_id)
             verify_against_record(sent, after, "uploaded image {} in {}".format(
                 image_id, store.display))
@@ -254,8 +253,6 @@ def _check_before_upload(linked, leaf_uuid):
     The links live in staging, where the locators' relative names do not resolve, so
     linkage is checked by uuid (parent uuid of member i == uuid of member i+1).
     """
-    from .vhd import VhdFile
-    from .vhd.check import check_file
     with VhdFile.open(linked[0]) as leaf:
         if leaf.hidden:
             raise VhdportError("VDI {} is hidden (a base copy, not a VDI); upload one of the "
@@ -314,7 +311,7 @@ def import_image(store, path, name, disk_format="vhd", container_format="ovf",
                 yield data
 
         try:
-            sent = store.put(image_id, _Counting(chunks(), progress, None))
+            sent = store.put(image_id, _Counting(chunks(), progress))
             verify_against_record(sent, store.get(image_id), "imported image {}".format(image_id))
         except BaseException:
             _discard(store, image_id)
