@@ -150,6 +150,7 @@ def download(store, image_id, sr_path, uuids=None, progress=None):
             staged = _extract(kind, reader, staging.path, record)
             reader.drain()
         verify_against_record(reader.digest, record, subject)
+        _check_members(staged)
         bundle.check_sequence(staged, allow_growth=True)  # a leaf resized after a snapshot
         _check_depth(staged)
         _hide_parents(staged)
@@ -158,6 +159,23 @@ def download(store, image_id, sr_path, uuids=None, progress=None):
     chain = [_uuid_of(path) for path in published]
     log.info("downloaded %s into %s: leaf %s, %d VHDs", image_id, sr_path, chain[0], len(chain))
     return {"root": {"uuid": chain[0]}, "chain": chain}
+
+
+def _check_members(staged):
+    """Structurally check each landed member (as vhd-util check would), naming the member.
+
+    Linkage is checked afterwards, by position, since the members' locators still
+    name the files of the SR they were uploaded from.
+    """
+    for path in staged:
+        defects = check_file(path, check_parent=False)
+        if defects:
+            name = os.path.basename(path)
+            first = defects[0]
+            raise BundleError("bundle member {} refused: {} at offset {}: {}{}".format(
+                name, first.field, first.offset, first.message,
+                " (+{} more defects)".format(len(defects) - 1) if len(defects) > 1 else ""),
+                member=name)
 
 
 def _check_depth(staged):
