@@ -28,15 +28,10 @@ class BulkWrites(object):
         are unchanged.  Sectors already present are overwritten in place.  Lets a
         bulk writer (coalesce) pay one fsync per batch of blocks, not per block.
         """
-        self._need_writable("write to it")
-        view = memoryview(data)
-        count = len(view) // SECTOR
-        if (sector + count) * SECTOR > self.virtual_size:
-            raise FormatError("write beyond the virtual size ({} bytes)".format(self.virtual_size),
-                              path=self.path)
-        if not self.footer.is_dynamic:
-            self.pwrite(sector * SECTOR, view)
+        view = self._begin_write(sector, data)
+        if view is None:
             return
+        count = len(view) // SECTOR
         if self._staged is None:
             self._staged = {}
         staged = self._staged

@@ -13,7 +13,7 @@ from ..format.header import DEFAULT_BLOCK_SIZE
 from .chain import Chain
 from .create import check_size, create_dynamic, create_fixed
 from .disk import SECTOR, VhdFile
-from .fastio import HOLE_GRAIN, BackgroundSync, DirectWriter  # noqa: F401 (HOLE_GRAIN: hole size)
+from .fastio import BackgroundSync, DirectWriter
 
 CHUNK = 2 * 1024 * 1024
 

@@ -422,17 +422,24 @@ class VhdFile(BulkWrites):
         self._f.truncate(self.file_size)
         return bm_sector
 
-    def write_sectors(self, sector, data, sync_before_metadata=False):
-        """Write whole sectors into this file, allocating blocks as needed."""
+    def _begin_write(self, sector, data):
+        """Validate a whole-sector write; a fixed disk takes it at once (returns None)."""
         self._need_writable("write to it")
         view = memoryview(data)
-        count = len(view) // SECTOR
-        if (sector + count) * SECTOR > self.virtual_size:
+        if sector * SECTOR + len(view) > self.virtual_size:
             raise FormatError("write beyond the virtual size ({} bytes)".format(self.virtual_size),
                               path=self.path)
         if not self.footer.is_dynamic:
             self.pwrite(sector * SECTOR, view)
+            return None
+        return view
+
+    def write_sectors(self, sector, data, sync_before_metadata=False):
+        """Write whole sectors into this file, allocating blocks as needed."""
+        view = self._begin_write(sector, data)
+        if view is None:
             return
+        count = len(view) // SECTOR
         end, pos, spb = sector + count, 0, self.spb
         while sector < end:
             block, first = divmod(sector, spb)
