@@ -5,7 +5,7 @@ import time
 import uuid as uuidlib
 
 from ..errors import ChecksumError, CorruptError
-from .checksum import ones_complement
+from .checksum import ones_complement, seal
 from .geometry import pack_geometry, unpack_geometry
 
 FOOTER_SIZE = 512
@@ -101,11 +101,8 @@ class Footer(object):
 
     def pack(self):
         """Serialize with a freshly computed checksum (stored back into ``checksum``)."""
-        self.checksum = 0
-        buf = bytearray(self._pack())
-        self.checksum = ones_complement(buf)
-        struct.pack_into(">I", buf, CHECKSUM_OFFSET, self.checksum)
-        return bytes(buf)
+        raw, self.checksum = seal(self._pack(), CHECKSUM_OFFSET)
+        return raw
 
     def _pack(self):
         return _LAYOUT.pack(

@@ -4,7 +4,7 @@ import struct
 import uuid as uuidlib
 
 from ..errors import ChecksumError, CorruptError
-from .checksum import ones_complement
+from .checksum import ones_complement, seal
 from .locator import LOCATOR_COUNT, LOCATOR_SIZE, ParentLocator
 
 HEADER_SIZE = 1024
@@ -72,11 +72,8 @@ class DynamicHeader(object):
         return header
 
     def pack(self):
-        self.checksum = 0
-        buf = bytearray(self._pack())
-        self.checksum = ones_complement(buf)
-        struct.pack_into(">I", buf, CHECKSUM_OFFSET, self.checksum)
-        return bytes(buf)
+        raw, self.checksum = seal(self._pack(), CHECKSUM_OFFSET)
+        return raw
 
     def _pack(self):
         head = _LAYOUT.pack(
