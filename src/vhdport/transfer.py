@@ -7,9 +7,11 @@ published, and a finished upload is read back and compared with what was sent.
 
 import logging
 import os
+import threading
 
 from . import bundle
-from .errors import BundleError, ImageStateError, IntegrityError, StoreError, VhdportError
+from .errors import (BundleError, FormatError, ImageStateError, IntegrityError, StoreError,
+                     VhdportError)
 from .sr import SR
 from .stores.base import ACTIVE, QUEUED, StreamDigest
 from .vhd import MAX_DEPTH, VhdFile, check_file, set_hidden
@@ -17,6 +19,9 @@ from .vhd import MAX_DEPTH, VhdFile, check_file, set_hidden
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
+#: after a content error, read at most this much more to tell a damaged transfer
+#: (hash mismatch) from a bad image; beyond it the content error stands alone
+BLAME_DRAIN_LIMIT = 256 << 20
 
 #: (disk_format, container_format) -> how the bytes are packed
 TAR_BUNDLE, BARE_VHD, RAW_DISK = "tar", "vhd", "raw"
@@ -44,13 +49,16 @@ class VerifyingReader(object):
         self.digest = StreamDigest()
         self._progress = progress
         self._total = total
+        # the bundle reader may pull from a read-ahead thread; keep pulls (and hashing) in order
+        self._lock = threading.Lock()
 
     def _pull(self, n):
-        data = self._stream.read(n)
-        if data:
-            self.digest.update(data)
-            if self._progress is not None:
-                self._progress(self.digest.size, self._total)
+        with self._lock:
+            data = self._stream.read(n)
+            if data:
+                self.digest.update(data)
+                if self._progress is not None:
+                    self._progress(self.digest.size, self._total)
         return data
 
     def peek(self, n):
@@ -147,7 +155,11 @@ def download(store, image_id, sr_path, uuids=None, progress=None):
     with sr.staging() as staging:
         with store.open(image_id) as stream:
             reader = VerifyingReader(stream, progress, record.get("size"))
-            staged = _extract(kind, reader, staging.path, record)
+            try:
+                staged = _extract(kind, reader, staging.path, record)
+            except (BundleError, FormatError) as e:
+                _blame_transfer(reader, record, subject, e)
+                raise
             reader.drain()
         verify_against_record(reader.digest, record, subject)
         _check_members(staged)
@@ -159,6 +171,21 @@ def download(store, image_id, sr_path, uuids=None, progress=None):
     chain = [_uuid_of(path) for path in published]
     log.info("downloaded %s into %s: leaf %s, %d VHDs", image_id, sr_path, chain[0], len(chain))
     return {"root": {"uuid": chain[0]}, "chain": chain}
+
+
+def _blame_transfer(reader, record, subject, error):
+    """Bad bytes are the image's fault or the transfer's: if the stream does not match the
+    store's record either, raise that (the cause to act on: retry) instead of ``error``."""
+    size = record.get("size")
+    if size is None or size - reader.digest.size > BLAME_DRAIN_LIMIT:
+        return
+    try:
+        reader.drain()
+        verify_against_record(reader.digest, record, subject)
+    except IntegrityError as mismatch:
+        raise mismatch from error
+    except VhdportError:
+        return
 
 
 def _check_members(staged):

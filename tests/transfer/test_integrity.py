@@ -148,3 +148,39 @@ def test_import_of_unreadable_file_creates_nothing(env, tmp_path, which):
         transfer.import_image(env.store, path, "nothing")
     assert path in str(info.value)
     assert list(env.store.list()) == []
+
+
+def test_damaged_structure_in_transit_is_blamed_on_the_transfer(env):
+    """Bytes that break a member's structure AND the record's hashes: the cause to report is
+    the damaged transfer (retry), not a bad image, so the BundleError becomes an IntegrityError."""
+    from vhdport.errors import BundleError
+    image_id = uploaded(env, level=0)
+    path = env.data_path(image_id)
+    with open(path, "rb") as f:
+        tar = bytearray(f.read())
+    leaf_size = int(tar[124:136].rstrip(b"\0 "), 8)
+    tar[512 + leaf_size - 512:512 + leaf_size] = bytes(512)   # the leaf's footer zeroed
+    with open(path, "wb") as f:
+        f.write(bytes(tar))
+    error = assert_refused_unchanged(env, image_id, "md5")
+    assert isinstance(error.__cause__, BundleError)
+
+
+def test_bad_image_matching_its_record_stays_a_bundle_error(env):
+    """The same damage recorded as the image's true contents: the image is bad, say so."""
+    from vhdport.errors import BundleError
+    image_id = uploaded(env, level=0)
+    path = env.data_path(image_id)
+    with open(path, "rb") as f:
+        tar = bytearray(f.read())
+    leaf_size = int(tar[124:136].rstrip(b"\0 "), 8)
+    tar[512 + leaf_size - 512:512 + leaf_size] = bytes(512)
+    with open(path, "wb") as f:
+        f.write(bytes(tar))
+    env.edit_record(image_id, checksum=hashlib.md5(bytes(tar)).hexdigest(),
+                    os_hash_value=hashlib.sha512(bytes(tar)).hexdigest())
+    before = sr_tree(env.dst)
+    with pytest.raises(BundleError) as info:
+        transfer.download(env.store, image_id, env.dst)
+    assert "0.vhd" in str(info.value)
+    assert sr_tree(env.dst) == before
