@@ -170,18 +170,23 @@ class GlanceStore(Store):
         elif algo:
             log.debug("image %s: os_hash_algo %s not compared (we hash sha512)", image_id, algo)
 
+    def _missing_properties(self, image_id, remove, current, **fields):
+        """A StoreError naming the properties in ``remove`` not in ``current``, or None."""
+        missing = [key for key in remove if key not in current]
+        if not missing:
+            return None
+        return StoreError(
+            "cannot remove propert{} {} of image {} at {}: not set{}; remove only existing "
+            "properties".format("y" if len(missing) == 1 else "ies",
+                                ", ".join(map(repr, missing)), image_id, self.url_of(image_id),
+                                " (HTTP {})".format(fields["status"]) if "status" in fields else ""),
+            image_id=image_id, missing=missing, **fields)
+
     def _patch_conflict(self, image_id, remove, reply):
-        missing = []
-        if remove:
-            current = self.get(image_id)["properties"]
-            missing = [key for key in remove if key not in current]
-        if missing:
-            return StoreError(
-                "cannot remove propert{} {} of image {} at {}: not set (HTTP 409); "
-                "remove only existing properties".format(
-                    "y" if len(missing) == 1 else "ies", ", ".join(map(repr, missing)),
-                    image_id, self.url_of(image_id)),
-                status=409, image_id=image_id, missing=missing)
+        current = self.get(image_id)["properties"] if remove else {}
+        error = self._missing_properties(image_id, remove, current, status=409)
+        if error is not None:
+            return error
         return self._http.status_error(409, "Conflict", "PATCH", _image_path(image_id),
                                        image_id, reply.body)
 

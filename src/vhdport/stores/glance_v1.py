@@ -51,13 +51,9 @@ class GlanceV1Store(GlanceStore):
         if remove:
             # v1 can only drop properties by restating the full set with purge-props
             current = self.get(image_id)["properties"]
-            missing = [key for key in remove if key not in current]
-            if missing:
-                raise StoreError(
-                    "cannot remove propert{} {} of image {} at {}: not set; remove only "
-                    "existing properties".format(
-                        "y" if len(missing) == 1 else "ies", ", ".join(map(repr, missing)),
-                        image_id, self.url_of(image_id)), image_id=image_id, missing=missing)
+            error = self._missing_properties(image_id, remove, current)
+            if error is not None:
+                raise error
             merged = {k: v for k, v in current.items() if k not in remove}
             merged.update(wanted)
             wanted = merged
