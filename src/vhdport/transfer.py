@@ -261,15 +261,11 @@ def upload(sr_path, leaf_uuid, store, image_id=None, name=None, properties=None,
     if image_id is None and not name:
         raise StoreError("upload needs an existing queued image id or a name for a new image")
     sr = SR(sr_path)
-    created = False
     with sr.staging() as staging:
         # under the SR lock, so no GC or snapshot runs between resolving and linking
         linked = staging.link_vdi(leaf_uuid)
         _check_before_upload(linked, leaf_uuid)
-        if image_id is None:
-            record = store.create(name, "vhd", "ovf", properties=properties)
-            image_id, created = record["id"], True
-        else:
+        if image_id is not None:
             record = store.get(image_id)
             if record.get("status") != QUEUED:
                 raise ImageStateError(image_id=image_id, status=record.get("status"),
@@ -277,19 +273,33 @@ def upload(sr_path, leaf_uuid, store, image_id=None, name=None, properties=None,
             if properties or name:
                 store.update(image_id, name=name, properties=properties)
         members = [("{}.vhd".format(i), path) for i, path in enumerate(linked)]
+        sent = None
         try:
             chunks = bundle.write_bundle(members, level=compression_level)
-            sent = store.put(image_id, _Counting(chunks, progress))
-            after = store.get(image_id)
-            verify_against_record(sent, after, "uploaded image {} in {}".format(
-                image_id, store.display))
+            sent = store.upload_image(_Counting(chunks, progress), image_id=image_id, name=name,
+                                      disk_format="vhd", container_format="ovf",
+                                      properties=None if image_id else properties)
+            image_id = sent.image_id
+            verify_stored(store, sent, "uploaded image {} in {}".format(image_id, store.display))
         except BaseException as e:
+            # a new image the store made is removed by upload_image itself when that fails;
             # ImageStateError: not queued when the data was to go in -- not ours to remove
-            if created or (not isinstance(e, ImageStateError) and _went_active(store, image_id)):
+            if (sent is not None and sent.created) or (
+                    image_id is not None and not isinstance(e, ImageStateError)
+                    and _went_active(store, image_id)):
                 _discard(store, image_id)
             raise
     log.info("uploaded VDI %s chain (%d VHDs) as image %s", leaf_uuid, len(linked), image_id)
     return image_id
+
+
+def verify_stored(store, sent, subject):
+    """After an upload: the image is active and its record matches what was sent."""
+    record = sent.record if sent.record is not None else store.get(sent.image_id)
+    if record.get("status") != ACTIVE:
+        raise ImageStateError(image_id=sent.image_id, status=record.get("status"),
+                              expected=ACTIVE + " after upload")
+    verify_against_record(sent, record, subject)
 
 
 def _check_before_upload(linked, leaf_uuid):
@@ -342,9 +352,6 @@ def import_image(store, path, name, disk_format="vhd", container_format="ovf",
     except OSError as e:
         raise VhdportError("cannot read {} to import it: {}".format(path, e.strerror or e))
     with source:
-        record = store.create(name, disk_format, container_format, properties=properties)
-        image_id = record["id"]
-
         def chunks():
             while True:
                 try:
@@ -355,10 +362,12 @@ def import_image(store, path, name, disk_format="vhd", container_format="ovf",
                     return
                 yield data
 
+        sent = store.upload_image(_Counting(chunks(), progress), name=name,
+                                  disk_format=disk_format, container_format=container_format,
+                                  properties=properties)
         try:
-            sent = store.put(image_id, _Counting(chunks(), progress))
-            verify_against_record(sent, store.get(image_id), "imported image {}".format(image_id))
+            verify_stored(store, sent, "imported image {}".format(sent.image_id))
         except BaseException:
-            _discard(store, image_id)
+            _discard(store, sent.image_id)
             raise
-    return image_id
+    return sent.image_id

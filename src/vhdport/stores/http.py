@@ -106,7 +106,8 @@ class Endpoint(object):
     """One HTTP(S) service root: URL prefix, TLS, auth header, timeouts and retries."""
 
     def __init__(self, url, auth_token=None, extra_headers=None, cacert=None,
-                 insecure=False, timeout=60, retries=5, retry_delay=1.0, sleep=time.sleep):
+                 insecure=False, timeout=60, retries=5, retry_delay=1.0, sleep=time.sleep,
+                 auth=None):
         parts = urllib.parse.urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme.startswith("glance+"):
@@ -127,6 +128,9 @@ class Endpoint(object):
         self.display = "{}://{}{}".format(scheme, netloc, self.prefix)
         self._token = _Secret(auth_token) if auth_token else None
         self._extra = dict(extra_headers or {})
+        #: per-request hook ``auth(method, path, headers)``: a store that signs requests
+        #: (S3, Swift temp URLs) adds its headers here, on every attempt and retry
+        self._auth = auth
         self.timeout = float(timeout)
         self.retries = max(0, int(retries))
         self.retry_delay = float(retry_delay)
@@ -170,13 +174,16 @@ class Endpoint(object):
                                                context=self._tls)
         return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
 
-    def headers(self, extra=None):
+    def headers(self, extra=None, method=None, path=None):
+        """Headers of one request; ``method`` and ``path`` (with prefix) feed the auth hook."""
         hdrs = {"Accept-Encoding": "identity", "User-Agent": "vhdport"}
         hdrs.update(self._extra)
         if self._token is not None:
             hdrs["X-Auth-Token"] = self._token.value
         if extra:
             hdrs.update(extra)
+        if self._auth is not None:
+            self._auth(method, path, hdrs)
         return hdrs
 
     def delay(self, attempt, retry_after=None):
@@ -261,7 +268,7 @@ class Endpoint(object):
             try:
                 conn.connect()
                 sent = True
-                conn.request(method, full, body=body, headers=self.headers(headers))
+                conn.request(method, full, body=body, headers=self.headers(headers, method, full))
                 resp = conn.getresponse()
                 if stream and (resp.status in expect or resp.status in accept):
                     conn_to_return, conn = conn, None
@@ -295,7 +302,7 @@ class Endpoint(object):
         after the socket is closed.  Returns (Reply, UploadResult).
         """
         full = self.prefix + path
-        hdrs = self.headers(headers)
+        hdrs = self.headers(headers, method, full)
         hdrs["Transfer-Encoding"] = "chunked"
         digest = StreamDigest()
         conn = self.connect()
