@@ -13,8 +13,9 @@ import json
 import logging
 import os
 
+from .. import disk
 from ..fsutil import fsync_dir
-from .scan import SUFFIX, os_error
+from .scan import os_error
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +113,10 @@ def _finish_publish(sr_path, staging_dir, files):
 
 def _recover_snapshot(sr_path, staging_dir, doc):
     """Before the VDI's rename: drop the extra name of its file.  After: finish."""
-    from ..vhd import VhdFile, set_hidden
-    vdi = os.path.join(sr_path, doc["vdi"] + SUFFIX)
-    base = os.path.join(sr_path, doc["base"] + SUFFIX)
-    snap = os.path.join(sr_path, doc["snap"] + SUFFIX)
+    fmt = disk.by_name(doc.get("format", disk.DEFAULT.name))
+    vdi = os.path.join(sr_path, fmt.file_name(doc["vdi"]))
+    base = os.path.join(sr_path, fmt.file_name(doc["base"]))
+    snap = os.path.join(sr_path, fmt.file_name(doc["snap"]))
     if _ino(vdi) == doc["ino"]:
         if _ino(base) == doc["ino"]:
             os.unlink(base)
@@ -125,16 +126,11 @@ def _recover_snapshot(sr_path, staging_dir, doc):
     if _ino(base) != doc["ino"]:
         return None   # not the state this journal describes: touch nothing
     done = []
-    staged_snap = os.path.join(staging_dir, doc["snap"] + SUFFIX)
+    staged_snap = os.path.join(staging_dir, fmt.file_name(doc["snap"]))
     if _ino(snap) is None and _ino(staged_snap) is not None:
         os.link(staged_snap, snap)
         fsync_dir(sr_path)
         done.append("linked snapshot " + doc["snap"])
-    if _ino(snap) is not None:
-        with VhdFile.open(base) as disk:
-            torn = disk.backup_footer is not None and disk.backup_footer.hidden != disk.hidden
-            hidden = disk.hidden
-        if torn or not hidden:   # set both footer copies (a kill may have torn them)
-            set_hidden(base, True)
-            done.append("hid base " + doc["base"])
+    if _ino(snap) is not None and fmt.repair_hidden(base):
+        done.append("hid base " + doc["base"])
     return "finished snapshot of {}: {}".format(doc["vdi"], ", ".join(done)) if done else None

@@ -10,12 +10,11 @@ import os
 import re
 import stat
 
+from .. import disk
 from ..errors import NoSpaceError, SRError, VhdportError
-from ..vhd import VhdFile
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}"
                      r"-[0-9a-fA-F]{12}$")
-SUFFIX = ".vhd"
 
 
 def is_uuid(text):
@@ -23,10 +22,9 @@ def is_uuid(text):
 
 
 def uuid_of_name(name):
-    """``<uuid>.vhd`` -> uuid; anything else -> None (scans ignore such names)."""
-    if name.endswith(SUFFIX) and is_uuid(name[:-len(SUFFIX)]):
-        return name[:-len(SUFFIX)]
-    return None
+    """``<uuid>.vhd`` (any known format's suffix) -> uuid; else None (scans ignore it)."""
+    stem = disk.stem_of(name)
+    return stem if is_uuid(stem) else None
 
 
 def os_error(e, path, action):
@@ -67,16 +65,13 @@ class VdiInfo(object):
             " error={!r}".format(self.error) if self.error else "")
 
 
-def _parent_name_uuid(disk, names):
+def _parent_name_uuid(described, names):
     """The VDI uuid of the parent, from the first locator naming a ``<uuid>.vhd``.
 
     Locators naming a file present in the SR win over ones that do not.
     """
-    candidates = list(disk.locator_paths())
-    if disk.header is not None and disk.header.parent_name:
-        candidates.append(disk.header.parent_name)
     found = []
-    for text in candidates:
+    for text in described.parent_names:
         u = uuid_of_name(os.path.basename(text.replace("\\", "/")))
         if u is not None and u not in found:
             found.append(u)
@@ -88,17 +83,18 @@ def _parent_name_uuid(disk, names):
 
 def _read_one(path, uuid, names):
     info = VdiInfo(uuid, path)
-    with VhdFile.open(path) as disk:
-        info.type = disk.type_name
-        info.hidden = disk.hidden
-        info.virtual_size = disk.virtual_size
-        info.physical_size = disk.physical_size
-        info.vhd_uuid = str(disk.uuid)
-        if disk.is_differencing:
-            info.parent_vhd_uuid = str(disk.parent_uuid)
-            info.parent_uuid = _parent_name_uuid(disk, names)
-            if info.parent_uuid is None:
-                info.error = "differencing disk whose locators name no <uuid>.vhd parent"
+    described = disk.for_name(path).describe(path)
+    info.type = described.type_name
+    info.hidden = described.hidden
+    info.virtual_size = described.virtual_size
+    info.physical_size = described.physical_size
+    info.vhd_uuid = described.uuid
+    if described.is_differencing:
+        info.parent_vhd_uuid = described.parent_uuid
+        info.parent_uuid = _parent_name_uuid(described, names)
+        if info.parent_uuid is None:
+            info.error = "differencing disk whose locators name no <uuid>{} parent".format(
+                " / <uuid>".join(disk.suffixes()))
     return info
 
 
@@ -142,8 +138,8 @@ def scan(sr_path):
         parent.children.append(info.uuid)
         if parent.vhd_uuid is not None and info.error is None \
                 and parent.vhd_uuid != info.parent_vhd_uuid:
-            info.error = ("parent {}.vhd has VHD uuid {} but this child records {} "
-                          "(broken link)".format(parent.uuid, parent.vhd_uuid,
+            info.error = ("parent {} has uuid {} but this child records {} "
+                          "(broken link)".format(os.path.basename(parent.path), parent.vhd_uuid,
                                                  info.parent_vhd_uuid))
     for info in vdis.values():
         info.children.sort()
