@@ -11,6 +11,13 @@ from vhdport.cli.common import (SIZE, OperationFailed, human_size, json_option, 
 CHUNK = 4 << 20
 
 
+def _vhd():
+    """The VHD format of the disk face: this command group's engine."""
+    from vhdport import disk
+
+    return disk.by_name("vhd")
+
+
 @click.group()
 def vhd():
     """Create, inspect, check, read and write VHD files and chains."""
@@ -24,17 +31,9 @@ def vhd():
               help="Block size of a dynamic disk (a power of two; default 2M).")
 def create(path, size, fixed, block_size):
     """Create a new VHD at PATH; print its uuid."""
-    from vhdport.vhd import create_dynamic, create_fixed
-
-    if fixed:
-        if block_size is not None:
-            raise click.UsageError("--block-size applies to dynamic disks, not --fixed")
-        uuid = create_fixed(path, size)
-    elif block_size is not None:
-        uuid = create_dynamic(path, size, block_size=block_size)
-    else:
-        uuid = create_dynamic(path, size)
-    click.echo(str(uuid))
+    if fixed and block_size is not None:
+        raise click.UsageError("--block-size applies to dynamic disks, not --fixed")
+    click.echo(str(_vhd().create(path, size, fixed=fixed, block_size=block_size)))
 
 
 @vhd.command()
@@ -43,9 +42,7 @@ def create(path, size, fixed, block_size):
               help="Parent VHD, relative to CHILD's directory or absolute.")
 def snapshot(child, parent):
     """Create CHILD, a differencing disk on top of PARENT; print its uuid."""
-    from vhdport.vhd import create_snapshot
-
-    click.echo(str(create_snapshot(child, parent)))
+    click.echo(str(_vhd().snapshot(child, parent)))
 
 
 def _info_rows(doc):
@@ -64,9 +61,7 @@ def _info_rows(doc):
 @json_option
 def info(path, as_json):
     """Show type, sizes, uuid, hidden flag, parent and chain depth of PATH."""
-    from vhdport.vhd.info import info as vhd_info
-
-    doc = vhd_info(path)
+    doc = _vhd().info(path)
     if as_json:
         print_json(doc)
     else:
@@ -84,9 +79,8 @@ def _defect_doc(defect):
 @click.pass_context
 def check(ctx, path, chain, as_json):
     """Validate PATH (exit 0), or list its defects (exit 1)."""
-    from vhdport.vhd.check import check_chain, check_file
-
-    defects = check_chain(path) if chain else check_file(path)
+    fmt = _vhd()
+    defects = fmt.check_chain(path) if chain else fmt.check_file(path)
     if as_json:
         print_json({"path": path, "chain": chain, "valid": not defects,
                     "defects": [_defect_doc(d) for d in defects]})
@@ -105,9 +99,7 @@ def check(ctx, path, chain, as_json):
 @click.argument("value", type=click.Choice(["0", "1"]))
 def set_hidden(path, value):
     """Set (1) or clear (0) the hidden flag of PATH."""
-    from vhdport.vhd import set_hidden as do_set_hidden
-
-    do_set_hidden(path, value == "1")
+    _vhd().set_hidden(path, value == "1")
 
 
 @vhd.command("set-parent")
@@ -115,9 +107,7 @@ def set_hidden(path, value):
 @click.argument("parent")
 def set_parent(path, parent):
     """Point differencing disk PATH at PARENT (relative to PATH's directory or absolute)."""
-    from vhdport.vhd import set_parent as do_set_parent
-
-    do_set_parent(path, parent)
+    _vhd().relink(path, parent)
 
 
 def _regular_file_size(stream):
@@ -141,10 +131,8 @@ def _regular_file_size(stream):
               help="File whose bytes to write ('-' for stdin).")
 def write(path, offset, source):
     """Write the bytes of a file into PATH at --offset (through the chain); print the count."""
-    from vhdport.vhd import Chain
-
     done = 0
-    with Chain.open(path, writable=True) as chain:
+    with _vhd().open_chain(path, writable=True) as chain:
         size = _regular_file_size(source)
         if size is not None and offset + size > chain.virtual_size:
             raise OperationFailed("{}: {} bytes at offset {} do not fit in the virtual size {}; "
@@ -169,12 +157,10 @@ def write(path, offset, source):
               help="Output file (default: stdout).")
 def read(path, offset, length, out):
     """Read virtual bytes of PATH as the VM sees them (through the chain)."""
-    from vhdport.vhd import Chain
-
     if out == "-" and sys.stdout.isatty():
         raise click.UsageError("refusing to write binary disk data to a terminal; "
                                "use --out FILE or redirect stdout")
-    with Chain.open(path) as chain:
+    with _vhd().open_chain(path) as chain:
         end = chain.virtual_size if length is None else offset + length
         if offset > chain.virtual_size or end > chain.virtual_size:
             raise OperationFailed("{}: range {}..{} is outside the virtual size {}".format(
@@ -188,9 +174,7 @@ def read(path, offset, length, out):
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 def coalesce(path):
     """Merge differencing disk PATH into its parent; print the parent's path."""
-    from vhdport.vhd.coalesce import coalesce as do_coalesce
-
-    click.echo(str(do_coalesce(path)))
+    click.echo(str(_vhd().coalesce(path)))
 
 
 @vhd.command("export")
@@ -198,9 +182,7 @@ def coalesce(path):
 @click.argument("out", type=click.Path(dir_okay=False))
 def export_cmd(path, out):
     """Write the virtual contents of PATH (through its chain) to the raw file OUT (sparse)."""
-    from vhdport.vhd.convert import export_raw
-
-    export_raw(path, out)
+    _vhd().export_raw(path, out)
 
 
 @vhd.command("import")
@@ -209,6 +191,4 @@ def export_cmd(path, out):
 @click.option("--fixed", is_flag=True, help="Make a fixed VHD instead of a dynamic one.")
 def import_cmd(raw, out, fixed):
     """Convert the raw disk image RAW to the VHD OUT; print its uuid."""
-    from vhdport.vhd.convert import import_raw
-
-    click.echo(str(import_raw(raw, out, fixed=fixed)))
+    click.echo(str(_vhd().import_raw(raw, out, fixed=fixed)))
