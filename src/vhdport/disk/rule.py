@@ -12,15 +12,11 @@ import os
 
 from ..errors import BundleError, FormatError
 from ..vhd.chain import MAX_DEPTH
+from .registry import for_path
 
 
 def bundle_error(text, name):
     return BundleError(text, member=name)
-
-
-def _format_of(path):
-    from . import for_path   # the registry imports this module
-    return for_path(path)
 
 
 def check_chain(paths, names=None, what="bundle member", error=bundle_error, hidden_error=None,
@@ -41,7 +37,7 @@ def check_chain(paths, names=None, what="bundle member", error=bundle_error, hid
     if not paths:
         raise error("empty chain: nothing to check", None)
     names = list(names) if names is not None else [os.path.basename(p) for p in paths]
-    formats = [_format_of(path) for path in paths]
+    formats = [for_path(path) for path in paths]
     if structural:
         for path, name, fmt in zip(paths, names, formats):
             defects = fmt.check_file(path, check_parent=False)
