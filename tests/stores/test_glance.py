@@ -10,7 +10,7 @@ import pytest
 
 from tests.peers.glance_server import TEST_TOKEN, glance_auth, glance_noauth  # noqa: F401
 from vhdport.errors import (AuthError, ImageNotFound, ImageStateError, IntegrityError,
-                            StoreError, TransientStoreError)
+                            StoreError)
 from vhdport.stores.base import ACTIVE, QUEUED
 from vhdport.stores.glance import GlanceStore
 
