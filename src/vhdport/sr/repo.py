@@ -13,7 +13,7 @@ import uuid as uuidlib
 from .. import disk
 from ..disk import MAX_DEPTH
 from ..errors import ChainError, LimitError, SRError
-from ..fsutil import fsync_dir
+from ..fsutil import fsync_dir, fsync_file
 from .lock import DEFAULT_TIMEOUT, FileLock
 from .scan import os_error, scan, uuid_of_name
 from .recover import drop_journal, publish_journal, snapshot_journal
@@ -252,13 +252,9 @@ def _in_staging(sr_path, path):
 
 def _fsync_file(path):
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fsync_file(path)
     except OSError as e:
-        raise os_error(e, path, "open")
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        raise os_error(e, path, "fsync")
 
 
 def _move_no_replace(src, dst):

@@ -24,7 +24,7 @@ import uuid
 from contextlib import contextmanager
 
 from vhdport import errors
-from vhdport.fsutil import fsync_dir, unlink_quietly, write_all
+from vhdport.fsutil import fsync_dir, unlink_quietly, write_all, write_atomic
 from vhdport.stores import base
 
 MARKER = "vhdport-store.json"
@@ -69,19 +69,7 @@ def _os_errors(path, action):
 
 
 def _write_atomic(path, data):
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".rec-", suffix=".tmp")
-    try:
-        try:
-            write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        unlink_quietly(tmp)
-        raise
-    fsync_dir(directory)
+    write_atomic(path, data, prefix=".rec-")
 
 
 def _marker_text():
