@@ -10,6 +10,7 @@ import os
 
 from .. import disk
 from ..errors import BundleError, NoSpaceError
+from ..fsutil import fsync_dir, fsync_file, unlink_quietly
 from . import rules, tarfmt
 from .streams import CHUNK, open_source
 
@@ -19,7 +20,7 @@ _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0
     | getattr(os, "O_CLOEXEC", 0)
 
 
-class Staging(object):
+class Landing(object):
     """Files written into the caller's staging dir; ``discard`` removes exactly those."""
 
     def __init__(self, staging_dir):
@@ -47,18 +48,11 @@ class Staging(object):
         return final
 
     def sync(self):
-        fd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(self.dir)
 
     def discard(self):
         for path in reversed(self.written):
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+            unlink_quietly(path)
         self.written = []
 
 
@@ -193,7 +187,7 @@ def extract_bundle(reader, staging_dir, max_members=rules.MAX_MEMBERS):
     BundleError naming the member on anything unsafe or malformed, after removing
     everything it wrote.
     """
-    staging = Staging(staging_dir)
+    staging = Landing(staging_dir)
     source = None
     try:
         source = open_source(reader)
@@ -294,7 +288,7 @@ def extract_single_vhd(reader, staging_dir):
 
 def extract_single(reader, staging_dir, fmt):
     """A bare disk stream of format ``fmt`` (optionally gzipped) -> ``[staging_dir/0<suffix>]``."""
-    staging = Staging(staging_dir)
+    staging = Landing(staging_dir)
     source = None
     try:
         source = open_source(reader)
@@ -321,17 +315,13 @@ def extract_raw(reader, staging_dir, virtual_size, fmt=rules.LEGACY_FORMAT):
     if virtual_size <= 0 or virtual_size > fmt.max_virtual_size:
         raise BundleError("raw image virtual size {} is outside 1 .. 2040 GiB".format(
             virtual_size))
-    staging = Staging(staging_dir)
+    staging = Landing(staging_dir)
     try:
         temp, fd = staging.new_temp()
         os.close(fd)
         os.unlink(temp)  # the engine creates the file itself
         fmt.import_raw_stream(reader, temp, virtual_size)
-        fd = os.open(temp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_file(temp)
         path = staging.publish(temp, fmt.file_name(0))
         staging.sync()
         return [path]
