@@ -14,8 +14,8 @@ import pytest
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 PACKAGE = os.path.join(SRC, "vhdport")
 #: the disk face and the engines below it may speak of VHD
-FORMAT_AWARE = ("vhdport.disk", "vhdport.vhd", "vhdport.format", "vhdport.qcow2")
-ENGINE_MODULES = ("vhdport.vhd", "vhdport.format")
+FORMAT_AWARE = ("vhdport.disk", "vhdport.vhd", "vhdport.vhd.format", "vhdport.qcow2")
+ENGINE_MODULES = ("vhdport.vhd", "vhdport.vhd.format")
 #: what the layers above stores may import from it
 STORE_PUBLIC = ("vhdport.stores", "vhdport.stores.base")
 VHD_NAME = re.compile(r"\.vhd(?![A-Za-z0-9_])")

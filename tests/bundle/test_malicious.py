@@ -269,7 +269,7 @@ def test_member_longer_than_its_bat_explains(payloads, sandbox):
 
 
 def _with_header(vhd, **changes):
-    from vhdport.format.header import DynamicHeader
+    from vhdport.vhd.format.header import DynamicHeader
     header = DynamicHeader.parse(vhd[512:1536])
     for key, value in changes.items():
         setattr(header, key, value)
@@ -285,7 +285,7 @@ def test_far_away_bat_refused(payloads, sandbox):
 
 
 def test_far_away_locator_refused(fixtures, sandbox):
-    from vhdport.format.header import DynamicHeader
+    from vhdport.vhd.format.header import DynamicHeader
     _, staging = sandbox
     leaf = read(os.path.join(fixtures, "chain", "leaf.vhd"))
     header = DynamicHeader.parse(leaf[512:1536])

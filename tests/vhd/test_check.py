@@ -9,10 +9,10 @@ import uuid
 import pytest
 
 from vhdport.errors import ChainError, LimitError, VhdportError
-from vhdport.format import batmap as batmaps
-from vhdport.format.footer import Footer, to_vhd_time
-from vhdport.format.header import DynamicHeader
-from vhdport.format.locator import LOCATOR_SIZE
+from vhdport.vhd.format import batmap as batmaps
+from vhdport.vhd.format.footer import Footer, to_vhd_time
+from vhdport.vhd.format.header import DynamicHeader
+from vhdport.vhd.format.locator import LOCATOR_SIZE
 from vhdport.vhd import (Chain, Defect, VhdFile, check_chain, check_file, create_dynamic,
                          create_fixed, create_snapshot, info, set_hidden, set_parent)
 

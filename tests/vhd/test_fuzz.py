@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from vhdport.errors import VhdportError
-from vhdport.format.checksum import ones_complement
+from vhdport.vhd.format.checksum import ones_complement
 from vhdport.vhd import (Chain, VhdFile, check_chain, check_file, create_dynamic, create_fixed,
                          create_snapshot, info)
 

@@ -13,15 +13,15 @@ import stat
 import time
 
 from ..errors import ChecksumError, FormatError, VhdportError
-from ..format import batmap as batmaps
-from ..format import bitmap as bitmaps
-from ..format.bat import UNUSED, padded_size
-from ..format.footer import (CREATOR_TAP, CREATOR_VERSION_TAP, DISK_FIXED, FEATURES_RESERVED,
+from .format import batmap as batmaps
+from .format import bitmap as bitmaps
+from .format.bat import UNUSED, padded_size
+from .format.footer import (CREATOR_TAP, CREATOR_VERSION_TAP, DISK_FIXED, FEATURES_RESERVED,
                              FORMAT_VERSION, NO_DATA_OFFSET, from_vhd_time)
-from ..format.geometry import chs_for_size, pack_geometry
-from ..format.header import HEADER_SIZE, HEADER_VERSION, LOCATORS_OFFSET, PARENT_NAME_SIZE
-from ..format.layout import batmap_offset, block_count
-from ..format.locator import (CODE_MACX, CODE_NONE, CODE_W2KU, CODE_W2RU, LOCATOR_SIZE,
+from .format.geometry import chs_for_size, pack_geometry
+from .format.header import HEADER_SIZE, HEADER_VERSION, LOCATORS_OFFSET, PARENT_NAME_SIZE
+from .format.layout import batmap_offset, block_count
+from .format.locator import (CODE_MACX, CODE_NONE, CODE_W2KU, CODE_W2RU, LOCATOR_SIZE,
                               decode_path)
 from .chain import MAX_DEPTH
 from .disk import MAX_VIRTUAL_SIZE, SECTOR, VhdFile

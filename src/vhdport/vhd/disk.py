@@ -11,14 +11,14 @@ import stat
 import uuid as uuidlib
 
 from ..errors import ChecksumError, CorruptError, FormatError, NoSpaceError, ReadOnlyError
-from ..format import bitmap as bitmaps
-from ..format import batmap as batmaps
-from ..format.bat import UNUSED, Bat
-from ..format.footer import (CREATOR_TAP, DISK_DIFFERENCING, DISK_DYNAMIC, DISK_FIXED,
+from .format import bitmap as bitmaps
+from .format import batmap as batmaps
+from .format.bat import UNUSED, Bat
+from .format.footer import (CREATOR_TAP, DISK_DIFFERENCING, DISK_DYNAMIC, DISK_FIXED,
                              FOOTER_SIZE, HIDDEN_OFFSET, Footer)
-from ..format.header import HEADER_SIZE, DynamicHeader
-from ..format.layout import batmap_offset
-from ..format.locator import decode_path
+from .format.header import HEADER_SIZE, DynamicHeader
+from .format.layout import batmap_offset
+from .format.locator import decode_path
 from .bulkwrite import BulkWrites
 
 SECTOR = 512

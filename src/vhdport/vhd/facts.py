@@ -8,8 +8,8 @@ import collections
 import os
 
 from ..errors import CorruptError
-from ..format.footer import DISK_DIFFERENCING, FOOTER_SIZE, Footer
-from ..format.header import HEADER_SIZE, DynamicHeader
+from .format.footer import DISK_DIFFERENCING, FOOTER_SIZE, Footer
+from .format.header import HEADER_SIZE, DynamicHeader
 
 #: what the chain rule needs of one file
 Facts = collections.namedtuple(

@@ -10,13 +10,13 @@ import array
 import sys
 
 from ..errors import FormatError
-from ..format.bat import ENTRY_SIZE, UNUSED, padded_size
-from ..format.batmap import HEADER_SIZE as BATMAP_HEADER_SIZE, map_sectors
-from ..format.bitmap import bitmap_bytes
-from ..format.footer import (COOKIE, DISK_DIFFERENCING, DISK_DYNAMIC, DISK_FIXED,
+from .format.bat import ENTRY_SIZE, UNUSED, padded_size
+from .format.batmap import HEADER_SIZE as BATMAP_HEADER_SIZE, map_sectors
+from .format.bitmap import bitmap_bytes
+from .format.footer import (COOKIE, DISK_DIFFERENCING, DISK_DYNAMIC, DISK_FIXED,
                              FOOTER_SIZE, Footer)
-from ..format.header import HEADER_SIZE, DynamicHeader
-from ..format.layout import DATA_ALIGN, SECTOR, max_file_size
+from .format.header import HEADER_SIZE, DynamicHeader
+from .format.layout import DATA_ALIGN, SECTOR, max_file_size
 from .disk import MAX_VIRTUAL_SIZE
 
 #: footer copy + dynamic header: what is read before a member's size is trusted

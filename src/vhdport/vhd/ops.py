@@ -1,9 +1,9 @@
 """Metadata edits vhd-util offers: set the hidden flag, relink a child to a parent."""
 
 from ..errors import ChainError, FormatError
-from ..format.footer import to_vhd_time
-from ..format.header import encode_name
-from ..format.locator import encode_path
+from .format.footer import to_vhd_time
+from .format.header import encode_name
+from .format.locator import encode_path
 from .create import parent_link
 from .disk import VhdFile
 

@@ -3,7 +3,7 @@
 import array
 import sys
 
-from ..errors import CorruptError
+from ...errors import CorruptError
 
 UNUSED = 0xFFFFFFFF
 ENTRY_SIZE = 4
