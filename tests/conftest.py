@@ -1,12 +1,14 @@
 """Fixtures shared by every test directory."""
 
+import os
 import pathlib
 import tarfile
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-FIXTURES_TGZ = REPO.parent / "shared" / "fixtures" / "vhd-util-fixtures.tgz"
+FIXTURES_TGZ = pathlib.Path(os.environ.get("VHDPORT_FIXTURES_TGZ") or
+                            REPO.parent / "shared" / "fixtures" / "vhd-util-fixtures.tgz")
 
 
 @pytest.fixture(scope="session")
