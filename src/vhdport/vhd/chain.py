@@ -8,6 +8,7 @@ import os
 
 from ..errors import ChainError, LimitError
 from .disk import SECTOR, VhdFile
+from .format.bat import UNUSED
 
 MAX_DEPTH = 30
 
@@ -148,7 +149,7 @@ class Chain(object):
                 return [(0, self.virtual_size)]
             bs = disk.block_size
             for block, entry in enumerate(disk.bat.entries):
-                if entry != 0xFFFFFFFF and block * bs < size:
+                if entry != UNUSED and block * bs < size:
                     ranges.append((block * bs, min(bs, size - block * bs)))
         ranges.sort()
         merged = []

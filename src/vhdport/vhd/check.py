@@ -76,7 +76,7 @@ def defect_from_error(path, err):
     offset = fields.get("offset")
     offset = offset if isinstance(offset, int) else 0
     if isinstance(err, ChecksumError):
-        what = str(fields.get("what", "structure")).split(" (")[0]
+        what = str(fields.get("field") or fields.get("what", "structure"))
         field = "header checksum" if what == "dynamic header" else what + " checksum"
         message = "stored 0x{:08x}, computed 0x{:08x}".format(fields["stored"], fields["computed"])
         return Defect(field, offset, message, path)
