@@ -82,7 +82,7 @@ def classify(name, is_dir=False):
 def member_format(name):
     """The disk format of a member (or staged file) by its name's suffix."""
     base = name.rsplit("/", 1)[-1]
-    return disk.for_name(base) or LEGACY_FORMAT
+    return disk.for_file_name(base) or LEGACY_FORMAT
 
 
 def legacy_numbers(stems):

@@ -24,7 +24,7 @@ def suffixes():
     return tuple(fmt.suffix for fmt in FORMATS.values())
 
 
-def for_name(file_name):
+def for_file_name(file_name):
     """The format a file name's suffix says, or None."""
     for fmt in FORMATS.values():
         if file_name.endswith(fmt.suffix):
@@ -34,7 +34,7 @@ def for_name(file_name):
 
 def stem_of(file_name):
     """``<stem>`` of ``<stem><suffix>`` for a known suffix; None for other names."""
-    fmt = for_name(file_name)
+    fmt = for_file_name(file_name)
     return file_name[:-len(fmt.suffix)] if fmt is not None else None
 
 
@@ -48,7 +48,7 @@ def sniff(head):
 
 def for_path(path):
     """The format of the file at ``path``: by suffix, else by its first bytes."""
-    fmt = for_name(path)
+    fmt = for_file_name(path)
     if fmt is not None:
         return fmt
     try:

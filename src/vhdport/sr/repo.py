@@ -86,7 +86,7 @@ class SR(object):
                 if not paths:
                     raise ChainError("VDI {} not found in SR {}".format(u, self.path))
                 raise ChainError("{}: parent {} is missing from SR {}".format(
-                    paths[-1], disk.for_name(paths[-1]).file_name(u), self.path))
+                    paths[-1], disk.for_file_name(paths[-1]).file_name(u), self.path))
             if info.error:
                 raise ChainError("{}: {}".format(info.path, info.error))
             if u in seen:
@@ -116,7 +116,7 @@ class SR(object):
                 if info.parent_uuid is not None and info.parent_uuid not in vdis:
                     raise SRError("GC aborted, nothing deleted: parent {} of {} is missing "
                                   "from SR {}".format(
-                                      disk.for_name(info.path).file_name(info.parent_uuid),
+                                      disk.for_file_name(info.path).file_name(info.parent_uuid),
                                       info.path, self.path))
             garbage = garbage_order(vdis)
             if not dry_run:
@@ -285,7 +285,7 @@ def _snapshot_in(sr, st, info, base_uuid, snap_uuid):
     4. link the snapshot leaf in; 5. only now set the base hidden (it has children).
     """
     vdi_path = info.path
-    fmt = disk.for_name(vdi_path)
+    fmt = disk.for_file_name(vdi_path)
     base_path, snap_path = sr.vdi_path(base_uuid, fmt), sr.vdi_path(snap_uuid, fmt)
     staged_base = os.path.join(st.path, fmt.file_name(base_uuid))
     staged_leaf = os.path.join(st.path, fmt.file_name(info.uuid))
@@ -329,7 +329,7 @@ def _move_no_replace_keep(src, dst):
 
 def set_hidden(path, hidden):
     """Set a disk's hidden flag through its format (one seam for the snapshot steps)."""
-    disk.for_name(path).set_hidden(path, hidden)
+    disk.for_file_name(path).set_hidden(path, hidden)
 
 
 def _undo_snapshot(done, vdi_path, base_path, snap_path):

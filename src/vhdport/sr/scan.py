@@ -83,7 +83,7 @@ def _parent_name_uuid(described, names):
 
 def _read_one(path, uuid, names):
     info = VdiInfo(uuid, path)
-    described = disk.for_name(path).describe(path)
+    described = disk.for_file_name(path).describe(path)
     info.type = described.type_name
     info.hidden = described.hidden
     info.virtual_size = described.virtual_size

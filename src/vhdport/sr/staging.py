@@ -160,7 +160,7 @@ class Staging(object):
         links = []
         try:
             for i, src in enumerate(paths):
-                dst = os.path.join(self.path, disk.for_name(src).file_name(i))
+                dst = os.path.join(self.path, disk.for_file_name(src).file_name(i))
                 try:
                     os.link(src, dst)
                 except OSError as e:
@@ -203,10 +203,10 @@ class Staging(object):
             check_chain_here(staged, "the chain is out of order or its files do not belong "
                                      "together", structural=True)
         new_paths = self._rename_all(staged, [
-            os.path.join(self.path, disk.for_name(p).file_name(u)) for p, u in zip(staged, uuids)])
+            os.path.join(self.path, disk.for_file_name(p).file_name(u)) for p, u in zip(staged, uuids)])
         for child, parent in zip(new_paths, new_paths[1:]):
             try:
-                disk.for_name(child).relink(child, os.path.basename(parent))
+                disk.for_file_name(child).relink(child, os.path.basename(parent))
             except OSError as e:
                 raise os_error(e, child, "relink")
         validate_chain(new_paths)
@@ -282,7 +282,7 @@ def _check_links(links, sources):
 def validate_chain(paths):
     """After the relink: the chain opens from the leaf and resolves to exactly ``paths``."""
     try:
-        chain = disk.for_name(paths[0]).open_chain(paths[0])
+        chain = disk.for_file_name(paths[0]).open_chain(paths[0])
     except VhdportError as e:
         raise ChainError("staged chain is not valid: {}".format(e))
     try:
