@@ -54,7 +54,7 @@ bench-quick: $(STAMP)
 FUZZ_SECONDS ?= 300
 .PHONY: test-hostile fuzz
 test-hostile: $(STAMP) sysdeps
-	VHDPORT_WRITE_RELIABILITY=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/hostile
+	VHDPORT_WRITE_RELIABILITY=1 $(BIN)/python -m pytest -q -rs -p no:cacheprovider tests/hostile
 
 fuzz: $(STAMP)
 	$(BIN)/python -m pip install -q atheris
