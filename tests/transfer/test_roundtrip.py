@@ -229,7 +229,7 @@ def test_upload_of_hidden_base_copy_refused(env):
 
 def test_upload_needs_name_or_image(env):
     uuids, _ = build_chain(env.src, 1, 4 * MiB, seed=15)
-    with pytest.raises(StoreError):
+    with pytest.raises(StoreError, match="upload needs an existing queued image id or a name"):
         transfer.upload(env.src, uuids[0], env.store)
 
 

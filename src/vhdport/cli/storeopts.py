@@ -87,15 +87,44 @@ _OPTIONS = (
 _NAMES = ("store", "api_version", "os_auth_token", "cacert", "insecure", "os_cloud")
 
 
+_LIBRARY_TLS_HINT = "; pass cacert="
+
+
+def tls_hint(message, cacert):
+    """The library's TLS failure message with its hint in CLI terms (--cacert, --insecure).
+
+    The library speaks keyword arguments (cacert=..., insecure=True); a CLI user needs the
+    options.  When the host name is what failed, a CA file would not help: say what would.
+    """
+    head = message.split(_LIBRARY_TLS_HINT, 1)[0]
+    lowered = head.lower()
+    if "mismatch" in lowered or "not valid for" in lowered or "doesn't match" in lowered:
+        return ("{}; the certificate is valid but issued for another host name: give --store "
+                "the host name the certificate names".format(head))
+    if cacert:
+        return ("{}; the certificate is not signed by the CA in --cacert {}: give the CA "
+                "bundle that issued it".format(head, cacert))
+    return ("{}; for a private CA give its bundle with --cacert FILE (--insecure turns "
+            "verification off: only for tests)".format(head))
+
+
 def store_options(func):
     """Decorate a command function that takes ``store`` (an open Store)."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from vhdport.errors import StoreError
+
         settings = {name: kwargs.pop(name) for name in _NAMES}
         settings["api_version"] = int(settings["api_version"])
-        with open_store_from_options(**settings) as opened:
-            return func(*args, store=opened, **kwargs)
+        try:
+            with open_store_from_options(**settings) as opened:
+                return func(*args, store=opened, **kwargs)
+        except StoreError as exc:
+            if "could not be verified" not in str(exc) or click.get_current_context().find_root() \
+                    .params.get("debug"):
+                raise
+            raise OperationFailed(tls_hint(str(exc), settings["cacert"])) from None
 
     for option in reversed(_OPTIONS):
         wrapper = option(wrapper)
