@@ -285,9 +285,35 @@ def test_list_is_sorted_by_creation_and_seen_by_another_instance(store):
         assert stream.read() == b"data"
 
 
-def test_list_of_a_missing_store_is_empty_and_creates_nothing(tmp_path):
-    assert LocalStore(str(tmp_path / "nothing")).list() == []
+@pytest.mark.parametrize("verb", ["list", "get", "open", "delete", "update"])
+def test_reading_a_missing_store_says_so_and_creates_nothing(tmp_path, verb):
+    store = LocalStore(str(tmp_path / "nothing"))
+    call = {"list": lambda: list(store.list()),
+            "get": lambda: store.get("12345678-1234-1234-1234-1234567890ab"),
+            "open": lambda: store.open("12345678-1234-1234-1234-1234567890ab"),
+            "delete": lambda: store.delete("12345678-1234-1234-1234-1234567890ab"),
+            "update": lambda: store.update("12345678-1234-1234-1234-1234567890ab", name="x")}
+    with pytest.raises(errors.StoreError, match="no image store there .the directory does "
+                                                 "not exist"):
+        call[verb]()
     assert not (tmp_path / "nothing").exists()
+
+
+def test_an_empty_directory_is_an_empty_store(tmp_path):
+    assert LocalStore(str(tmp_path)).list() == []
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_a_store_is_created_only_where_its_parent_exists(tmp_path):
+    deep = LocalStore(str(tmp_path / "no" / "such" / "store"))
+    with pytest.raises(errors.StoreError, match="parent directory .*no/such does not exist"):
+        deep.create("img")
+    assert not (tmp_path / "no").exists()
+    assert not deep.created
+    fresh = LocalStore(str(tmp_path / "store"))
+    fresh.create("img")
+    assert fresh.created and (tmp_path / "store" / local.MARKER).is_file()
+    assert not LocalStore(str(tmp_path / "store")).created
 
 
 def test_a_foreign_directory_is_not_taken_over(tmp_path):

@@ -16,8 +16,10 @@ leaves the old state or the new one -- never an active image over partial data.
 import errno
 import fcntl
 import json
+import logging
 import os
 import re
+import stat
 import tempfile
 import time
 import uuid
@@ -27,7 +29,13 @@ from vhdport import errors
 from vhdport.fsutil import fsync_dir, unlink_quietly, write_all
 from vhdport.stores import base
 
+log = logging.getLogger("vhdport.stores.local")
+
 MARKER = "vhdport-store.json"
+#: a record is a few hundred bytes; anything far bigger is not one of ours
+MAX_RECORD_BYTES = 1 << 20
+#: status shown by list() for a record that cannot be read or fails validation
+DAMAGED = "damaged"
 STORE_KIND = "vhdport-local-store"
 STORE_VERSION = 1
 
@@ -84,6 +92,70 @@ def _write_atomic(path, data):
     fsync_dir(directory)
 
 
+def _open_nofollow(path, flags, mode=0o644):
+    """os.open that never follows a symlink and only ever yields a plain file of one name.
+
+    Why: a link planted in the store (lock file, record, data) must not make us read
+    or create a file outside it.
+    """
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0),
+                     mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise errors.StoreError("{}: is a symbolic link; the store never follows links: "
+                                    "remove it".format(path)) from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        raise errors.StoreError("{}: is not a plain file of its own ({}); the store refuses to "
+                                "use it: remove it".format(
+                                    path, "hard link" if stat.S_ISREG(st.st_mode) else
+                                    "not a file"))
+    return fd
+
+
+_OPTIONAL_STR = ("name", "disk_format", "container_format", "checksum", "os_hash_algo",
+                 "os_hash_value", "visibility", "created_at", "updated_at")
+
+
+def validate_record(doc, image_id, path):
+    """(record, created_ns) from a parsed record file, or StoreError naming what is wrong."""
+    def bad(why):
+        return errors.StoreError("{}: damaged image record ({}); delete the image and upload "
+                                 "it again".format(path, why))
+    if not isinstance(doc, dict) or not isinstance(doc.get("record"), dict):
+        raise bad("not a record document")
+    record, created_ns = doc["record"], doc.get("created_ns")
+    if not isinstance(created_ns, int) or isinstance(created_ns, bool):
+        raise bad("created_ns is not an integer")
+    if record.get("id") != image_id:
+        raise bad("its id {!r} is not the id of its file name".format(record.get("id"))[:200])
+    if record.get("status") not in (base.QUEUED, base.SAVING, base.ACTIVE, base.KILLED):
+        raise bad("unknown status {!r}".format(record.get("status"))[:200])
+    for field in _OPTIONAL_STR:
+        if record.get(field) is not None and not isinstance(record[field], str):
+            raise bad("{} is not a string".format(field))
+    size = record.get("size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+        raise bad("size {!r} is not a byte count".format(size)[:200])
+    props = record.get("properties")
+    if not isinstance(props, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in props.items()):
+        raise bad("properties are not a string map")
+    if record["status"] == base.ACTIVE and (
+            size is None or not record.get("checksum") or not record.get("os_hash_value")):
+        raise bad("active without size and hashes")
+    return base.new_record(**{k: record.get(k) for k in base.RECORD_FIELDS}), created_ns
+
+
+def _damaged_record(image_id, reason):
+    """What list() shows for a record it cannot use: the others stay listed."""
+    return base.new_record(id=image_id, name="<damaged record>", status=DAMAGED,
+                           properties={"damage": reason})
+
+
 def _marker_text():
     return json.dumps({"kind": STORE_KIND, "version": STORE_VERSION}, sort_keys=True)
 
@@ -114,7 +186,7 @@ class LocalImageStream(object):
             raise errors.StoreError(
                 "{}: offset {} is outside the image (size {})".format(path, offset, size))
         with _os_errors(path, "open image data"):
-            self._file = open(path, "rb")
+            self._file = os.fdopen(_open_nofollow(path, os.O_RDONLY), "rb")
         try:
             actual = os.fstat(self._file.fileno()).st_size
             if actual != size:
@@ -148,6 +220,8 @@ class LocalStore(base.Store):
         self.images_dir = os.path.join(self.root, "images")
         self.display = display or root
         self._known = False
+        #: True once this object made a new store at ``root`` (callers tell the user)
+        self.created = False
 
     # --- layout -----------------------------------------------------------
 
@@ -157,6 +231,11 @@ class LocalStore(base.Store):
             return True
         marker = os.path.join(self.root, MARKER)
         with _os_errors(self.root, "read the image store"):
+            if os.path.lexists(self.images_dir) and not (
+                    os.path.isdir(self.images_dir) and not os.path.islink(self.images_dir)):
+                raise errors.StoreError("{}: is not a real directory (a symbolic link?); the "
+                                        "store never follows links: remove it".format(
+                                            self.images_dir))
             if os.path.isfile(marker):
                 with open(marker, "rb") as f:
                     text = f.read().decode("utf-8", "replace")
@@ -176,11 +255,25 @@ class LocalStore(base.Store):
                     "{}: not a vhdport image store (no {}) and not empty; give an empty or "
                     "new directory".format(self.root, MARKER))
         if not create:
+            if not os.path.isdir(self.root):
+                raise errors.StoreError(
+                    "{}: no image store there (the directory does not exist); check --store, "
+                    "or upload or import an image to create one".format(self.display))
             return False
+        parent = os.path.dirname(self.root)
+        if not os.path.isdir(self.root) and not os.path.isdir(parent):
+            raise errors.StoreError(
+                "{}: cannot create an image store there: its parent directory {} does not "
+                "exist; create it first or check --store".format(self.display, parent))
         with _os_errors(self.root, "create the image store"):
-            os.makedirs(self.images_dir, exist_ok=True)
+            if not os.path.isdir(self.root):
+                os.mkdir(self.root, 0o755)
+            if not os.path.isdir(self.images_dir):
+                os.mkdir(self.images_dir, 0o755)
             _write_atomic(marker, _marker_text().encode("utf-8"))
-            fsync_dir(os.path.dirname(self.root))
+            fsync_dir(parent)
+        self.created = True
+        log.info("created a new image store at %s", self.root)
         self._known = True
         return True
 
@@ -199,7 +292,7 @@ class LocalStore(base.Store):
     def _records_locked(self):
         path = os.path.join(self.root, "lock")
         with _os_errors(path, "lock the image store"):
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = _open_nofollow(path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -210,19 +303,26 @@ class LocalStore(base.Store):
         """(record, created_ns) of an image."""
         path = self._path(image_id, "json")
         try:
-            with open(path, "rb") as f:
-                doc = json.loads(f.read().decode("utf-8"))
-            return doc["record"], doc["created_ns"]
+            with os.fdopen(_open_nofollow(path, os.O_RDONLY), "rb") as f:
+                data = f.read(MAX_RECORD_BYTES + 1)
+            if len(data) > MAX_RECORD_BYTES:
+                raise ValueError("larger than {} bytes".format(MAX_RECORD_BYTES))
+            doc = json.loads(data.decode("utf-8"))
         except FileNotFoundError:
             raise errors.ImageNotFound(image_id=image_id, store=self.display) from None
         except OSError as exc:
             raise store_os_error(exc, path, "read the image record") from exc
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, RecursionError) as exc:
             raise errors.StoreError("{}: damaged image record ({}); delete the image and upload "
-                                    "it again".format(path, exc)) from exc
+                                    "it again".format(path, exc)) from None
+        return validate_record(doc, image_id, path)
 
-    def _save(self, record, created_ns):
-        path = self._path(record["id"], "json")
+    def _save(self, image_id, record, created_ns):
+        """Write the record of ``image_id``: the path comes from the id asked for, never the record."""
+        if not _ID_RE.match(image_id) or record.get("id") != image_id:
+            raise errors.StoreError("refusing to save a record for {!r} as image {}".format(
+                record.get("id"), image_id))
+        path = self._path(image_id, "json")
         doc = {"record": record, "created_ns": created_ns}
         with _os_errors(path, "write the image record"):
             _write_atomic(path, json.dumps(doc, indent=1, sort_keys=True).encode("utf-8"))
@@ -233,7 +333,7 @@ class LocalStore(base.Store):
             record, created_ns = self._load(image_id)
             change(record)
             record["updated_at"] = glance_time()
-            self._save(record, created_ns)
+            self._save(image_id, record, created_ns)
         return record
 
     # --- the Store verbs ----------------------------------------------------
@@ -255,7 +355,7 @@ class LocalStore(base.Store):
             container_format=container_format, visibility=visibility or "shared",
             properties=props, created_at=glance_time(now), updated_at=glance_time(now))
         with self._records_locked():
-            self._save(record, int(now * 1e9))
+            self._save(record["id"], record, int(now * 1e9))
         return record
 
     def update(self, image_id, name=None, properties=None, remove=()):
@@ -287,7 +387,7 @@ class LocalStore(base.Store):
 
     def list(self):
         if not self._ready():
-            return []
+            return []   # an empty directory: a store not made yet
         with _os_errors(self.images_dir, "list images"):
             names = os.listdir(self.images_dir)
         found = []
@@ -299,6 +399,10 @@ class LocalStore(base.Store):
                 record, created_ns = self._load(image_id)
             except errors.ImageNotFound:
                 continue  # deleted while we listed
+            except errors.StoreError as exc:  # one bad record must not hide the others
+                log.warning("%s", exc)
+                record, created_ns = _damaged_record(image_id, str(exc)), 0
+                record["created_at"] = ""
             found.append((record["created_at"], created_ns, image_id, record))
         found.sort(key=lambda entry: entry[:3])
         return [entry[3] for entry in found]
@@ -356,6 +460,7 @@ class LocalStore(base.Store):
                     record.update(status=base.ACTIVE, size=result.size, checksum=result.md5,
                                   os_hash_algo="sha512", os_hash_value=result.sha512)
                 self._modify(image_id, finish)
+                self._check_stored(image_id, result)
             except BaseException:
                 self._abort(image_id)
                 raise
@@ -365,11 +470,24 @@ class LocalStore(base.Store):
 
     # --- upload helpers -------------------------------------------------------
 
+    def _check_stored(self, image_id, result):
+        """Read the record back: an upload succeeds only as an active image with our hashes."""
+        record = self._load(image_id)[0]
+        if record["status"] != base.ACTIVE:
+            raise errors.ImageStateError(image_id=image_id, status=record["status"],
+                                         expected=base.ACTIVE + " after upload")
+        subject = "uploaded image {} in {}".format(image_id, self.display)
+        for field, want in (("size", result.size), ("checksum", result.md5),
+                            ("os_hash_value", result.sha512)):
+            if record[field] != want:
+                raise errors.IntegrityError(what=field, subject=subject, expected=want,
+                                            actual=record[field])
+
     def _lock_upload(self, image_id):
         """Hold the image's upload lock, or refuse: a second concurrent put must not succeed."""
         path = self._path(image_id, "lock")
         with _os_errors(path, "lock the image for upload"):
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = _open_nofollow(path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
