@@ -48,6 +48,9 @@ SUITES = {
     "R5": "Concurrency (parallel downloads while GC runs)",
     "R6": "Disk full (small tmpfs under SR, staging and kernel dir)",
     "R7": "Security properties (kernel dir, tokens, TLS, unsafe APIs)",
+    "R9": "Paths outside the SR or store (symlinks, journals, records, lock files)",
+    "R10": "Secrets and replies (tokens in every representation, plugin replies always XML)",
+    "R11": "Server resource bounds (huge bodies, trickling servers, endless pagination, parser bombs)",
 }
 
 _STATIC_DEFAULT = """\
