@@ -401,6 +401,10 @@ class Endpoint(object):
                     data = self.scrub(read_capped(
                         resp, MAX_METADATA_BYTES if ok else MAX_ERROR_BYTES, truncate=not ok,
                         what="answer to {} {}".format(method, self.url(path))))
+                if deadline.fired:   # the cut-off socket may just look like an early end
+                    raise socket.error("cut off at the deadline")
+                if ok and resp.length:
+                    raise http.client.IncompleteRead(data, resp.length)
             except (OSError, http.client.HTTPException, ValueError) as exc:
                 if deadline.fired and not isinstance(exc, socket.timeout):
                     raise _Attempt(self.too_slow(method, path, image_id), False)
@@ -486,6 +490,8 @@ class Endpoint(object):
                     data = self.scrub(read_capped(
                         resp, MAX_METADATA_BYTES if resp.status in expect else MAX_ERROR_BYTES,
                         truncate=True, what="answer to the upload"))
+                if deadline.fired:
+                    raise socket.error("cut off at the deadline")
             except (OSError, http.client.HTTPException, ValueError) as exc:
                 if deadline.fired and not isinstance(exc, socket.timeout):
                     raise self.too_slow(method, path, image_id)
