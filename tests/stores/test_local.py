@@ -436,3 +436,21 @@ def test_open_store_hands_http_urls_and_options_to_glance(monkeypatch, url):
     store = open_store(url, token="t0k", timeout=5)
     assert isinstance(store, GlanceStore)
     assert (store.url, store.options) == (url, {"token": "t0k", "timeout": 5})
+
+
+def test_an_upload_whose_record_does_not_read_back_active_fails(store, monkeypatch):
+    """The record read back after the data is stored decides success, not the write call."""
+    image_id = store.create("img")["id"]
+    real_save = LocalStore._save
+
+    def lost_update(self, *args):
+        record = dict(args[-2])
+        if record.get("status") == ACTIVE:
+            record["status"] = QUEUED   # as if the final write never took effect
+        real_save(self, *(args[:-2] + (record, args[-1])))
+    monkeypatch.setattr(LocalStore, "_save", lost_update)
+    with pytest.raises(errors.ImageStateError, match="is queued, expected active after upload"):
+        store.put(image_id, [b"data"])
+    monkeypatch.undo()
+    assert store.get(image_id)["status"] == QUEUED
+    assert not os.path.exists(os.path.join(store.images_dir, image_id + ".data"))
