@@ -1,8 +1,9 @@
 """The store options every store-using command shares, in one decorator.
 
 ``@store_options`` adds --store, --api-version, --os-auth-token, --cacert, --insecure,
---os-cloud, --timeout and --retries, opens the store (``vhdport.stores.open_store``) before the command
-runs, passes it as ``store`` and closes it afterwards.  Tokens are never printed.
+--os-cloud, --timeout and --retries, opens the store (``vhdport.stores.open_store``)
+before the command runs, passes it as ``store`` and closes it afterwards.  Tokens are
+never printed.
 """
 
 import functools
@@ -130,7 +131,7 @@ def store_options(func):
             raise
         except Exception as exc:
             # a token must not show in any form (raw, repr, %-encoded ...) in the error line
-            from vhdport.stores.http import redact_text
+            from vhdport.stores.http_bounds import redact_text
             text = describe_exception(exc)
             clean = redact_text(text, _secrets_of(settings, opened))
             if clean == text:

@@ -14,13 +14,15 @@ import json
 import logging
 import socket
 import ssl
-import threading
 import time
 import urllib.parse
 
 from vhdport.errors import (AuthError, ImageNotFound, IntegrityError, StoreError,
                             TransientStoreError)
 from vhdport.stores.base import StreamDigest
+from vhdport.stores.http_bounds import (  # noqa: F401  (redact_text: used by cli and plugin)
+    MAX_ERROR_BYTES, MAX_METADATA_BYTES, Deadline, check_headers, read_capped, redact_text,
+    secret_forms)
 
 log = logging.getLogger("vhdport.stores.http")
 
@@ -31,87 +33,9 @@ MAX_RETRY_DELAY = 30.0
 _END = object()
 #: bytes of an error body quoted in messages
 _DETAIL_CHARS = 300
-#: largest metadata answer (image record, list page) we read; a record is a few KiB
-MAX_METADATA_BYTES = 1 << 20
-#: largest error body we read (only a short excerpt is ever shown)
-MAX_ERROR_BYTES = 64 * 1024
 #: a refused connection is retried at most this often, with short pauses (a few s in all)
 REFUSED_RETRIES = 3
 REFUSED_MAX_PAUSE = 1.0
-_READ_BLOCK = 64 * 1024
-
-
-def header_value_problem(value):
-    """Why ``value`` cannot be sent as an HTTP header value, or None (never quotes it)."""
-    if not isinstance(value, str):
-        return "is not text"
-    for ch in value:
-        code = ord(ch)
-        if code < 0x20 and ch != "\t" or code == 0x7f:
-            return "contains a control character (CR, LF or another one, e.g. a trailing newline)"
-        if code > 0xff:
-            return "contains a character outside Latin-1"
-    return None
-
-
-def secret_forms(secret):
-    """Every way ``secret`` may show up in a message: raw, repr, bytes repr, %-encoded, JSON."""
-    if not isinstance(secret, str) or not secret:
-        return []
-    forms = {secret, repr(secret)[1:-1], json.dumps(secret)[1:-1],
-             json.dumps(secret, ensure_ascii=False)[1:-1],
-             urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret, safe="")}
-    for encoding in ("utf-8", "latin-1"):
-        try:
-            raw = secret.encode(encoding, "surrogateescape" if encoding == "utf-8" else "strict")
-        except UnicodeError:
-            continue
-        forms.add(repr(raw)[2:-1])
-        forms.add(raw.decode("latin-1"))
-    stripped = secret.strip()
-    if stripped and stripped != secret:
-        forms.update(secret_forms(stripped))
-    return sorted((f for f in forms if len(f) >= 4), key=len, reverse=True)
-
-
-def redact_text(text, secrets, mask="***"):
-    """``text`` with every representation of every secret in ``secrets`` replaced by mask."""
-    for secret in secrets:
-        for form in secret_forms(secret):
-            text = text.replace(form, mask)
-    return text
-
-
-class _Deadline(object):
-    """Cuts a connection off when a whole request takes longer than ``seconds``.
-
-    Why: the socket timeout fires only on silence, so a server sending one byte per
-    second would hold us forever; shutting the socket down wakes the blocked read.
-    """
-
-    def __init__(self, conn, seconds):
-        self.conn, self.seconds, self.fired = conn, seconds, False
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
-
-    def _fire(self):
-        self.fired = True
-        sock = getattr(self.conn, "sock", None)
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def __enter__(self):
-        self._timer.start()
-        return self
-
-    def cancel(self):
-        self._timer.cancel()
-
-    def __exit__(self, *exc):
-        self.cancel()
 
 
 class _Secret(object):
@@ -217,7 +141,7 @@ class Endpoint(object):
         self.display = "{}://{}{}".format(scheme, netloc, self.prefix)
         self._token = _Secret(auth_token) if auth_token else None
         self._extra = dict(extra_headers or {})
-        _check_headers(self._token, self._extra)
+        check_headers(self._token, self._extra)
         try:
             self.timeout = float(timeout)
             self.retries = int(retries)
@@ -385,7 +309,7 @@ class Endpoint(object):
         conn = self.connect()
         full = self.prefix + path
         sent = False
-        deadline = _Deadline(conn, self.deadline)
+        deadline = Deadline(conn, self.deadline)
         try:
             try:
                 with deadline:
@@ -482,7 +406,7 @@ class Endpoint(object):
             if size is not None and digest.size != size:
                 raise IntegrityError(what="upload size", subject="image {}".format(image_id),
                                      expected=size, actual=digest.size)
-            deadline = _Deadline(conn, self.deadline)
+            deadline = Deadline(conn, self.deadline)
             try:
                 with deadline:
                     conn.send(b"0\r\n\r\n")
@@ -513,7 +437,7 @@ class Endpoint(object):
         try:
             if conn.sock is not None:
                 conn.sock.settimeout(min(self.timeout, 2.0))
-            with _Deadline(conn, min(self.timeout, 5.0)):
+            with Deadline(conn, min(self.timeout, 5.0)):
                 resp = conn.getresponse()
                 data = self.scrub(read_capped(resp, MAX_ERROR_BYTES, truncate=True))
         except (OSError, http.client.HTTPException, ValueError):
@@ -525,41 +449,6 @@ class Endpoint(object):
         err.args = ("{} after {} bytes; the upload was not completed and is not retried "
                     "automatically".format(err.args[0], sent),)
         return err
-
-
-def _check_headers(token, extra):
-    """Refuse header values that http.client would echo back in its error (CR/LF, ...)."""
-    items = [("the auth token", token.value)] if token is not None else []
-    items += [("header {!r}".format(name) if header_value_problem(name) is None
-               else "a header name", value) for name, value in extra.items()]
-    for name in extra:
-        if header_value_problem(name) is not None or not name or ":" in name or " " in name:
-            raise StoreError("a header name is not a valid HTTP token; not sent")
-    for what, value in items:
-        problem = header_value_problem(value)
-        if problem is not None:
-            raise StoreError("{} {}; it was not sent (value not shown) -- check how it was "
-                             "obtained, e.g. a trailing newline from a file".format(what, problem))
-
-
-def read_capped(resp, limit, truncate=False, what="answer"):
-    """At most ``limit`` bytes of a response body: beyond that, cut (``truncate``) or refuse.
-
-    Why: a record or error body is small; a hostile server's 512 MiB one must not be held.
-    """
-    parts, total = [], 0
-    while True:
-        data = resp.read(min(_READ_BLOCK, limit + 1 - total))
-        if not data:
-            break
-        parts.append(data)
-        total += len(data)
-        if total > limit:
-            if truncate:
-                return b"".join(parts)[:limit]
-            raise StoreError("{} is larger than {} bytes: not an image record or list; "
-                             "refused".format(what, limit))
-    return b"".join(parts)
 
 
 def _send_chunk(conn, chunk):

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import re
-import stat
 import tempfile
 import time
 import uuid
@@ -28,14 +27,13 @@ from contextlib import contextmanager
 from vhdport import errors
 from vhdport.fsutil import fsync_dir, unlink_quietly, write_all
 from vhdport.stores import base
+from vhdport.stores.local_records import (DAMAGED, MAX_RECORD_BYTES, damaged_record,
+                                          open_nofollow, validate_record)
 
 log = logging.getLogger("vhdport.stores.local")
 
 MARKER = "vhdport-store.json"
-#: a record is a few hundred bytes; anything far bigger is not one of ours
-MAX_RECORD_BYTES = 1 << 20
-#: status shown by list() for a record that cannot be read or fails validation
-DAMAGED = "damaged"
+
 STORE_KIND = "vhdport-local-store"
 STORE_VERSION = 1
 
@@ -92,70 +90,6 @@ def _write_atomic(path, data):
     fsync_dir(directory)
 
 
-def _open_nofollow(path, flags, mode=0o644):
-    """os.open that never follows a symlink and only ever yields a plain file of one name.
-
-    Why: a link planted in the store (lock file, record, data) must not make us read
-    or create a file outside it.
-    """
-    try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0),
-                     mode)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise errors.StoreError("{}: is a symbolic link; the store never follows links: "
-                                    "remove it".format(path)) from None
-        raise
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
-        os.close(fd)
-        raise errors.StoreError("{}: is not a plain file of its own ({}); the store refuses to "
-                                "use it: remove it".format(
-                                    path, "hard link" if stat.S_ISREG(st.st_mode) else
-                                    "not a file"))
-    return fd
-
-
-_OPTIONAL_STR = ("name", "disk_format", "container_format", "checksum", "os_hash_algo",
-                 "os_hash_value", "visibility", "created_at", "updated_at")
-
-
-def validate_record(doc, image_id, path):
-    """(record, created_ns) from a parsed record file, or StoreError naming what is wrong."""
-    def bad(why):
-        return errors.StoreError("{}: damaged image record ({}); delete the image and upload "
-                                 "it again".format(path, why))
-    if not isinstance(doc, dict) or not isinstance(doc.get("record"), dict):
-        raise bad("not a record document")
-    record, created_ns = doc["record"], doc.get("created_ns")
-    if not isinstance(created_ns, int) or isinstance(created_ns, bool):
-        raise bad("created_ns is not an integer")
-    if record.get("id") != image_id:
-        raise bad("its id {!r} is not the id of its file name".format(record.get("id"))[:200])
-    if record.get("status") not in (base.QUEUED, base.SAVING, base.ACTIVE, base.KILLED):
-        raise bad("unknown status {!r}".format(record.get("status"))[:200])
-    for field in _OPTIONAL_STR:
-        if record.get(field) is not None and not isinstance(record[field], str):
-            raise bad("{} is not a string".format(field))
-    size = record.get("size")
-    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
-        raise bad("size {!r} is not a byte count".format(size)[:200])
-    props = record.get("properties")
-    if not isinstance(props, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in props.items()):
-        raise bad("properties are not a string map")
-    if record["status"] == base.ACTIVE and (
-            size is None or not record.get("checksum") or not record.get("os_hash_value")):
-        raise bad("active without size and hashes")
-    return base.new_record(**{k: record.get(k) for k in base.RECORD_FIELDS}), created_ns
-
-
-def _damaged_record(image_id, reason):
-    """What list() shows for a record it cannot use: the others stay listed."""
-    return base.new_record(id=image_id, name="<damaged record>", status=DAMAGED,
-                           properties={"damage": reason})
-
-
 def _marker_text():
     return json.dumps({"kind": STORE_KIND, "version": STORE_VERSION}, sort_keys=True)
 
@@ -186,7 +120,7 @@ class LocalImageStream(object):
             raise errors.StoreError(
                 "{}: offset {} is outside the image (size {})".format(path, offset, size))
         with _os_errors(path, "open image data"):
-            self._file = os.fdopen(_open_nofollow(path, os.O_RDONLY), "rb")
+            self._file = os.fdopen(open_nofollow(path, os.O_RDONLY), "rb")
         try:
             actual = os.fstat(self._file.fileno()).st_size
             if actual != size:
@@ -226,7 +160,7 @@ class LocalStore(base.Store):
     # --- layout -----------------------------------------------------------
 
     def _ready(self, create=False):
-        """Whether a store lives at the root; with ``create``, make one there if the root is empty."""
+        """Whether a store lives at the root; with ``create``, make one if the root is empty."""
         if self._known:
             return True
         marker = os.path.join(self.root, MARKER)
@@ -292,7 +226,7 @@ class LocalStore(base.Store):
     def _records_locked(self):
         path = os.path.join(self.root, "lock")
         with _os_errors(path, "lock the image store"):
-            fd = _open_nofollow(path, os.O_RDWR | os.O_CREAT)
+            fd = open_nofollow(path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -303,7 +237,7 @@ class LocalStore(base.Store):
         """(record, created_ns) of an image."""
         path = self._path(image_id, "json")
         try:
-            with os.fdopen(_open_nofollow(path, os.O_RDONLY), "rb") as f:
+            with os.fdopen(open_nofollow(path, os.O_RDONLY), "rb") as f:
                 data = f.read(MAX_RECORD_BYTES + 1)
             if len(data) > MAX_RECORD_BYTES:
                 raise ValueError("larger than {} bytes".format(MAX_RECORD_BYTES))
@@ -318,7 +252,7 @@ class LocalStore(base.Store):
         return validate_record(doc, image_id, path)
 
     def _save(self, image_id, record, created_ns):
-        """Write the record of ``image_id``: the path comes from the id asked for, never the record."""
+        """Save the record of ``image_id`` (the path comes from that id, never the record)."""
         if not _ID_RE.match(image_id) or record.get("id") != image_id:
             raise errors.StoreError("refusing to save a record for {!r} as image {}".format(
                 record.get("id"), image_id))
@@ -401,7 +335,7 @@ class LocalStore(base.Store):
                 continue  # deleted while we listed
             except errors.StoreError as exc:  # one bad record must not hide the others
                 log.warning("%s", exc)
-                record, created_ns = _damaged_record(image_id, str(exc)), 0
+                record, created_ns = damaged_record(image_id, str(exc)), 0
                 record["created_at"] = ""
             found.append((record["created_at"], created_ns, image_id, record))
         found.sort(key=lambda entry: entry[:3])
@@ -487,7 +421,7 @@ class LocalStore(base.Store):
         """Hold the image's upload lock, or refuse: a second concurrent put must not succeed."""
         path = self._path(image_id, "lock")
         with _os_errors(path, "lock the image for upload"):
-            fd = _open_nofollow(path, os.O_RDWR | os.O_CREAT)
+            fd = open_nofollow(path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
