@@ -245,7 +245,8 @@ def render(cases, previous_text=""):
         "the tables by hand -- rerun the suite. Each row is one test case and its last result.",
         "Suites R1, R2, R6, R7: tests/hostile/test_r1_bundles.py, test_r2_vhd_fuzz.py,",
         "test_r6_disk_full.py, test_r7_security.py; R3-R5: test_r3_network.py, test_r4_crash.py,",
-        "test_r5_concurrency.py.",
+        "test_r5_concurrency.py; R9-R11: test_r9_paths.py, test_r10_secrets.py,",
+        "test_r11_bounds.py.",
         "",
         "<!-- static -->",
         (static if static is not None else _STATIC_DEFAULT).rstrip("\n") + "\n",
@@ -253,7 +254,7 @@ def render(cases, previous_text=""):
         "",
     ]
     body = "\n".join(out) + "\n"
-    for suite in sorted(SUITES):
+    for suite in sorted(SUITES, key=lambda name: int(name[1:])):   # R9 before R10
         if suite in by_suite:
             body += _suite_section(suite, by_suite[suite]) + "\n"
         elif suite in old_sections:
