@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # the dom0 core: everything but the CLI layer must run on Python 3.6
 CORE_EXCLUDE := (/cli/|/cli\.py)
 
-.PHONY: all demo test lint vermin sysdeps clean venv
+.PHONY: all venv demo test lint vermin sysdeps clean
 
 all: test
 
@@ -36,7 +36,7 @@ lint: $(STAMP)
 		| grep '^src/' || { echo "vulture: dead code above (remove it or whitelist it)"; false; }
 
 test: $(STAMP) sysdeps vermin lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	$(BIN)/python -m pytest -q -rs -p no:cacheprovider tests
 
 demo: $(STAMP)
 	$(BIN)/vhdport demo
@@ -61,7 +61,7 @@ bench-quick: $(STAMP)
 FUZZ_SECONDS ?= 300
 .PHONY: test-hostile fuzz
 test-hostile: $(STAMP) sysdeps
-	VHDPORT_WRITE_RELIABILITY=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/hostile
+	VHDPORT_WRITE_RELIABILITY=1 $(BIN)/python -m pytest -q -rs -p no:cacheprovider tests/hostile
 
 fuzz: $(STAMP)
 	$(BIN)/python -m pip install -q atheris

@@ -4,8 +4,8 @@ import sys
 
 import click
 
-from vhdport.cli.common import (SIZE, OperationFailed, human_size, json_option, print_fields,
-                                print_json)
+from vhdport.cli.common import (BLOCK_SIZE, SIZE, UUID_RE, VIRTUAL_SIZE, OperationFailed,
+                                human_size, json_option, print_fields, print_json)
 
 #: bytes moved per Chain.read / Chain.write call when streaming (memory stays flat)
 CHUNK = 4 << 20
@@ -18,6 +18,30 @@ def _vhd():
     return disk.by_name("vhd")
 
 
+def warn(text):
+    click.echo("vhdport: warning: {}".format(text), err=True)
+
+
+def file_uuid(path):
+    """The uuid in a ``<uuid>.vhd`` file name (the VDI uuid of an SR), or None."""
+    import os
+
+    from vhdport import disk
+
+    stem = disk.stem_of(os.path.basename(str(path)))
+    return stem if stem is not None and UUID_RE.match(stem) else None
+
+
+def note_two_uuids(path, disk_uuid):
+    """Two uuids name a VHD in an SR: the file name (the VDI uuid XenServer and `sr ls` use)
+    and the disk's own uuid in its footer (what a child records as its parent uuid).  They
+    usually differ; when a command prints one and the file name shows the other, say which."""
+    named = file_uuid(path)
+    if named is not None and named != str(disk_uuid):
+        click.echo("vhdport: note: printed the disk uuid {} (in the VHD footer); the file name "
+                   "uuid {} is the VDI uuid that `sr ls` shows".format(disk_uuid, named), err=True)
+
+
 @click.group()
 def vhd():
     """Create, inspect, check, read and write VHD files and chains."""
@@ -25,15 +49,18 @@ def vhd():
 
 @vhd.command()
 @click.argument("path", type=click.Path(dir_okay=False))
-@click.option("--size", required=True, type=SIZE, help="Virtual size: bytes, or 20M, 2G, ...")
+@click.option("--size", required=True, type=VIRTUAL_SIZE,
+              help="Virtual size: bytes, or 20M, 2G, ... (a multiple of 512, at most 2040G)")
 @click.option("--fixed", is_flag=True, help="A fixed disk (all space allocated) instead of dynamic.")
-@click.option("--block-size", type=SIZE, default=None,
+@click.option("--block-size", type=BLOCK_SIZE, default=None,
               help="Block size of a dynamic disk (a power of two; default 2M).")
 def create(path, size, fixed, block_size):
     """Create a new VHD at PATH; print its uuid."""
     if fixed and block_size is not None:
         raise click.UsageError("--block-size applies to dynamic disks, not --fixed")
-    click.echo(str(_vhd().create(path, size, fixed=fixed, block_size=block_size)))
+    uuid = _vhd().create(path, size, fixed=fixed, block_size=block_size)
+    click.echo(str(uuid))
+    note_two_uuids(path, uuid)
 
 
 @vhd.command()
@@ -42,17 +69,25 @@ def create(path, size, fixed, block_size):
               help="Parent VHD, relative to CHILD's directory or absolute.")
 def snapshot(child, parent):
     """Create CHILD, a differencing disk on top of PARENT; print its uuid."""
-    click.echo(str(_vhd().snapshot(child, parent)))
+    uuid = _vhd().snapshot(child, parent)
+    click.echo(str(uuid))
+    note_two_uuids(child, uuid)
 
 
-def _info_rows(doc):
+#: labels of the table rows whose key alone would not say which uuid it is
+_INFO_LABELS = {"uuid": "uuid (VHD footer)", "parent_uuid": "parent_uuid (parent's footer)"}
+
+
+def _info_rows(doc, path):
     rows = []
     for key in ("type", "uuid", "virtual_size", "physical_size", "block_size",
                 "allocated_blocks", "hidden", "parent", "parent_uuid", "depth"):
         value = doc.get(key)
         if key in ("virtual_size", "physical_size", "block_size") and value is not None:
             value = "{} ({})".format(human_size(value), value)
-        rows.append((key, value))
+        rows.append((_INFO_LABELS.get(key, key), value))
+        if key == "uuid" and file_uuid(path) is not None:
+            rows.append(("file_uuid (VDI uuid, file name)", file_uuid(path)))
     return rows
 
 
@@ -63,9 +98,11 @@ def info(path, as_json):
     """Show type, sizes, uuid, hidden flag, parent and chain depth of PATH."""
     doc = _vhd().info(path)
     if as_json:
+        if file_uuid(path) is not None:
+            doc = dict(doc, file_uuid=file_uuid(path))
         print_json(doc)
     else:
-        print_fields(path, _info_rows(doc))
+        print_fields(path, _info_rows(doc, path))
 
 
 def _defect_doc(defect):
@@ -190,5 +227,18 @@ def export_cmd(path, out):
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--fixed", is_flag=True, help="Make a fixed VHD instead of a dynamic one.")
 def import_cmd(raw, out, fixed):
-    """Convert the raw disk image RAW to the VHD OUT; print its uuid."""
-    click.echo(str(_vhd().import_raw(raw, out, fixed=fixed)))
+    """Convert the raw disk image RAW to the VHD OUT; print its uuid.
+
+    A raw size that is not a multiple of 512 is padded with zeros up to the next sector
+    (as qemu-img does); a warning says so.
+    """
+    import os
+
+    uuid = _vhd().import_raw(raw, out, fixed=fixed)
+    size = os.path.getsize(raw)
+    if size % 512:
+        padded = size + 512 - size % 512
+        warn("{}: {} bytes is not a multiple of 512; the virtual disk is {} bytes, the last "
+             "{} bytes zeros".format(raw, size, padded, padded - size))
+    click.echo(str(uuid))
+    note_two_uuids(out, uuid)

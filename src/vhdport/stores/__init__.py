@@ -9,9 +9,10 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from vhdport import errors
 from vhdport.stores.base import ACTIVE, QUEUED, Store, StreamDigest, UploadResult
+from vhdport.stores.http_bounds import redact_text
 
-__all__ = ["open_store", "safe_url", "register", "SCHEMES", "Store", "StreamDigest",
-           "UploadResult", "ACTIVE", "QUEUED"]
+__all__ = ["open_store", "safe_url", "redact_text", "register", "SCHEMES", "Store",
+           "StreamDigest", "UploadResult", "ACTIVE", "QUEUED"]
 
 
 def safe_url(url):
