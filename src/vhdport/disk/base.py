@@ -13,8 +13,10 @@ base), ``is_differencing``, ``type_name``, ``virtual_size``, ``hidden``.
 class Description(object):
     """What an SR scan knows of one disk file (see ``DiskFormat.describe``)."""
 
+    #: ``parent_names``: every name the file gives its parent (locators, header);
+    #: ``parent_path``: the file a chain reader opens as its parent (None if none)
     __slots__ = ("uuid", "type_name", "hidden", "virtual_size", "physical_size", "block_size",
-                 "is_differencing", "parent_uuid", "parent_names")
+                 "is_differencing", "parent_uuid", "parent_names", "parent_path")
 
     def __init__(self, **fields):
         for name in self.__slots__:

@@ -34,12 +34,13 @@ class VhdFormat(DiskFormat):
             names = list(disk.locator_paths())
             if disk.is_differencing and disk.header.parent_name:
                 names.append(disk.header.parent_name)
+            parent_path = disk.parent_locator_path() if disk.is_differencing else None
             return Description(
                 uuid=str(disk.uuid), type_name=disk.type_name, hidden=disk.hidden,
                 virtual_size=disk.virtual_size, physical_size=disk.physical_size,
                 block_size=disk.block_size, is_differencing=disk.is_differencing,
                 parent_uuid=str(disk.parent_uuid) if disk.is_differencing else None,
-                parent_names=names)
+                parent_names=names, parent_path=parent_path)
 
     def check_file(self, path, check_parent=True):
         return engine.check_file(path, check_parent=check_parent)
