@@ -48,6 +48,8 @@ SUITES = {
     "R5": "Concurrency (parallel downloads while GC runs)",
     "R6": "Disk full (small tmpfs under SR, staging and kernel dir)",
     "R7": "Security properties (kernel dir, tokens, TLS, unsafe APIs)",
+    "R8": "Declared-size bombs (VHD metadata that declares more than the file holds)",
+    "R12": "Self-reference and ambiguity (self-parent, cycles, duplicate uuids, writes past the end)",
 }
 
 _STATIC_DEFAULT = """\
@@ -250,7 +252,7 @@ def render(cases, previous_text=""):
         "",
     ]
     body = "\n".join(out) + "\n"
-    for suite in sorted(SUITES):
+    for suite in sorted(SUITES, key=lambda name: int(name[1:])):
         if suite in by_suite:
             body += _suite_section(suite, by_suite[suite]) + "\n"
         elif suite in old_sections:
