@@ -252,7 +252,7 @@ def render(cases, previous_text=""):
         "",
     ]
     body = "\n".join(out) + "\n"
-    for suite in sorted(SUITES, key=lambda name: int(name[1:])):
+    for suite in sorted(SUITES):
         if suite in by_suite:
             body += _suite_section(suite, by_suite[suite]) + "\n"
         elif suite in old_sections:
