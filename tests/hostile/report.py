@@ -200,7 +200,7 @@ def pytest_sessionfinish(session, exitstatus):
 def _sections(text):
     """{suite: section text} and the static block from a previous document."""
     sections = {}
-    for match in re.finditer(r"<!-- suite:(R\d) -->\n(.*?)<!-- /suite:\1 -->\n", text, re.S):
+    for match in re.finditer(r"<!-- suite:(R\d+) -->\n(.*?)<!-- /suite:\1 -->\n", text, re.S):
         sections[match.group(1)] = match.group(0)
     static = re.search(r"<!-- static -->\n(.*?)<!-- /static -->\n", text, re.S)
     return sections, (static.group(1) if static else None)
