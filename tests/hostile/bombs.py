@@ -10,6 +10,7 @@ peak RSS in MiB of that process alone, from wait4).
 
 import hashlib
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -68,33 +69,52 @@ def allocated_bytes(path):
     return os.stat(path).st_blocks * 512
 
 
+#: run in a small fresh interpreter: fork + exec the command, report its own peak RSS.  Measuring
+#: from the test process would count the pages a fork of the (large) pytest process shares.
+_WRAPPER = """
+import os, sys
+out, argv = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execv(argv[0], argv)
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+with open(out, "w") as f:
+    f.write(str(usage.ru_maxrss))
+sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+"""
+
+
 def measure(argv, timeout=60):
-    """(exit code, output, seconds, peak RSS in MiB) of ``argv`` run in a new process;
-    the RSS is that process's own (os.wait4), not the test runner's or another child's."""
+    """(exit code, output, seconds, peak RSS in MiB) of ``argv`` run in a new process.
+
+    The RSS is that process's own (os.wait4 in a small wrapper that forked it), not the
+    test runner's; the exit code is None when it ran past ``timeout`` (then killed).
+    """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([os.path.join(REPO, "src"), REPO,
                                          env.get("PYTHONPATH", "")])
-    out_path = os.path.join(tempfile.gettempdir(), "bomb-{}.out".format(os.getpid()))
+    fd, rss_path = tempfile.mkstemp(prefix="bomb-rss-")
+    os.close(fd)
     started = time.monotonic()
-    with open(out_path, "w+b") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
-        deadline = started + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                proc.kill()
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.01)
-        proc.returncode = os.waitstatus_to_exitcode(status) if hasattr(
-            os, "waitstatus_to_exitcode") else (status >> 8)
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", _WRAPPER, rss_path] + list(argv),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+            return None, out.decode("utf-8", "replace"), time.monotonic() - started, None
         elapsed = time.monotonic() - started
-        out.seek(0)
-        text = out.read().decode("utf-8", "replace")
-    os.unlink(out_path)
-    return proc.returncode, text, elapsed, usage.ru_maxrss / 1024.0
+        with open(rss_path) as f:
+            rss = int(f.read() or 0) / 1024.0
+    finally:
+        os.unlink(rss_path)
+    return proc.returncode, out.decode("utf-8", "replace"), elapsed, rss
 
 
 def vhdport_cli(*args):
