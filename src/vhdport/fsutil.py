@@ -43,6 +43,16 @@ def write_atomic(path, data, prefix=".tmp-"):
     fsync_dir(directory)
 
 
+def file_identity(path):
+    """(device, inode) of ``path``: the same file under any name (hard link, symlink,
+    ``..``), which is what a cycle check must compare.  The real path if it cannot be stat'ed."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return os.path.realpath(path)
+    return (st.st_dev, st.st_ino)
+
+
 def write_all(fd, data):
     """os.write until every byte is out (it may write less than asked)."""
     view = memoryview(data)

@@ -16,7 +16,7 @@ from .format.bitmap import bitmap_bytes
 from .format.footer import (COOKIE, DISK_DIFFERENCING, DISK_DYNAMIC, DISK_FIXED,
                              FOOTER_SIZE, Footer)
 from .format.header import HEADER_SIZE, DynamicHeader
-from .format.layout import DATA_ALIGN, SECTOR, max_file_size
+from .format.layout import DATA_ALIGN, SECTOR, dynamic_limits_problem, max_file_size
 from .disk import MAX_VIRTUAL_SIZE
 
 #: footer copy + dynamic header: what is read before a member's size is trusted
@@ -71,9 +71,8 @@ class _BatWatch(object):
             entries = array.array("I", part[:whole])
             if sys.byteorder == "little":
                 entries.byteswap()
-            used = [e for e in entries if e != UNUSED]
-            if used:
-                top = max(used)
+            top = max(filter(UNUSED.__ne__, entries), default=None)   # C-level: no list
+            if top is not None:
                 self.max_sector = top if self.max_sector is None else max(self.max_sector, top)
             self._carry = part[whole:]
         if offset + len(data) >= self.end:
@@ -134,9 +133,10 @@ def _plan_dynamic(name, head, copy, declared_size, refuse):
     if copy.current_size > MAX_VIRTUAL_SIZE:
         raise refuse(name, "virtual size {} exceeds XenServer's limit of 2040 GiB".format(
             copy.current_size))
-    if header.max_table_entries * block > MAX_VIRTUAL_SIZE + block:
-        raise refuse(name, "its BAT ({} blocks of {}) describes more than 2040 GiB".format(
-            header.max_table_entries, block))
+    data_end = declared_size - FOOTER_SIZE if declared_size is not None else 1 << 62
+    problem = dynamic_limits_problem(copy.current_size, header, data_end)
+    if problem is not None:
+        raise refuse(name, "{} (refused before reading it)".format(problem[2]))
     _check_metadata_placement(name, header, refuse)
     bound = max_file_size(copy, header)
     if declared_size is not None:
