@@ -13,15 +13,14 @@ Small threaded HTTP servers on 127.0.0.1 play the hostile Glance:
 """
 
 import json
-import os
 import sys
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
+from tests.peers.tiny_http import LocalHttpServer
 from tests.hostile.bombs import measure
 from vhdport.errors import StoreError
 from vhdport.stores.glance import GlanceStore
@@ -30,7 +29,7 @@ IMAGE = "6b5a3f3e-1111-4222-8333-944445555666"
 MIB = 1 << 20
 
 
-class Hostile(object):
+class Hostile(LocalHttpServer):
     """A threaded HTTP server on 127.0.0.1 whose handler is ``serve(handler)``."""
 
     def __init__(self, serve):
@@ -53,19 +52,7 @@ class Hostile(object):
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = "http://127.0.0.1:{}".format(self.server.server_address[1])
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        super().__init__(Handler)
 
 
 def _send(handler, status, body, ctype="application/json", length=None):
