@@ -57,7 +57,7 @@ def add_secret(value):
 
 def redact(text):
     """``text`` with every registered secret hidden, in every form (repr, %-encoded, ...)."""
-    from .stores.http_bounds import redact_text
+    from .stores import redact_text
     return redact_text(str(text), sorted(_secrets, key=len, reverse=True), REDACTED)
 
 

@@ -154,7 +154,7 @@ def store_options(func):
             raise
         except Exception as exc:
             # a token must not show in any form (raw, repr, %-encoded ...) in the error line
-            from vhdport.stores.http_bounds import redact_text
+            from vhdport.stores import redact_text
             text = describe_exception(exc)
             clean = redact_text(text, _secrets_of(settings, opened))
             debug = click.get_current_context().find_root().params.get("debug")

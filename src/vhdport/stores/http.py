@@ -120,7 +120,8 @@ class Endpoint(object):
     """One HTTP(S) service root: URL prefix, TLS, auth header, timeouts and retries."""
 
     def __init__(self, url, auth_token=None, extra_headers=None, cacert=None,
-                 insecure=False, timeout=60, retries=5, retry_delay=1.0, sleep=time.sleep):
+                 insecure=False, timeout=60, retries=5, retry_delay=1.0, sleep=time.sleep,
+                 auth=None):
         parts = urllib.parse.urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme.startswith("glance+"):
@@ -141,6 +142,9 @@ class Endpoint(object):
         self.display = "{}://{}{}".format(scheme, netloc, self.prefix)
         self._token = _Secret(auth_token) if auth_token else None
         self._extra = dict(extra_headers or {})
+        #: per-request hook ``auth(method, path, headers)``: a store that signs requests
+        #: (S3, Swift temp URLs) adds its headers here, on every attempt and retry
+        self._auth = auth
         check_headers(self._token, self._extra)
         try:
             self.timeout = float(timeout)
@@ -214,13 +218,16 @@ class Endpoint(object):
                                                context=self._tls)
         return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
 
-    def headers(self, extra=None):
+    def headers(self, extra=None, method=None, path=None):
+        """Headers of one request; ``method`` and ``path`` (with prefix) feed the auth hook."""
         hdrs = {"Accept-Encoding": "identity", "User-Agent": "vhdport"}
         hdrs.update(self._extra)
         if self._token is not None:
             hdrs["X-Auth-Token"] = self._token.value
         if extra:
             hdrs.update(extra)
+        if self._auth is not None:
+            self._auth(method, path, hdrs)
         return hdrs
 
     def delay(self, attempt, retry_after=None):
@@ -315,7 +322,7 @@ class Endpoint(object):
                 with deadline:
                     conn.connect()
                     sent = True
-                    conn.request(method, full, body=body, headers=self.headers(headers))
+                    conn.request(method, full, body=body, headers=self.headers(headers, method, full))
                     resp = conn.getresponse()
                     if stream and (resp.status in expect or resp.status in accept):
                         deadline.cancel()   # the data itself may take long; only silence counts
@@ -377,7 +384,7 @@ class Endpoint(object):
         after the socket is closed.  Returns (Reply, UploadResult).
         """
         full = self.prefix + path
-        hdrs = self.headers(headers)
+        hdrs = self.headers(headers, method, full)
         hdrs["Transfer-Encoding"] = "chunked"
         digest = StreamDigest()
         conn = self.connect()
