@@ -60,8 +60,6 @@ def store_url(params, fn):
     return "{}://{}:{}".format("https" if use_ssl else "http", host, port)
 
 
-
-
 def legacy_vdi_uuids(mapping, fn):
     """The original's ``vdi_uuids`` {"snap": leaf, "image": its parent} -> (leaf, namer).
 
