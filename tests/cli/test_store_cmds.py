@@ -130,6 +130,7 @@ def test_upload_argument_errors(tmp_path):
 
 def test_download_of_missing_image_fails_cleanly(tmp_path):
     store = tmp_path / "images"
+    store.mkdir()   # an existing (empty) store: a missing store is its own error
     sr = tmp_path / "sr"
     sr.mkdir()
     missing = str(uuid.uuid4())

@@ -1,57 +1,139 @@
-"""The shared store options: TLS failures explained in CLI terms (--cacert, --insecure)."""
+"""The shared store options: missing stores, new stores, --timeout / --retries, fast failures.
+
+Issue #10 part 4: a store that does not exist is an error for reading commands (not an
+empty table); a writing command creates a local store only under an existing parent and
+says so; an unresolvable host fails at once, a refused connection after a few seconds,
+and --timeout / --retries choose the rest.
+"""
+
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.cli.helpers import assert_failed_cleanly, run
-from tests.peers.proxies import TlsProxy, make_self_signed_cert
-from vhdport.cli.storeopts import tls_hint
-
-LIBRARY = ("TLS certificate of https://127.0.0.1:1 could not be verified ({}); pass "
-           "cacert=<CA bundle file> for a private CA (insecure=True only for tests)")
+from tests.cli.helpers import assert_failed_cleanly, run, run_script
 
 
-def test_hint_without_cacert_names_the_options():
-    text = tls_hint(LIBRARY.format("[SSL: CERTIFICATE_VERIFY_FAILED] self-signed certificate"),
-                    None)
-    assert "--cacert FILE" in text and "--insecure" in text
-    assert "cacert=" not in text and "insecure=True" not in text
+@pytest.mark.parametrize("form", ["path", "file-url"])
+@pytest.mark.parametrize("command", [["image", "ls"], ["image", "show",
+                                                       "12345678-1234-1234-1234-1234567890ab"]])
+def test_reading_a_store_that_does_not_exist_fails(tmp_path, form, command):
+    missing = tmp_path / "nonexistent"
+    store = str(missing) if form == "path" else "file://" + str(missing)
+    result = run(*(command + ["--store", store]))
+    assert_failed_cleanly(result, "no image store there (the directory does not exist)")
+    assert result.stdout == ""
+    assert not missing.exists()
 
 
-def test_hint_with_cacert_and_a_host_name_mismatch_suggests_no_ca_file():
-    text = tls_hint(LIBRARY.format("[SSL: CERTIFICATE_VERIFY_FAILED] IP address mismatch, "
-                                   "certificate is not valid for '127.0.0.1'"), "/ca.pem")
-    assert "issued for another host name" in text
-    assert "--cacert" not in text and "private CA" not in text and "CA bundle" not in text
+def test_a_writing_command_creates_a_store_and_says_so(tmp_path):
+    data = tmp_path / "disk.raw"
+    data.write_bytes(b"\0" * 1024)
+    store = tmp_path / "new-store"
+    result = run("image", "import", data, "--name", "x", "--store", store, "--progress", "none")
+    assert result.exit_code == 0, result.stderr
+    assert "created a new image store at {}".format(store) in result.stderr
+    again = run("image", "import", data, "--name", "y", "--store", store, "--progress", "none")
+    assert again.exit_code == 0 and "created" not in again.stderr
+    assert len(run("image", "ls", "--store", store, "--json").stdout.split('"id"')) == 3
 
 
-def test_hint_with_cacert_and_an_untrusted_chain_names_the_given_file():
-    text = tls_hint(LIBRARY.format("[SSL: CERTIFICATE_VERIFY_FAILED] unable to get local issuer"),
-                    "/ca.pem")
-    assert "not signed by the CA in --cacert /ca.pem" in text and "cacert=" not in text
+def test_a_writing_command_does_not_create_missing_parents(tmp_path):
+    data = tmp_path / "disk.raw"
+    data.write_bytes(b"\0" * 1024)
+    store = tmp_path / "no" / "such" / "store"
+    result = run("image", "import", data, "--name", "x", "--store", store, "--progress", "none")
+    assert_failed_cleanly(result, "parent directory", "does not exist")
+    assert not (tmp_path / "no").exists()
 
 
-@pytest.fixture
-def tls_endpoint(tmp_path, glance_401):
-    """(url, trusted cert for another name, cert for 127.0.0.1): TLS proxies before a 401."""
-    port = int(glance_401.url.rsplit(":", 1)[1])
-    (tmp_path / "other").mkdir()
-    (tmp_path / "own").mkdir()
-    other, other_key = make_self_signed_cert(str(tmp_path / "other"), host="glance.example",
-                                             names="DNS:glance.example")
-    proxy = TlsProxy(port, other, other_key)
-    try:
-        yield proxy.url, other
-    finally:
-        proxy.stop()
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
-def test_cli_tls_failures_speak_options(tls_endpoint):
-    """Was: `pass cacert=<CA bundle file> ... (insecure=True only for tests)` in the CLI, and a
-    CA file suggested even when --cacert was given and the host name failed."""
-    url, other = tls_endpoint
-    line = assert_failed_cleanly(run("image", "ls", "--store", url), "could not be verified",
-                                 "--cacert FILE")
-    assert "cacert=" not in line and "insecure=True" not in line
-    line = assert_failed_cleanly(run("image", "ls", "--store", url, "--cacert", other),
-                                 "IP address mismatch", "issued for another host name")
-    assert "--cacert FILE" not in line and "cacert=" not in line
+def test_an_unresolvable_host_fails_at_once():
+    started = time.monotonic()
+    proc = run_script("image", "ls", "--store", "http://no-such-host.invalid:9292")
+    elapsed = time.monotonic() - started
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr
+    assert "cannot resolve host name 'no-such-host.invalid'" in stderr
+    assert "WARNING" not in stderr
+    assert elapsed < 10, elapsed   # before: ~31 s of retries
+
+
+def test_a_refused_connection_is_retried_briefly_and_quietly():
+    url = "http://127.0.0.1:{}".format(_free_port())
+    started = time.monotonic()
+    proc = run_script("image", "ls", "--store", url)
+    elapsed = time.monotonic() - started
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr
+    assert "connection refused" in stderr and "gave up after 4 attempts" in stderr
+    assert "WARNING" not in stderr
+    assert elapsed < 10, elapsed   # 3 retries, 1 s apart (before: ~31 s)
+
+
+class _Server(object):
+    """Counts requests; answers 503, or says nothing at all (``silent``)."""
+
+    def __init__(self, silent=False):
+        self.requests = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                owner.requests += 1
+                if silent:
+                    time.sleep(5)
+                    return
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = "http://127.0.0.1:{}".format(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+def test_retries_option_sets_the_number_of_attempts(retries):
+    with _Server() as server:
+        result = run("image", "ls", "--store", server.url, "--retries", retries)
+    assert result.exit_code == 1
+    assert server.requests == retries + 1
+    assert "HTTP 503" in result.stderr
+
+
+def test_timeout_option_sets_the_socket_timeout():
+    with _Server(silent=True) as server:
+        started = time.monotonic()
+        result = run("image", "ls", "--store", server.url, "--retries", "0", "--timeout", "0.5")
+        elapsed = time.monotonic() - started
+    assert result.exit_code == 1
+    assert "no answer within 0.5s" in result.stderr
+    assert elapsed < 3, elapsed
+
+
+@pytest.mark.parametrize("option", [["--timeout", "0"], ["--timeout", "-1"], ["--retries", "-1"],
+                                    ["--retries", "x"]])
+def test_nonsense_timeout_or_retries_is_a_usage_error(option, tmp_path):
+    result = run("image", "ls", "--store", "http://127.0.0.1:9", *option)
+    assert result.exit_code != 0
+    assert "Invalid value for '{}'".format(option[0]) in result.stderr, result.stderr

@@ -51,6 +51,9 @@ SUITES = {
     "R5": "Concurrency (parallel downloads while GC runs)",
     "R6": "Disk full (small tmpfs under SR, staging and kernel dir)",
     "R7": "Security properties (kernel dir, tokens, TLS, unsafe APIs)",
+    "R9": "Paths outside the SR or store (symlinks, journals, records, lock files)",
+    "R10": "Secrets and replies (tokens in every representation, plugin replies always XML)",
+    "R11": "Server resource bounds (huge bodies, trickling servers, endless pagination, parser bombs)",
 }
 
 _STATIC_DEFAULT = """\
@@ -300,7 +303,8 @@ def render(cases, previous_text=""):
         "the tables by hand -- rerun the suite. Each row is one test case and its last result.",
         "Suites R1, R2, R6, R7: tests/hostile/test_r1_bundles.py, test_r2_vhd_fuzz.py,",
         "test_r6_disk_full.py, test_r7_security.py; R3-R5: test_r3_network.py, test_r4_crash.py,",
-        "test_r5_concurrency.py.",
+        "test_r5_concurrency.py; R9-R11: test_r9_paths.py, test_r10_secrets.py,",
+        "test_r11_bounds.py.",
         "",
         "<!-- static -->",
         (static if static is not None else _STATIC_DEFAULT).rstrip("\n") + "\n",
@@ -308,7 +312,7 @@ def render(cases, previous_text=""):
         "",
     ]
     body = "\n".join(out) + "\n"
-    for suite in sorted(SUITES):
+    for suite in sorted(SUITES, key=lambda name: int(name[1:])):   # R9 before R10
         if suite not in by_suite:
             raise ValueError("suite {} has no case; the document needs a complete run".format(suite))
         body += _suite_section(suite, by_suite[suite]) + "\n"

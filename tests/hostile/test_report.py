@@ -10,6 +10,8 @@ from tests.hostile import report
 from tests.hostile.report import Case, incomplete_reasons, render
 
 REPO = report.REPO
+#: suites in the order the document lists them (R9 before R10)
+ORDER = sorted(report.SUITES, key=lambda name: int(name[1:]))
 
 
 class _Config(object):
@@ -37,10 +39,10 @@ class _Session(object):
 
 def _complete(tmp_path):
     """(session, cases, suite files) of a run where every suite had one passing case."""
-    files = [str(tmp_path / "test_{}.py".format(s.lower())) for s in sorted(report.SUITES)]
+    files = [str(tmp_path / "test_{}.py".format(s.lower())) for s in ORDER]
     items = [_Item(f, "test_one") for f in files]
     cases = []
-    for suite in sorted(report.SUITES):
+    for suite in ORDER:
         case = Case(suite, "case of " + suite, "holds", "x")
         case.outcome = "pass"
         cases.append(case)
@@ -57,7 +59,7 @@ def test_a_complete_run_may_write(tmp_path):
 
 def test_a_skipped_case_refuses(tmp_path):
     session, cases, files = _complete(tmp_path)
-    cases[5].outcome, cases[5].detail = "skip", "allowed skip [tmpfs]: not root"
+    cases[ORDER.index("R6")].outcome, cases[ORDER.index("R6")].detail = "skip", "allowed skip [tmpfs]: not root"
     reasons = incomplete_reasons(session, cases, files)
     assert reasons == ["1 case(s) skipped (first: R6 case of R6: allowed skip [tmpfs]: not root)"]
 
@@ -65,11 +67,12 @@ def test_a_skipped_case_refuses(tmp_path):
 def test_a_filter_or_a_missing_suite_refuses(tmp_path):
     session, cases, files = _complete(tmp_path)
     session.config = _Config(keyword="tls")
+    last = ORDER[-1]
     session.items = session.items[:-1]
     reasons = incomplete_reasons(session, cases[:-1], files)
     assert "a -k filter was given ('tls')" in reasons
-    assert "suite files not run: test_r7.py" in reasons
-    assert "suites with no case: R7" in reasons
+    assert "suite files not run: test_{}.py".format(last.lower()) in reasons
+    assert "suites with no case: {}".format(last) in reasons
 
 
 def test_render_refuses_a_document_without_every_suite():
@@ -92,5 +95,6 @@ def test_a_partial_hostile_run_writes_nothing_and_says_why():
     assert proc.returncode == 1, proc.stdout
     assert "reliability: NOT writing" in proc.stdout
     assert "single tests were named on the command line" in proc.stdout
-    assert "suite files not run: test_r1_bundles.py" in proc.stdout
+    missing = [line for line in proc.stdout.splitlines() if "suite files not run:" in line]
+    assert missing and "test_r1_bundles.py" in missing[0], proc.stdout
     assert (os.stat(doc).st_mtime_ns if os.path.exists(doc) else None) == before
