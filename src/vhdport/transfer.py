@@ -231,18 +231,29 @@ class _Counting(object):
 
 
 def upload(sr_path, leaf_uuid, store, image_id=None, name=None, properties=None,
-           compression_level=6, progress=None):
+           compression_level=6, progress=None, member_names=None):
     """Upload the chain of VDI ``leaf_uuid`` as a vhd/ovf bundle; return the image id.
 
     The chain is hard-linked into staging first, so a coalesce or GC cannot pull
     a file from under the upload; each VHD is checked before a byte is sent.
+    ``member_names``: called with the chain's VDI uuids (leaf first) as found in the
+    SR, returns the stems of the bundle's member names (it may refuse the chain); the
+    disk format adds its suffix.  Default: stems ``0`` .. ``N``.
     """
     if image_id is None and not name:
         raise StoreError("upload needs an existing queued image id or a name for a new image")
     sr = SR(sr_path)
     with sr.staging() as staging:
         # under the SR lock, so no GC or snapshot runs between resolving and linking
-        linked = staging.link_vdi(leaf_uuid)
+        with sr.locked():
+            chain = sr.chain_paths(leaf_uuid)
+            linked = staging.link_chain(chain)
+        fmt = disk.for_path(linked[0])
+        if member_names is None:
+            names = [fmt.file_name(i) for i in range(len(linked))]
+        else:
+            names = [fmt.file_name(stem)
+                     for stem in member_names([_uuid_of(path) for path in chain])]
         _check_before_upload(linked, leaf_uuid)
         if image_id is not None:
             record = store.get(image_id)
@@ -251,8 +262,7 @@ def upload(sr_path, leaf_uuid, store, image_id=None, name=None, properties=None,
                                       expected=QUEUED + " (upload only into a new image)")
             if properties or name:
                 store.update(image_id, name=name, properties=properties)
-        fmt = disk.for_path(linked[0])
-        members = [(fmt.file_name(i), path) for i, path in enumerate(linked)]
+        members = list(zip(names, linked))
         sent = None
         try:
             chunks = bundle.write_bundle(members, level=compression_level)
