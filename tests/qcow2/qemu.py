@@ -47,9 +47,16 @@ def info(path):
     return json.loads(qemu_img("info", "--output=json", "-f", "qcow2", path).stdout)
 
 
-def check(path):
+def alone(path):
+    """A qemu filename that opens ``path`` without its backing file."""
+    return json.dumps({"driver": "qcow2", "backing": None,
+                       "file": {"driver": "file", "filename": str(path)}})
+
+
+def check(path, with_backing=False):
     """qemu-img check's JSON; asserts it ran and found no corruption and no leak."""
-    proc = qemu_img("check", "--output=json", "-f", "qcow2", path, check=False)
+    target = ["-f", "qcow2", path] if with_backing else ["json:" + alone(path)]
+    proc = qemu_img(*(["check", "--output=json"] + target), check=False)
     assert proc.returncode == 0, "qemu-img check {}: rc {}\n{}{}".format(
         path, proc.returncode, proc.stdout, proc.stderr)
     return json.loads(proc.stdout)

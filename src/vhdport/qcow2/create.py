@@ -15,7 +15,8 @@ from .image import Qcow2File
 
 DEFAULT_CLUSTER_SIZE = 64 * 1024
 MAX_VIRTUAL_SIZE = 17589500641280       # SM's limit, just under 16 TiB
-PREALLOC_CHUNK = 8 * 1024 * 1024
+#: qemu-img (7.2 to 9.1) writes its feature name table only into clusters this large
+FEATURE_TABLE_MIN_CLUSTER = 8192
 
 
 def _cluster_bits(cluster_size):
@@ -47,7 +48,8 @@ def new_header(size, cluster_size=DEFAULT_CLUSTER_SIZE, refcount_bits=16, versio
             h.incompatible_features |= INCOMPAT_EXTL2
         if backing_name and backing_format:
             h.extensions.append(Extension(EXT_BACKING_FORMAT, backing_format.encode("utf-8")))
-        h.extensions.append(Extension(EXT_FEATURE_TABLE, feature_table()))
+        if h.cluster_size >= FEATURE_TABLE_MIN_CLUSTER:
+            h.extensions.append(Extension(EXT_FEATURE_TABLE, feature_table()))
     if version == 2 and backing_name and backing_format:
         h.extensions.append(Extension(EXT_BACKING_FORMAT, backing_format.encode("utf-8")))
     h.backing_name = backing_name
@@ -57,7 +59,7 @@ def new_header(size, cluster_size=DEFAULT_CLUSTER_SIZE, refcount_bits=16, versio
 def _layout(h, data_clusters, l2_tables):
     """Cluster counts of refcount table and blocks that cover the whole file, themselves too."""
     cs = h.cluster_size
-    l1_clusters = max(1, (h.l1_size * 8 + cs - 1) // cs)
+    l1_clusters = (h.l1_size * 8 + cs - 1) // cs
     rb_entries = cs * 8 // h.refcount_bits
     rt, rb = 1, 1
     while True:
@@ -83,7 +85,7 @@ def create(path, size, cluster_size=DEFAULT_CLUSTER_SIZE, preallocate=False, ref
     l2_tables = h.l1_size if preallocate else 0
     rt, rb, l1_clusters, total = _layout(h, guest_clusters, l2_tables)
     h.refcount_table_offset, h.refcount_table_clusters = cs, rt
-    h.l1_table_offset = (1 + rt + rb) * cs
+    h.l1_table_offset = (1 + rt + rb) * cs if h.l1_size else 0
     header = h.pack()
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
@@ -98,7 +100,7 @@ def create(path, size, cluster_size=DEFAULT_CLUSTER_SIZE, preallocate=False, ref
                 f.seek(h.l1_table_offset)
                 f.write(bytes(h.l1_size * 8))
                 f.truncate(h.l1_table_offset + h.l1_size * 8 if h.l1_size else
-                           h.l1_table_offset)
+                           (1 + rt + rb) * cs)
             f.flush()
             os.fsync(f.fileno())
     except BaseException:

@@ -1,0 +1,163 @@
+"""SM's metadata edits: hidden flag (byte-identical insertion), set parent, resize, commit."""
+
+import os
+import shutil
+import struct
+
+import pytest
+
+from tests.qcow2.qemu import check, compare_raw, info, pattern, qemu_img, qemu_io, \
+    require_qemu, to_raw
+from vhdport.errors import ChainError
+from vhdport.qcow2 import Qcow2Chain, Qcow2File, local_backing
+from vhdport.qcow2.create import create, create_snapshot
+from vhdport.qcow2.ops import commit, get_hidden, resize, set_hidden, set_parent
+
+KiB, MiB = 1024, 1024 * 1024
+
+
+@pytest.fixture(autouse=True)
+def _qemu():
+    require_qemu()
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def sm_insert_reference(raw, flag):
+    """SM's insertion, from its description: walk the extensions to the end marker; move a
+    backing name 16 bytes later (fixing backing_file_offset); put type 0x76617465, length 8,
+    the flag byte and 7 zeros where the marker was, then a new end marker."""
+    buf = bytearray(raw)
+    at = struct.unpack(">I", buf[100:104])[0] if buf[4:8] == b"\0\0\0\3" else 72
+    while struct.unpack(">I", buf[at:at + 4])[0] != 0:
+        at += 8 + (struct.unpack(">I", buf[at + 4:at + 8])[0] + 7) // 8 * 8
+    bfo, bfs = struct.unpack(">QI", buf[8:20])
+    if bfo:
+        name = bytes(buf[bfo:bfo + bfs])
+        buf[bfo + 16:bfo + 16 + bfs] = name
+        buf[8:16] = struct.pack(">Q", bfo + 16)
+    buf[at:at + 24] = b"vate" + b"\0\0\0\x08" + bytes([flag]) + bytes(7) + bytes(8)
+    return bytes(buf)
+
+
+@pytest.mark.parametrize("backing", [None, "base.qcow2", "/var/run/sr-mount/sr/x.qcow2"])
+@pytest.mark.parametrize("compat", ["1.1", "0.10"])
+def test_hidden_insertion_is_byte_identical_to_sm(tmp_path, backing, compat):
+    os.chdir(str(tmp_path))
+    qemu_img("create", "-q", "-f", "qcow2", "-o", "compat=" + compat, "base.qcow2", "4M")
+    args = ["create", "-q", "-f", "qcow2", "-o", "compat=" + compat]
+    if backing:
+        args += ["-u", "-F", "qcow2", "-b", backing]
+    qemu_img(*(args + ["disk.qcow2", "4M"]))
+    qemu_io("base.qcow2", "write -P 5 0 70k")
+    before = read("disk.qcow2")
+    set_hidden("disk.qcow2", True)
+    after = read("disk.qcow2")
+    assert after == sm_insert_reference(before, 1)
+    assert get_hidden("disk.qcow2") is True
+    set_hidden("disk.qcow2", False)
+    assert read("disk.qcow2") == sm_insert_reference(before, 0)
+    assert get_hidden("disk.qcow2") is False
+    assert info("disk.qcow2").get("backing-filename") == backing
+    check("disk.qcow2")
+
+
+def test_reading_hidden_never_writes(tmp_path):
+    path = str(tmp_path / "d.qcow2")
+    create(path, MiB)
+    before = read(path), os.stat(path).st_mtime_ns
+    assert get_hidden(path) is False
+    os.chmod(path, 0o444)
+    with Qcow2File.open(path) as image:
+        assert image.hidden is False
+    assert (read(path), os.stat(path).st_mtime_ns) == before
+
+
+def test_qemu_keeps_the_hidden_extension(tmp_path):
+    path = str(tmp_path / "d.qcow2")
+    create(path, 4 * MiB)
+    set_hidden(path, True)
+    qemu_img("resize", "-f", "qcow2", path, "8M")   # qemu rewrites the header
+    qemu_img("amend", "-f", "qcow2", "-o", "lazy_refcounts=on", path)
+    assert get_hidden(path) is True
+
+
+def test_set_parent_like_rebase_unsafe(tmp_path):
+    os.chdir(str(tmp_path))
+    create("a.qcow2", 4 * MiB)
+    create("b.qcow2", 4 * MiB)
+    qemu_io("b.qcow2", "write -P 3 0 64k")
+    create_snapshot("c.qcow2", "a.qcow2")
+    set_hidden("c.qcow2", True)
+    set_parent("c.qcow2", str(tmp_path / "b.qcow2"))
+    theirs = "t.qcow2"
+    create_snapshot(theirs, "a.qcow2")
+    set_hidden(theirs, True)
+    qemu_img("rebase", "-u", "-f", "qcow2", "-F", "qcow2", "-b", str(tmp_path / "b.qcow2"),
+             theirs)
+    assert read("c.qcow2") == read(theirs)
+    assert get_hidden("c.qcow2") is True
+    with Qcow2Chain.open("c.qcow2", backing=local_backing) as chain:
+        assert bytes(chain.read(0, 64 * KiB)) == b"\x03" * 64 * KiB
+    with pytest.raises(Exception, match="no such QCOW2 file"):
+        set_parent("c.qcow2", "missing.qcow2")
+
+
+def test_resize_up(tmp_path):
+    path = str(tmp_path / "r.qcow2")
+    create(path, MiB, cluster_size=512)
+    qemu_io(path, "write -P 7 1000 5000")
+    resize(path, 300 * MiB)     # L1 outgrows its cluster and moves
+    check(path)
+    assert info(path)["virtual-size"] == 300 * MiB
+    with Qcow2Chain.open(path, writable=True) as chain:
+        chain.write(299 * MiB, b"end")
+    check(path)
+    raw = to_raw(path, str(tmp_path / "r.raw"))
+    assert raw[1000:6000] == b"\x07" * 5000 and raw[299 * MiB:299 * MiB + 3] == b"end"
+
+
+@pytest.mark.parametrize("opts", [dict(), dict(cluster_size=4096, refcount_bits=1),
+                                  dict(extended_l2=True)])
+def test_commit(tmp_path, opts):
+    os.chdir(str(tmp_path))
+    create("base.qcow2", 4 * MiB, **opts)
+    qemu_io("base.qcow2", "write -P 1 0 2M")
+    create_snapshot("mid.qcow2", "base.qcow2")
+    qemu_io("mid.qcow2", "write -P 2 100k 300k")
+    create_snapshot("top.qcow2", "mid.qcow2")
+    qemu_io("top.qcow2", "write -P 3 130k 5k", "write -z 1M 64k", "write -P 4 3M 1")
+    expected = to_raw("top.qcow2", "expected.raw")
+    shutil.copy("mid.qcow2", "mid-before.qcow2")
+    commit("top.qcow2")
+    check("mid.qcow2")
+    qemu_img("rebase", "-u", "-F", "qcow2", "-b", "mid.qcow2", "top.qcow2")
+    with Qcow2Chain.open("mid.qcow2", backing=local_backing) as chain:
+        assert bytes(chain.read(0, chain.virtual_size)) == expected
+    compare_raw("mid.qcow2", "expected.raw")
+
+
+def test_commit_needs_a_parent(tmp_path):
+    path = str(tmp_path / "alone.qcow2")
+    create(path, MiB)
+    with pytest.raises(ChainError, match="no backing file"):
+        commit(path)
+
+
+def test_commit_grows_a_smaller_parent(tmp_path):
+    os.chdir(str(tmp_path))
+    create("base.qcow2", MiB)
+    qemu_io("base.qcow2", "write -P 1 0 1M")
+    create_snapshot("top.qcow2", "base.qcow2")
+    resize("top.qcow2", 3 * MiB)
+    data = pattern(1, 100 * KiB)
+    with Qcow2Chain.open("top.qcow2", writable=True, backing=local_backing) as chain:
+        chain.write(2 * MiB + 5, data)
+    expected = to_raw("top.qcow2", "e.raw")
+    commit("top.qcow2")
+    check("base.qcow2")
+    compare_raw("base.qcow2", "e.raw")
+    assert len(expected) == 3 * MiB
