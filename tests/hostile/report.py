@@ -48,6 +48,7 @@ SUITES = {
     "R5": "Concurrency (parallel downloads while GC runs)",
     "R6": "Disk full (small tmpfs under SR, staging and kernel dir)",
     "R7": "Security properties (kernel dir, tokens, TLS, unsafe APIs)",
+    "R13": "Hostile QCOW2 (refusal classes and bombs)",
 }
 
 _STATIC_DEFAULT = """\

@@ -128,6 +128,9 @@ class Qcow2File(Writes):
         length = h.refcount_table_clusters * self.cluster_size
         if h.refcount_table_clusters == 0:
             raise self._corrupt("refcount table of 0 clusters", 56, "refcount_table_clusters")
+        if length > MAX_REFTABLE_BYTES:
+            raise self._corrupt("refcount table of {} clusters is larger than {} bytes".format(
+                h.refcount_table_clusters, MAX_REFTABLE_BYTES), 56, "refcount_table")
         # the table may end past a file whose last cluster is not written out
         length = min(length, max(0, self.file_size - h.refcount_table_offset))
         self._table(h.refcount_table_offset, length, "refcount_table", 48, MAX_REFTABLE_BYTES)
@@ -338,7 +341,16 @@ class Qcow2File(Writes):
         while offset < end:
             cluster = offset // cs
             base = cluster * cs
-            for start, n, kind, host in self.classify(cluster):
+            l1i = cluster // self.l2_entries
+            if not self.l1_entry(l1i) & t.OFFSET_MASK:
+                # no L2 table: the whole span it would map is unallocated, in one step
+                span_end = min(end, (l1i + 1) * self.l2_entries * cs)
+                runs = [(offset - base, span_end - offset, t.UNALLOCATED, None)]
+                cs_step = span_end - base
+            else:
+                runs = self.classify(cluster)
+                cs_step = cs
+            for start, n, kind, host in runs:
                 lo, hi = max(offset, base + start), min(end, base + start + n)
                 if lo >= hi:
                     continue
@@ -351,7 +363,7 @@ class Qcow2File(Writes):
                 if pending is not None:
                     yield tuple(pending)
                 pending = [lo, hi - lo, kind, host]
-            offset = base + cs
+            offset = base + cs_step
         if pending is not None:
             yield tuple(pending)
 
