@@ -136,6 +136,9 @@ class Writes(object):
     def _new_refblock(self, block_index):
         if block_index >= len(self._reftable) // 8:
             self._grow_reftable(block_index + 1)
+            off = self._refblock_offset(block_index)
+            if off:     # growing the table made this very block for its own clusters
+                return off
         off = self._claim(1)
         self.pwrite(off, bytes(self.cluster_size))
         self._refblocks[off] = bytearray(self.cluster_size)

@@ -1,0 +1,86 @@
+"""Writes into one file: allocation, refcount growth, in-place vs fresh clusters, zeroes."""
+
+import pytest
+
+from tests.qcow2.qemu import check, compare_raw, pattern, require_qemu
+from vhdport.errors import Qcow2UnsupportedError
+from vhdport.qcow2 import Qcow2File, check_image, create
+from vhdport.qcow2.format import tables as t
+
+KiB, MiB = 1024, 1024 * 1024
+
+
+@pytest.fixture(autouse=True)
+def _qemu():
+    require_qemu()
+
+
+def test_refcount_table_grows(tmp_path):
+    """512-byte clusters with 64-bit refcounts: 64 clusters per block, 64 blocks per table
+    cluster -- 4096 clusters fill the first table and force it to move."""
+    path = str(tmp_path / "g.qcow2")
+    create(path, 4 * MiB, cluster_size=512, refcount_bits=64)
+    data = pattern(1, 3 * MiB)
+    with Qcow2File.open(path, writable=True) as image:
+        old_table = image.header.refcount_table_offset
+        image.write(0, data)
+        assert image.header.refcount_table_offset != old_table
+    assert check_image(path) == []
+    check(path)
+    raw = str(tmp_path / "g.raw")
+    with open(raw, "wb") as f:
+        f.write(data + bytes(MiB))
+    compare_raw(path, raw)
+
+
+def test_overwrite_in_place_and_always_new(tmp_path):
+    path = str(tmp_path / "a.qcow2")
+    create(path, MiB)
+    with Qcow2File.open(path, writable=True) as image:
+        image.write(0, b"a" * 65536)
+        first = image.cluster_entry(0)[0] & t.OFFSET_MASK
+        image.write(10, b"b")
+        assert image.cluster_entry(0)[0] & t.OFFSET_MASK == first
+        image.always_new = True
+        image.write(20, b"c")
+        moved = image.cluster_entry(0)[0] & t.OFFSET_MASK
+        assert moved != first and image.refcount(first // 65536) == 0
+        assert bytes(image.read(0, 30)) == b"a" * 10 + b"b" + b"a" * 9 + b"c" + b"a" * 9
+    assert check_image(path) == []
+    check(path)
+
+
+def test_write_zeroes_frees_whole_clusters(tmp_path):
+    path = str(tmp_path / "z.qcow2")
+    create(path, MiB, cluster_size=4096)
+    with Qcow2File.open(path, writable=True) as image:
+        image.write(0, b"q" * 20000)
+        host = image.cluster_entry(1)[0] & t.OFFSET_MASK
+        image.write_zeroes(4096, 8192 + 100)
+        assert image.cluster_entry(1)[0] == 0 and image.refcount(host // 4096) == 0
+        assert bytes(image.read(0, 20000)) == b"q" * 4096 + bytes(8292) + b"q" * (20000 - 12388)
+    assert check_image(path) == []
+    check(path)
+
+
+def test_dirty_image_is_not_written(tmp_path):
+    path = str(tmp_path / "d.qcow2")
+    create(path, MiB)
+    with open(path, "r+b") as f:
+        f.seek(79)
+        f.write(b"\x01")
+    with Qcow2File.open(path, writable=True) as image:
+        with pytest.raises(Qcow2UnsupportedError, match="dirty"):
+            image.write(0, b"x")
+
+
+def test_autoclear_bits_are_cleared_on_write(tmp_path):
+    path = str(tmp_path / "b.qcow2")
+    create(path, MiB)
+    with open(path, "r+b") as f:
+        f.seek(95)
+        f.write(b"\x04")
+    with Qcow2File.open(path, writable=True) as image:
+        image.write(0, b"x")
+    with Qcow2File.open(path) as image:
+        assert image.header.autoclear_features == 0
