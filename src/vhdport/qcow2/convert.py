@@ -14,24 +14,27 @@ from .create import DEFAULT_CLUSTER_SIZE, create
 
 CHUNK = 4 * 1024 * 1024
 GRANULE = 64 * 1024
-_ZEROS = bytes(CHUNK)
 
 
 def nonzero_spans(data, granule=GRANULE):
-    """(start, end) spans of ``data`` holding non-zero bytes, at ``granule`` resolution."""
-    view = memoryview(data)
+    """(start, end) spans of ``data`` holding non-zero bytes, at ``granule`` resolution.
+
+    Slices compared with a zero constant: a copy and a memcmp per granule, both C speed.
+    """
+    size = len(data)
+    zeros = bytes(granule)
     spans = []
     start = None
-    for pos in range(0, len(view), granule):
-        piece = view[pos:pos + granule]
-        if piece == _ZEROS[:len(piece)]:
+    for pos in range(0, size, granule):
+        piece = data[pos:pos + granule]
+        if piece == zeros[:len(piece)] if len(piece) < granule else piece == zeros:
             if start is not None:
                 spans.append((start, pos))
                 start = None
         elif start is None:
             start = pos
     if start is not None:
-        spans.append((start, len(view)))
+        spans.append((start, size))
     return spans
 
 
