@@ -18,7 +18,8 @@ def test_info_of_a_chain(tmp_path):
     assert facts["format"] == "qcow2" and facts["depth"] == 3
     assert facts["backing_file"] == "mid.qcow2" and facts["backing_format"] == "qcow2"
     assert facts["parent"] == str(tmp_path / "mid.qcow2")
-    assert (facts["cluster_size"], facts["refcount_bits"]) == (4096, 8)
+    assert (facts["cluster_size"], facts["refcount_bits"]) == (4096, 16)   # qemu defaults
+    assert info("base.qcow2")["refcount_bits"] == 8
     assert info("mid.qcow2")["hidden"] is True and facts["hidden"] is False
     assert info("base.qcow2")["type"] == "dynamic"
 
