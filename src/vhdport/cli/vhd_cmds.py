@@ -212,3 +212,9 @@ def import_cmd(raw, out, fixed):
     from vhdport.vhd.convert import import_raw
 
     click.echo(str(import_raw(raw, out, fixed=fixed)))
+
+
+# QCOW2 files behind the same verbs (picked by magic, or by --format / extension on create)
+from vhdport.cli.disk_cmds import install as _install_qcow2  # noqa: E402
+
+_install_qcow2(vhd)
