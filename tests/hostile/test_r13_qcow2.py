@@ -223,10 +223,14 @@ def table_cases(base):
         ("L2 entry: data on the refcount table", [(l2, u64(t.COPIED | rt))], "l2_entry"),
         ("L2 entry reserved bits", [(l2, u64(t.COPIED | data | 2))], "l2_entry"),
         ("refcount table entry unaligned", [(rt, u64(2 * CS + 1))], "refcount_table"),
+        ("refcount block on the L1 table", [(rt, u64(l1))], "refcount_table"),
+        ("refcount block past EOF", [(rt, u64(1 << 44))], "refcount_table"),
+        ("L1 entry: L2 on a refcount block", [(l1, u64(2 * CS))], "l1_entry"),
+        ("L2 entry: data on a refcount block", [(l2, u64(t.COPIED | 2 * CS))], "l2_entry"),
     ]
 
 
-@pytest.mark.parametrize("index", range(12))
+@pytest.mark.parametrize("index", range(16))
 def test_table_refusals(tmp_path, base, reliability_case, index):
     name, edits, field = table_cases(base)[index]
     error = Qcow2CorruptError

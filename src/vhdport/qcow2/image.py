@@ -47,6 +47,7 @@ class Qcow2File(Writes):
         self._zcache = (None, None)
         self._fixed = []            # (start, end, what): header, L1, refcount and snapshot tables
         self._refblocks = collections.OrderedDict()
+        self._refblock_clusters = set()
         self._reftable = None
         self._next_free = None
 
@@ -96,6 +97,7 @@ class Qcow2File(Writes):
         self._check_reftable()
         self._load_snapshots()
         self._check_overlaps()
+        self._load_refblocks()
         self._load_l1()
 
     def _table(self, offset, length, field, field_offset, limit):
@@ -179,11 +181,35 @@ class Qcow2File(Writes):
                 raise self._corrupt("{} overlaps {} (clusters {}..{} and {}..{})".format(
                     w2, w1, s1, e1 - 1, s2, e2 - 1), s2 * cs, w2)
 
+    def _load_refblocks(self):
+        """Validate every refcount table entry; remember where the refcount blocks are."""
+        h, cs = self.header, self.cluster_size
+        raw = self._read(h.refcount_table_offset, h.refcount_table_clusters * cs)
+        for index in range(len(raw) // 8):
+            entry = t.read_u64(raw, index)
+            if not entry:
+                continue
+            off = entry & ~t.REFTABLE_RESERVED
+            at = h.refcount_table_offset + index * 8
+            if entry & t.REFTABLE_RESERVED or off % cs or off + cs > self.file_size:
+                raise self._corrupt("refcount table entry {} (0x{:016x}) unaligned or past the "
+                                    "end of the file".format(index, entry), at, "refcount_table")
+            what = self.in_fixed_metadata(off, cs)
+            if what:
+                raise self._corrupt("refcount block {} at {} overlaps the {}".format(
+                    index, off, what), at, "refcount_table")
+            self._refblock_clusters.add(off // cs)
+
     def in_fixed_metadata(self, offset, length):
+        """Name of the header / table / refcount block that [offset, offset+length) touches."""
+        cs = self.cluster_size
         for start, end, what in self._fixed:
-            if offset < ((end + self.cluster_size - 1) // self.cluster_size) * self.cluster_size \
-                    and start < offset + length:
+            if offset < (end + cs - 1) // cs * cs and start < offset + length:
                 return what
+        if self._refblock_clusters:
+            for cluster in range(offset // cs, (offset + length + cs - 1) // cs):
+                if cluster in self._refblock_clusters:
+                    return "refcount block at {}".format(cluster * cs)
         return None
 
     def _load_l1(self):

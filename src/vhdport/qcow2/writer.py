@@ -142,6 +142,7 @@ class Writes(object):
         off = self._claim(1)
         self.pwrite(off, bytes(self.cluster_size))
         self._refblocks[off] = bytearray(self.cluster_size)
+        self._refblock_clusters.add(off // self.cluster_size)
         self._set_reftable_entry(block_index, off)
         self.set_refcount(off // self.cluster_size, 1)
         return off
