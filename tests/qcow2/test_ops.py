@@ -9,7 +9,7 @@ import pytest
 from tests.qcow2.qemu import check, compare_raw, info, pattern, qemu_img, qemu_io, \
     require_qemu, to_raw
 from vhdport.errors import ChainError
-from vhdport.qcow2 import Qcow2Chain, Qcow2File, local_backing
+from vhdport.qcow2 import Qcow2Chain, Qcow2File, check_image, local_backing
 from vhdport.qcow2.create import create, create_snapshot
 from vhdport.qcow2.ops import commit, get_hidden, resize, set_hidden, set_parent
 
@@ -161,3 +161,48 @@ def test_commit_grows_a_smaller_parent(tmp_path):
     check("base.qcow2")
     compare_raw("base.qcow2", "e.raw")
     assert len(expected) == 3 * MiB
+
+
+class _Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("stop_after", [1, 3, 7, 12, 20, 33, 50, 80])
+def test_commit_interrupted_leaves_old_or_new_clusters(tmp_path, monkeypatch, stop_after):
+    """Writes stop after N pwrite calls, the last one torn (what a crash leaves): each parent
+    cluster then reads as before or after the commit; the parent has leaks at worst.
+    (With in-place overwrites instead of fresh clusters every case here fails.)"""
+    os.chdir(str(tmp_path))
+    cs = 4096
+    create("base.qcow2", 256 * KiB, cluster_size=cs)
+    with Qcow2Chain.open("base.qcow2", writable=True) as chain:
+        chain.write(0, pattern(1, 256 * KiB))
+    create_snapshot("top.qcow2", "base.qcow2")
+    with Qcow2Chain.open("top.qcow2", writable=True, backing=local_backing) as chain:
+        chain.write(3000, pattern(2, 100 * KiB))
+        chain.write_zeroes(200 * KiB, 3 * cs)
+        after = bytes(chain.read(0, chain.virtual_size))
+    with Qcow2Chain.open("base.qcow2") as chain:
+        before = bytes(chain.read(0, chain.virtual_size))
+    real_pwrite = Qcow2File.pwrite
+    calls = []
+
+    def failing(self, offset, data):
+        calls.append(offset)
+        if len(calls) > stop_after:
+            if len(data) > 512:      # a torn write: only the first sectors reach the disk
+                real_pwrite(self, offset, bytes(data)[:len(data) // 2 // 512 * 512])
+            raise _Crash()
+        return real_pwrite(self, offset, data)
+
+    monkeypatch.setattr(Qcow2File, "pwrite", failing)
+    monkeypatch.setattr(Qcow2File, "flush", lambda self: None)
+    with pytest.raises(_Crash):
+        commit("top.qcow2")
+    monkeypatch.undo()
+    with Qcow2Chain.open("base.qcow2") as chain:
+        now = bytes(chain.read(0, chain.virtual_size))
+    for c in range(0, len(now), cs):
+        assert now[c:c + cs] in (before[c:c + cs], after[c:c + cs]), "cluster {}".format(c // cs)
+    defects = check_image("base.qcow2")
+    assert all(d.field == "leak" for d in defects), defects
