@@ -170,3 +170,31 @@ def test_extents_cover_the_disk_in_order(tmp_path):
             assert data[off:off + n] == bytes(n)
         pos += n
     assert pos == SIZE
+
+
+@pytest.mark.parametrize("options", ["compat=1.1", "compat=0.10", "cluster_size=512",
+                                     "extended_l2=on", "refcount_bits=1,cluster_size=4k"])
+def test_our_writes_into_qemu_chains(tmp_path, options):
+    """Odd writes through a qemu-made chain (COW from data, zero and compressed clusters
+    below): qemu-img check is clean and qemu reads what we read."""
+    from tests.qcow2.qemu import check, compare_raw, pattern
+
+    base = make(str(tmp_path / "base.qcow2"), options)
+    qemu_io(base, "write -P 0x31 0 1M", "write -c -P 0x32 2M 64k")
+    top = make(str(tmp_path / "top.qcow2"), options, backing="base.qcow2")
+    qemu_io(top, "write -z 512k 64k", "write -P 0x33 1M 5k")
+    model = bytearray(to_raw(top, str(tmp_path / "before.raw")))
+    with Qcow2Chain.open(top, writable=True, backing=local_backing) as chain:
+        for seed, (off, n) in enumerate([(0, 1), (511, 2), (4095, 10000), (512 * KiB + 7, 70000),
+                                         (2 * MiB + 100, 3000), (SIZE - 3, 3)]):
+            data = pattern(seed, n)
+            chain.write(off, data)
+            model[off:off + n] = data
+        chain.write_zeroes(64 * KiB, 130 * KiB)
+        model[64 * KiB:194 * KiB] = bytes(130 * KiB)
+        assert bytes(chain.read(0, SIZE)) == bytes(model)
+    check(top)
+    raw = str(tmp_path / "model.raw")
+    with open(raw, "wb") as f:
+        f.write(model)
+    compare_raw(top, raw)
