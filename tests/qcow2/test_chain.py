@@ -125,7 +125,9 @@ def test_backing_not_followed_unless_asked(tmp_path):
         asked.append((name, fmt))
         return local_backing(child, name, fmt)
 
-    Qcow2Chain.open(top, backing=resolver).close()
+    with Qcow2Chain.open(top, backing=resolver) as chain:
+        assert (chain.path, chain.backing) == (top, "base.qcow2")
+        assert chain.parent_path == str(tmp_path / "base.qcow2")
     assert asked == [("base.qcow2", "qcow2")]
 
 

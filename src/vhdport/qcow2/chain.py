@@ -89,8 +89,19 @@ class Qcow2Chain(object):
         return self.leaf.virtual_size
 
     @property
+    def path(self):
+        """The leaf's path: a QCOW2 file has no uuid, its identity is where it lives."""
+        return self.leaf.path
+
+    @property
     def backing(self):
+        """The leaf's backing file name as stored (relative or absolute), or None."""
         return self.leaf.backing_name
+
+    @property
+    def parent_path(self):
+        """Path of the opened backing file, or None (no backing file, or not followed)."""
+        return self.images[1].path if len(self.images) > 1 else None
 
     @property
     def hidden(self):
