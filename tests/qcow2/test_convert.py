@@ -122,3 +122,42 @@ def test_export_refuses_existing_output(tmp_path):
     open(out, "w").close()
     with pytest.raises(Exception, match="cannot create"):
         export_raw(path, out)
+
+
+class _Failing(object):
+    virtual_size = 64 * MiB
+
+    def allocated_ranges(self):
+        return [(0, self.virtual_size)]
+
+    def read(self, offset, length):
+        if offset >= 8 * MiB:
+            raise OSError("disk gone at {}".format(offset))
+        return b"\x01" * length
+
+
+class _Sink(object):
+    def __init__(self):
+        self.written = 0
+
+    def write(self, offset, data):
+        self.written += len(data)
+
+
+def test_prefetch_passes_the_readers_error_on():
+    sink = _Sink()
+    with pytest.raises(OSError, match="disk gone at 8388608"):
+        copy_disk(_Failing(), sink)
+    assert sink.written == 8 * MiB
+
+
+def test_consumer_error_stops_the_prefetch_thread():
+    import threading
+
+    class Boom(_Sink):
+        def write(self, offset, data):
+            raise ValueError("target full")
+
+    with pytest.raises(ValueError, match="target full"):
+        copy_disk(_Failing(), Boom())
+    assert not [t for t in threading.enumerate() if t.name == "qcow2-prefetch"]

@@ -7,6 +7,8 @@ runs of zeros are never written, so the target stays sparse.
 """
 
 import os
+import queue
+import threading
 
 from ..errors import Qcow2FormatError
 from .chain import Qcow2Chain
@@ -38,16 +40,71 @@ def nonzero_spans(data, granule=GRANULE):
     return spans
 
 
-def copy_disk(source, target, granule=GRANULE, chunk=CHUNK):
-    """Write every non-zero granule of ``source`` at the same offset into ``target``."""
+def _chunks(source, chunk):
     for offset, length in source.allocated_ranges():
         end = offset + length
         while offset < end:
             take = min(chunk, end - offset)
-            data = source.read(offset, take)
-            for lo, hi in nonzero_spans(data, granule):
-                target.write(offset + lo, memoryview(data)[lo:hi])
+            yield offset, source.read(offset, take)
             offset += take
+
+
+def _prefetched(items, depth=2):
+    """Iterate ``items`` produced by a helper thread, at most ``depth`` ahead.
+
+    Reading (and the Python work of mapping clusters) then overlaps the target's
+    writes; memory stays ``depth + 1`` chunks.  An exception in the producer is
+    re-raised in the consumer; a consumer that stops early stops the producer.
+    """
+    slots = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        slots.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put(done)
+        except BaseException as e:          # handed to the consumer
+            slots.put(e)
+
+    worker = threading.Thread(target=produce, name="qcow2-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                slots.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        worker.join()
+
+
+def copy_disk(source, target, granule=GRANULE, chunk=CHUNK, prefetch=True):
+    """Write every non-zero granule of ``source`` at the same offset into ``target``.
+
+    ``prefetch`` reads in a helper thread; pass False when ``source`` and ``target``
+    share an open file (the same image), which must not be used from two threads.
+    """
+    items = _chunks(source, chunk)
+    for offset, data in (_prefetched(items) if prefetch else items):
+        for lo, hi in nonzero_spans(data, granule):
+            target.write(offset + lo, memoryview(data)[lo:hi])
 
 
 class RawFile(object):

@@ -398,10 +398,18 @@ class Qcow2File(Writes):
     def read_data(self, kind, host, guest, view):
         """Fill ``view`` from a data or compressed run found by :meth:`map`."""
         if kind == t.DATA:
-            data = self._read(host, len(view))
-            view[:len(data)] = data
-            if len(data) < len(view):       # a cluster cut by EOF reads as zeros, as in qemu
-                view[len(data):] = bytes(len(view) - len(data))
+            # straight into the caller's buffer: no intermediate bytes object
+            want = max(0, min(len(view), self.file_size - host))
+            got = 0
+            if want:
+                self._f.seek(host)
+                while got < want:
+                    n = self._f.readinto(view[got:want])
+                    if not n:
+                        break
+                    got += n
+            if got < len(view):             # a cluster cut by EOF reads as zeros, as in qemu
+                view[got:] = bytes(len(view) - got)
             return
         cluster = self.decompress(host, guest)
         skip = guest % self.cluster_size

@@ -34,11 +34,13 @@ class Writes(object):
 
     def pwrite(self, offset, data):
         try:
-            self._f.seek(offset)
+            fd = self._f.fileno()
             view = memoryview(data)
+            at = offset
             while len(view):
-                done = self._f.write(view)
+                done = os.pwrite(fd, view, at)
                 view = view[done:]
+                at += done
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise NoSpaceError(path=self.path)
@@ -174,8 +176,24 @@ class Writes(object):
     def allocate(self, count):
         """Host offset of ``count`` new contiguous clusters, each with refcount 1."""
         start = self._claim(count)
-        for i in range(count):
-            self.set_refcount(start // self.cluster_size + i, 1)
+        cluster = start // self.cluster_size
+        order = self.header.refcount_order
+        while count:
+            block_index, index = divmod(cluster, self._rb_entries)
+            if not self._refblock_offset(block_index):
+                self.set_refcount(cluster, 1)        # creates the block (and counts it)
+                cluster, count = cluster + 1, count - 1
+                continue
+            off = self._refblock_offset(block_index)
+            block = self._refblock(off)
+            n = min(count, self._rb_entries - index)
+            lo = hi = None
+            for i in range(index, index + n):
+                at, raw = t.refcount_set(block, i, order, 1)
+                lo = at if lo is None else lo
+                hi = at + len(raw)
+            self.pwrite(off + lo, block[lo:hi])       # one write per refcount block
+            cluster, count = cluster + n, count - n
         return start
 
     def free_host(self, kind, host):
@@ -197,18 +215,26 @@ class Writes(object):
 
     def set_entry(self, cluster, entry, bitmap=0):
         """Point guest ``cluster`` at ``entry`` (allocating its L2 table if needed)."""
-        l1i, l2i = divmod(cluster, self.l2_entries)
-        l2 = self.l1_entry(l1i) & t.OFFSET_MASK
-        if not l2:
-            l2 = self.allocate(1)
-            self.pwrite(l2, bytes(self.cluster_size))
-            self._l2_cache[l2] = bytearray(self.cluster_size)
-            self._set_l1_entry(l1i, l2 | t.COPIED)
-        table = self.l2_table(l2)
-        raw = t.pack_l2_entry(entry, bitmap, self.extended)
-        at = l2i * len(raw)
-        table[at:at + len(raw)] = raw
-        self.pwrite(l2 + at, raw)
+        self.set_entries(cluster, [(entry, bitmap)])
+
+    def set_entries(self, cluster, entries):
+        """Point guest clusters from ``cluster`` on at ``entries`` [(entry, bitmap)]: one write
+        per L2 table touched."""
+        size = t.l2_entry_size(self.extended)
+        while entries:
+            l1i, l2i = divmod(cluster, self.l2_entries)
+            l2 = self.l1_entry(l1i) & t.OFFSET_MASK
+            if not l2:
+                l2 = self.allocate(1)
+                self.pwrite(l2, bytes(self.cluster_size))
+                self._l2_cache[l2] = bytearray(self.cluster_size)
+                self._set_l1_entry(l1i, l2 | t.COPIED)
+            n = min(len(entries), self.l2_entries - l2i)
+            raw = b"".join(t.pack_l2_entry(e, b, self.extended) for e, b in entries[:n])
+            table = self.l2_table(l2)
+            table[l2i * size:l2i * size + len(raw)] = raw
+            self.pwrite(l2 + l2i * size, raw)
+            cluster, entries = cluster + n, entries[n:]
 
     def _set_l1_entry(self, index, value):
         _U64.pack_into(self._l1, index * 8, value)
@@ -287,8 +313,7 @@ class Writes(object):
         self.pwrite(host, data)
         if self.always_new:
             self.flush()
-        for i in range(count):
-            self.set_entry(cluster + i, *self._data_entry(host + i * cs))
+        self.set_entries(cluster, [self._data_entry(host + i * cs) for i in range(count)])
         for runs in olds:
             for _s, _n, kind, old in runs:
                 if kind == t.DATA:
