@@ -295,3 +295,72 @@ def test_huge_sparse_image_opens_in_bounded_memory(tmp_path, reliability_case):
     assert runs == [(0, 17589500641280, t.ZERO_KIND)] and defects == []
     assert elapsed < CASE_SECONDS and peak < MAX_PEAK
     case.detail = "{:.2f} s, {:.1f} MiB".format(elapsed, peak / MiB)
+
+
+def _snapshot_table(l1_offsets, l1_size):
+    out = b""
+    for i, off in enumerate(l1_offsets):
+        ident = str(i).encode()
+        entry = struct.pack(">QIHHIIQII", off, l1_size, len(ident), len(ident), 0, 0, 0, 0, 16)
+        entry += bytes(16) + ident + ident
+        out += entry + bytes(-len(entry) % 8)
+    return out
+
+
+def _with_snapshots(raw, cs, count, shared_l1):
+    """``raw`` plus ``count`` snapshots (copies of its L1, or one shared copy) after its end."""
+    l1_off = struct.unpack(">Q", raw[40:48])[0]
+    l1_size = struct.unpack(">I", raw[36:40])[0]
+    end = (len(raw) + cs - 1) // cs * cs
+    l1_copy = raw[l1_off:l1_off + l1_size * 8]
+    step = (len(l1_copy) + cs - 1) // cs * cs
+    edits, offsets = [], []
+    for i in range(count):
+        off = end if shared_l1 else end + i * step
+        offsets.append(off)
+        edits.append((off, l1_copy))
+    table_at = end + (1 if shared_l1 else count) * step
+    edits.append((table_at, _snapshot_table(offsets, l1_size)))
+    edits += [(60, u32(count)), (64, u64(table_at))]
+    return patched(raw, *edits)
+
+
+def test_snapshots_sharing_one_l1_are_refused(tmp_path, base, reliability_case):
+    raw = _with_snapshots(base["raw"], CS, 1000, shared_l1=True)
+    run_case(tmp_path, raw, reliability_case, "1000 snapshots naming one L1 table (walk bomb)",
+             Qcow2CorruptError, "snapshot_l1")
+
+
+def test_many_snapshots_sharing_l2_tables_check_fast(tmp_path, reliability_case):
+    """2000 snapshots, each its own L1 copy, all reaching the same L2 tables: check walks
+    each L2 table once (weighted), so time follows the file, not snapshots x tables."""
+    case = reliability_case("R13", "2000 snapshots sharing L2 tables (check bomb)",
+                            "typed defects (refcounts not raised); <5 s, <100 MiB")
+    path = str(tmp_path / "src.qcow2")
+    create(path, 4 * MiB, cluster_size=512)
+    with Qcow2Chain.open(path, writable=True) as chain:
+        for off in range(0, 4 * MiB, 32 * KiB):
+            chain.write(off, b"d" * 512)
+    with open(path, "rb") as f:
+        raw = _with_snapshots(f.read(), 512, 2000, shared_l1=False)
+    with open(path, "wb") as f:
+        f.write(raw)
+    before = sha(path)
+
+    def read_and_check():
+        with Qcow2Chain.open(path) as chain:
+            assert len(chain.leaf.snapshots) == 2000
+            chain.read(0, chain.virtual_size)
+        return check_image(path)
+
+    start = time.monotonic()
+    defects = read_and_check()              # timed alone: tracemalloc slows Python code
+    elapsed = time.monotonic() - start
+    tracemalloc.start()
+    read_and_check()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert defects and {d.field for d in defects} <= {"refcount", "copied_flag", "leak"}
+    assert elapsed < CASE_SECONDS and peak < MAX_PEAK and sha(path) == before
+    case.detail = "{} defects in {:.2f} s, peak {:.1f} MiB".format(len(defects), elapsed,
+                                                                  peak / MiB)

@@ -19,6 +19,7 @@ from .image import Qcow2File
 
 MAX_PER_FIELD = 10
 _BITMAP_DIR = struct.Struct(">QIIBBHI")
+_U64 = struct.Struct(">Q")
 
 
 class Defect(collections.namedtuple("Defect", "field offset message path")):
@@ -56,17 +57,17 @@ class _Counter(object):
         self.counts = bytearray(clusters)
         self.big = {}
 
-    def add(self, cluster):
+    def add(self, cluster, weight=1):
         if cluster >= len(self.counts):
             return False
         value = self.counts[cluster]
         if value == 255:
-            self.big[cluster] += 1
-        elif value == 254:
+            self.big[cluster] += weight
+        elif value + weight >= 255:
             self.counts[cluster] = 255
-            self.big[cluster] = 255
+            self.big[cluster] = value + weight
         else:
-            self.counts[cluster] = value + 1
+            self.counts[cluster] = value + weight
         return True
 
     def get(self, cluster):
@@ -107,13 +108,14 @@ class _Checker(object):
         self.clusters = (image.file_size + self.cs - 1) // self.cs
         self.refs = _Counter(self.clusters)
         self.blocks = {}
+        self._l2_uses = {}
         self.rb_entries = 1
         self._block_cache = {}
 
-    def ref(self, offset, length, what, where):
+    def ref(self, offset, length, what, where, weight=1):
         first, last = offset // self.cs, (offset + max(length, 1) - 1) // self.cs
         for cluster in range(first, last + 1):
-            if not self.refs.add(cluster):
+            if not self.refs.add(cluster, weight):
                 self.report.add(what, where, "{} at {} lies past the end of the file ({} bytes)"
                                 .format(what, cluster * self.cs, self.image.file_size))
                 return
@@ -135,28 +137,38 @@ class _Checker(object):
         if h.nb_snapshots:
             end = image.snapshots[-1].offset + image.snapshots[-1].length
             self.ref(h.snapshots_offset, end - h.snapshots_offset, "snapshot_table", 64)
+        for l2, (weight, active) in sorted(self._l2_uses.items()):
+            self._walk_l2(image._read(l2, self.cs), l2, weight, active)
         self._bitmaps()
         self._refcounts()
 
     def _walk_l1(self, l1, l1_offset, active):
-        image = self.image
-        for index in range(len(l1) // 8):
-            entry = t.read_u64(l1, index)
+        image, cs, uses, refs = self.image, self.cs, self._l2_uses, self.refs
+        for index, (entry,) in enumerate(_U64.iter_unpack(l1[:len(l1) // 8 * 8])):
+            if not entry:
+                continue
             l2 = entry & t.OFFSET_MASK
             at = l1_offset + index * 8
             if entry & t.L1_RESERVED:
                 self.report.add("l1_entry", at, "reserved bits set in 0x{:016x}".format(entry))
             if not l2:
                 continue
-            if l2 % self.cs or l2 + self.cs > image.file_size:
+            if l2 % cs or l2 + cs > image.file_size:
                 self.report.add("l1_entry", at, "L2 table at {} unaligned or past EOF".format(l2))
                 continue
-            self.ref(l2, self.cs, "l2_table", at)
+            refs.add(l2 // cs)
             if active:
                 self._copied(entry, l2, "l1_entry", at)
-            self._walk_l2(image._read(l2, self.cs), l2, index, active)
+            # each L1 reaching an L2 table adds one reference to every cluster it maps:
+            # count the L1 references first and walk each table once, weighted
+            use = uses.get(l2)
+            if use is None:
+                uses[l2] = [1, active]
+            else:
+                use[0] += 1
+                use[1] = use[1] or active
 
-    def _walk_l2(self, table, l2, l1_index, active):
+    def _walk_l2(self, table, l2, weight, active):
         image = self.image
         size = t.l2_entry_size(image.extended)
         for index in range(len(table) // size):
@@ -169,7 +181,7 @@ class _Checker(object):
                 if span > t.compressed_max_span(self.cs) or bitmap:
                     self.report.add("l2_entry", at, "compressed cluster of {} bytes".format(span))
                     continue
-                self.ref(off, span, "compressed_cluster", at)
+                self.ref(off, span, "compressed_cluster", at, weight)
                 continue
             host = entry & t.OFFSET_MASK
             if entry & t.L2_RESERVED or (image.extended and entry & t.ZERO):
@@ -190,7 +202,7 @@ class _Checker(object):
             if what:
                 self.report.add("l2_entry", at, "data cluster at {} overlaps the {}".format(
                     host, what))
-            self.ref(host, self.cs, "data_cluster", at)
+            self.ref(host, self.cs, "data_cluster", at, weight)
             if active:
                 self._copied(entry, host, "l2_entry", at)
 

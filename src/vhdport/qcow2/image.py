@@ -7,6 +7,7 @@ validated when it is used.  Reading through a backing chain lives in :mod:`.chai
 writing in :mod:`.writer`.
 """
 
+import bisect
 import collections
 import errno
 import os
@@ -46,6 +47,7 @@ class Qcow2File(Writes):
         self._l2_cache_max = 2
         self._zcache = (None, None)
         self._fixed = []            # (start, end, what): header, L1, refcount and snapshot tables
+        self._fixed_sorted, self._fixed_starts = [], []
         self._refblocks = collections.OrderedDict()
         self._refblock_clusters = set()
         self._reftable = None
@@ -97,6 +99,7 @@ class Qcow2File(Writes):
         self._check_reftable()
         self._load_snapshots()
         self._check_overlaps()
+        self._index_fixed()
         self._load_refblocks()
         self._load_l1()
 
@@ -170,6 +173,8 @@ class Qcow2File(Writes):
                                     "outside the file".format(snap.id, l1, snap.l1_size),
                                     snap.offset, "snapshot_l1")
             self.snapshots.append(snap)
+            if snap.l1_size:    # each snapshot owns its L1 copy: no sharing, so no L1 bombs
+                self._fixed.append((l1, l1 + snap.l1_size * 8, "snapshot_l1"))
             at += snap.length
         self._fixed.append((h.snapshots_offset, h.snapshots_offset + max(at, 1), "snapshot_table"))
 
@@ -200,12 +205,24 @@ class Qcow2File(Writes):
                     index, off, what), at, "refcount_table")
             self._refblock_clusters.add(off // cs)
 
+    def _index_fixed(self):
+        """Sort the (disjoint, checked) fixed metadata ranges for bisecting, cluster-rounded."""
+        cs = self.cluster_size
+        self._fixed_sorted = sorted((s, (e + cs - 1) // cs * cs, what) for s, e, what in self._fixed)
+        self._fixed_starts = [f[0] for f in self._fixed_sorted]
+
+    def replace_fixed(self, what, start, end):
+        """A table moved (writer): drop its old range, add the new one."""
+        self._fixed = [f for f in self._fixed if f[2] != what] + [(start, end, what)]
+        self._index_fixed()
+
     def in_fixed_metadata(self, offset, length):
         """Name of the header / table / refcount block that [offset, offset+length) touches."""
         cs = self.cluster_size
-        for start, end, what in self._fixed:
-            if offset < (end + cs - 1) // cs * cs and start < offset + length:
-                return what
+        # ranges are disjoint: only the last one starting before the end can intersect
+        i = bisect.bisect_left(self._fixed_starts, offset + length) - 1
+        if i >= 0 and self._fixed_sorted[i][1] > offset:
+            return self._fixed_sorted[i][2]
         if self._refblock_clusters:
             for cluster in range(offset // cs, (offset + length + cs - 1) // cs):
                 if cluster in self._refblock_clusters:

@@ -168,8 +168,7 @@ class Writes(object):
         self.header.refcount_table_clusters = clusters
         self.pwrite(48, _REFTABLE_FIELDS.pack(new_offset, clusters))
         self.flush()
-        self._fixed = [f for f in self._fixed if f[2] != "refcount_table"]
-        self._fixed.append((new_offset, new_offset + clusters * cs, "refcount_table"))
+        self.replace_fixed("refcount_table", new_offset, new_offset + clusters * cs)
         for i in range(old_clusters):
             self.set_refcount(old_offset // cs + i, 0)
 
@@ -392,8 +391,7 @@ class Writes(object):
         self.flush()
         self._l1 = bytearray(table[:need * 8])
         h.l1_table_offset = new_offset
-        self._fixed = [f for f in self._fixed if f[2] != "l1_table"]
-        self._fixed.append((new_offset, new_offset + need * 8, "l1_table"))
+        self.replace_fixed("l1_table", new_offset, new_offset + need * 8)
         self.pwrite(36, struct.pack(">IQ", need, new_offset))
         self.flush()
         if old_offset:
