@@ -84,16 +84,19 @@ def sha(path):
 
 
 def exercise(path):
-    """Everything a reader does: open, map, read it all, check."""
-    with Qcow2Chain.open(path) as chain:
-        list(chain.extents())
-        size = chain.virtual_size
+    """Everything a reader does: open, map, read it all (the file alone), check, open as a
+    chain (which refuses a backing file: no resolver)."""
+    with Qcow2File.open(path) as image:
+        list(image.map(0, image.virtual_size))
+        size = image.virtual_size
         pos = 0
         while pos < size:
             n = min(4 * MiB, size - pos)
-            chain.read(pos, n)
+            image.read(pos, n)
             pos += n
     defects = check_image(path)
+    with Qcow2Chain.open(path) as chain:
+        list(chain.extents())
     if defects:
         raise _Defects(defects)
 
@@ -364,3 +367,83 @@ def test_many_snapshots_sharing_l2_tables_check_fast(tmp_path, reliability_case)
     assert elapsed < CASE_SECONDS and peak < MAX_PEAK and sha(path) == before
     case.detail = "{} defects in {:.2f} s, peak {:.1f} MiB".format(len(defects), elapsed,
                                                                   peak / MiB)
+
+
+# ---------------------------------------------------------------- mutation fuzzing
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+FUZZ_EXAMPLES = int(os.environ.get("VHDPORT_FUZZ_EXAMPLES", "150"))
+
+
+@pytest.fixture(scope="module")
+def fuzz_seeds(tmp_path_factory, base, compressed):
+    """Valid images to mutate: ours (64 KiB), a 512 B / 1-bit one with a backing name and the
+    hidden flag, qemu's compressed one, and an extended-L2 one."""
+    from vhdport.qcow2 import set_hidden
+    d = tmp_path_factory.mktemp("r13f")
+    small = str(d / "small.qcow2")
+    create(small, 300 * KiB, cluster_size=512, refcount_bits=1, backing_name="parent.qcow2")
+    with Qcow2File.open(small, writable=True) as image:
+        image.write(1000, b"s" * 5000)
+    set_hidden(small, True)
+    ext = str(d / "ext.qcow2")
+    create(ext, MiB, cluster_size=16 * KiB, extended_l2=True)
+    with Qcow2File.open(ext, writable=True) as image:
+        image.write(3, b"e" * 40000)
+    seeds = [base["raw"], compressed["raw"]]
+    for path in (small, ext):
+        with open(path, "rb") as f:
+            seeds.append(f.read())
+    return seeds
+
+
+def _regions(raw):
+    """Metadata regions worth mutating: header cluster start, L1, L2s, refcount structures."""
+    cs = 1 << struct.unpack(">I", raw[20:24])[0]
+    regions = [(0, min(cs, 1024))]
+    l1 = struct.unpack(">Q", raw[40:48])[0]
+    rt = struct.unpack(">Q", raw[48:56])[0]
+    regions += [(l1, 64), (rt, 64)]
+    for i in range(4):
+        entry = struct.unpack(">Q", raw[l1 + i * 8:l1 + i * 8 + 8])[0] & t.OFFSET_MASK
+        if entry:
+            regions.append((entry, 256))
+    entry = struct.unpack(">Q", raw[rt:rt + 8])[0]
+    if entry:
+        regions.append((entry, 64))
+    return [(s, n) for s, n in regions if s + n <= len(raw)]
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.data_too_large])
+@given(data=st.data())
+def test_mutated_images_only_raise_typed_errors(tmp_path, fuzz_seeds, data):
+    raw = bytearray(data.draw(st.sampled_from(fuzz_seeds), label="seed"))
+    regions = _regions(bytes(raw))
+    for _ in range(data.draw(st.integers(1, 4), label="mutations")):
+        start, n = data.draw(st.sampled_from(regions), label="region")
+        at = start + data.draw(st.integers(0, n - 1), label="at")
+        kind = data.draw(st.sampled_from(["byte", "u32", "u64"]), label="kind")
+        width = {"byte": 1, "u32": 4, "u64": 8}[kind]
+        value = data.draw(st.sampled_from([0, 1, 0xFF, 0x80, 0x7FFFFFFF, 0xFFFFFFFF,
+                                           (1 << 63), (1 << 64) - 1, 512, 65536,
+                                           len(raw), len(raw) + 512]), label="value")
+        value &= (1 << (8 * width)) - 1
+        raw[at:at + width] = value.to_bytes(width, "big")[:len(raw) - at]
+    if data.draw(st.booleans(), label="truncate"):
+        raw = raw[:data.draw(st.integers(0, len(raw)), label="length")]
+    path = str(tmp_path / "m.qcow2")
+    with open(path, "wb") as f:
+        f.write(raw)
+    before = sha(path)
+    start = time.monotonic()
+    try:
+        exercise(path)
+    except VhdportError:
+        pass
+    except _Defects:
+        pass
+    assert time.monotonic() - start < CASE_SECONDS
+    assert sha(path) == before
