@@ -1,6 +1,7 @@
 """check_image agrees with qemu-img check: clean images have no defect, damage is named."""
 
 import json
+import os
 import struct
 
 import pytest
@@ -110,3 +111,32 @@ def test_unopenable_file_is_one_defect(tmp_path):
     defects = check_image(path)
     assert [(d.field, d.offset) for d in defects] == [("crypt_method", 32)]
     assert "encrypted" in defects[0].message
+
+
+def test_check_chain(tmp_path):
+    from vhdport.qcow2 import check_chain, create_snapshot
+
+    base, top = str(tmp_path / "base.qcow2"), str(tmp_path / "top.qcow2")
+    create(base, MiB, cluster_size=4096)
+    create_snapshot(top, "base.qcow2")
+    assert check_chain(top) == []
+    with Qcow2File.open(base, writable=True) as image:
+        image._begin_write()
+        spare = image.allocate(1)
+        image.pwrite(spare, bytes(4096))
+    assert [(d.field, d.path) for d in check_chain(top)] == [("leak", base)]
+    os.unlink(base)
+    defects = check_chain(top)
+    assert len(defects) == 1 and "not found" in defects[0].message
+
+
+def test_header_sanity(tmp_path):
+    path = str(tmp_path / "h.qcow2")
+    create(path, MiB)
+    with open(path, "r+b") as f:
+        f.seek(95)
+        f.write(b"\x81")              # bitmaps bit without extension + unknown bit 7
+        f.seek(106)
+        f.write(b"\x01")              # header padding
+    fields = sorted(d.field for d in check_image(path))
+    assert fields == ["autoclear_features", "autoclear_features", "header_length"]

@@ -22,7 +22,7 @@ def read(path):
         return f.read()
 
 
-@pytest.mark.parametrize("size", [0, 64 * 1024, 1 << 30, MAX_VIRTUAL_SIZE])
+@pytest.mark.parametrize("size", [0, 513, 64 * 1024, 1 << 30, MAX_VIRTUAL_SIZE])
 def test_sparse_create_is_byte_identical_to_qemu(tmp_path, size):
     ours, theirs = str(tmp_path / "o.qcow2"), str(tmp_path / "q.qcow2")
     create(ours, size)

@@ -131,7 +131,7 @@ class Qcow2Programs(RuleBasedStateMachine):
         os.unlink(child)
         del chain.files[index]
 
-    @rule(pick=picks, grow=st.integers(0, 2 * MiB))
+    @rule(pick=picks, grow=st.integers(0, 4096).map(lambda sectors: sectors * 512))
     def resize_leaf(self, pick, grow):
         chain = self._chain(pick)
         view = chain.views[chain.leaf]

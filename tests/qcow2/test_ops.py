@@ -8,7 +8,7 @@ import pytest
 
 from tests.qcow2.qemu import check, compare_raw, info, pattern, qemu_img, qemu_io, \
     require_qemu, to_raw
-from vhdport.errors import ChainError
+from vhdport.errors import ChainError, Qcow2UnsupportedError
 from vhdport.qcow2 import Qcow2Chain, Qcow2File, check_image, local_backing
 from vhdport.qcow2.create import create, create_snapshot
 from vhdport.qcow2.ops import commit, get_hidden, resize, set_hidden, set_parent
@@ -116,6 +116,8 @@ def test_resize_up(tmp_path):
     with Qcow2Chain.open(path, writable=True) as chain:
         chain.write(299 * MiB, b"end")
     check(path)
+    with pytest.raises(Qcow2UnsupportedError, match="multiple of 512"):
+        resize(path, 300 * MiB + 1)
     raw = to_raw(path, str(tmp_path / "r.raw"))
     assert raw[1000:6000] == b"\x07" * 5000 and raw[299 * MiB:299 * MiB + 3] == b"end"
 

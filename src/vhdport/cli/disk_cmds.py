@@ -71,13 +71,9 @@ def _info(path, as_json, **_):
 
 
 def _check(path, chain, as_json, **_):
-    from vhdport.qcow2 import Qcow2Chain, check_image, local_backing
+    from vhdport.qcow2 import check_chain, check_image
 
-    paths = [path]
-    if chain:
-        with Qcow2Chain.open(path, backing=local_backing) as opened:
-            paths = opened.paths()
-    defects = [d for p in paths for d in check_image(p)]
+    defects = check_chain(path) if chain else check_image(path)
     if as_json:
         print_json({"path": path, "chain": chain, "valid": not defects,
                     "defects": [{"field": d.field, "offset": d.offset, "message": str(d)}

@@ -13,8 +13,9 @@ import collections
 import struct
 
 from ..errors import VhdportError
+from .chain import Qcow2Chain, local_backing
 from .format import tables as t
-from .format.header import EXT_BITMAPS, INCOMPAT_DIRTY
+from .format.header import EXT_BACKING_FORMAT, EXT_BITMAPS, EXT_HIDDEN, INCOMPAT_DIRTY
 from .image import Qcow2File
 
 MAX_PER_FIELD = 10
@@ -99,6 +100,50 @@ def check_image(path):
     return report.finish()
 
 
+def check_chain(path, backing=local_backing):
+    """Defects of every file of the chain ending at ``path``, and of the links between them."""
+    report = _Report(path)
+    try:
+        chain = Qcow2Chain.open(path, backing=backing)
+    except VhdportError as e:
+        report.add(e.fields.get("field", "chain"), e.fields.get("offset"), str(e))
+        return report.finish()
+    with chain:
+        paths = chain.paths()
+        for child, parent in zip(chain.images, chain.images[1:]):
+            if child.backing_format != "qcow2":
+                report.add("backing_format", None, "{}: backing format {!r}, expected 'qcow2' "
+                           "(as SM writes it)".format(child.path, child.backing_format))
+            if parent.cluster_size != child.cluster_size:
+                report.add("cluster_bits", 20, "{}: cluster size {} differs from its backing "
+                           "file's {} (SM snapshots keep it)".format(
+                               child.path, child.cluster_size, parent.cluster_size))
+    defects = report.finish()
+    for one in paths:
+        defects += check_image(one)
+    return defects
+
+
+def _check_header(image, report):
+    h = image.header
+    if h.version == 3 and any(h.extra[1:]):
+        report.add("header_length", 100, "non-zero header padding after compression_type")
+    if h.backing_name is None and h.extension(EXT_BACKING_FORMAT) is not None:
+        report.add("extensions", h.header_length, "backing format extension without a "
+                   "backing file")
+    hidden = h.extension(EXT_HIDDEN)
+    if hidden is not None and len(hidden.data) != 8:
+        report.add("extensions", h.header_length, "hidden flag extension of {} bytes, SM writes "
+                   "8".format(len(hidden.data)))
+    if h.autoclear_features & ~0x3:
+        report.add("autoclear_features", 88, "unknown autoclear bits 0x{:x}".format(
+            h.autoclear_features & ~0x3))
+    if h.autoclear_features & 1 and h.extension(EXT_BITMAPS) is None:
+        report.add("autoclear_features", 88, "bitmaps bit set without the bitmaps extension")
+    if h.size % 512:
+        report.add("size", 24, "virtual size {} is not a multiple of 512".format(h.size))
+
+
 class _Checker(object):
 
     def __init__(self, image, report):
@@ -124,6 +169,7 @@ class _Checker(object):
         image, h = self.image, self.image.header
         if h.incompatible_features & INCOMPAT_DIRTY:
             self.report.add("incompatible_features", 72, "dirty bit set: refcounts may be stale")
+        _check_header(image, self.report)
         self._load_refcount_table()
         self.ref(0, self.cs, "header", 0)
         if h.l1_size:

@@ -73,7 +73,8 @@ def _layout(h, data_clusters, l2_tables):
 
 def create(path, size, cluster_size=DEFAULT_CLUSTER_SIZE, preallocate=False, refcount_bits=16,
            version=3, backing_name=None, backing_format="qcow2", extended_l2=False):
-    """A new image of ``size`` bytes; refuses to overwrite an existing file."""
+    """A new image of ``size`` bytes (rounded up to 512, as qemu-img does); never overwrites."""
+    size = (size + 511) // 512 * 512
     if size < 0 or size > MAX_VIRTUAL_SIZE:
         raise LimitError("{}: size {} outside 0..{} bytes (SM's QCOW2 limit)".format(
             path, size, MAX_VIRTUAL_SIZE))

@@ -362,6 +362,10 @@ class Writes(object):
         """Raise the virtual size (L1 table grown or moved when it must be)."""
         self._begin_write()
         h = self.header
+        if new_size % 512:
+            raise Qcow2UnsupportedError("new size {} is not a multiple of 512 (qemu-img resize "
+                                        "refuses it too)".format(new_size), path=self.path,
+                                        field="size")
         if new_size < h.size:
             raise Qcow2UnsupportedError("shrinking from {} to {} bytes is not supported".format(
                 h.size, new_size), path=self.path, field="size")
