@@ -84,3 +84,21 @@ def test_autoclear_bits_are_cleared_on_write(tmp_path):
         image.write(0, b"x")
     with Qcow2File.open(path) as image:
         assert image.header.autoclear_features == 0
+
+
+def test_writes_over_preallocated_zero_clusters_free_them(tmp_path):
+    from tests.qcow2.qemu import qemu_img, qemu_io
+
+    path = str(tmp_path / "za.qcow2")
+    qemu_img("create", "-q", "-f", "qcow2", "-o", "preallocation=metadata", path, "1M")
+    qemu_io(path, "write -z 0 128k")          # zero clusters that keep their host cluster
+    with Qcow2File.open(path) as image:
+        kind, host = image.classify(0)[0][2:]
+        assert kind == t.ZERO_KIND and host
+    with Qcow2File.open(path, writable=True) as image:
+        image.write(5, b"w")
+        image.write_zeroes(65536, 65536)
+        assert image.refcount(host // 65536) == 0
+        assert bytes(image.read(0, 10)) == bytes(5) + b"w" + bytes(4)
+    assert check_image(path) == []
+    check(path)

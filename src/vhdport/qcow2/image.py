@@ -347,7 +347,7 @@ class Qcow2File(Writes):
                 if self.header.version < 3:
                     raise self._corrupt("zero cluster flag in a version 2 image", where,
                                         "l2_entry")
-                return [(0, cs, t.ZERO_KIND, None)]
+                return [(0, cs, t.ZERO_KIND, host or None)]   # host: a preallocated zero
             return [(0, cs, t.DATA if host else t.UNALLOCATED, host or None)]
         return self._classify_subclusters(cluster, host, bitmap, where)
 

@@ -314,13 +314,18 @@ class Writes(object):
             self.flush()
         self.set_entries(cluster, [self._data_entry(host + i * cs) for i in range(count)])
         for runs in olds:
-            for _s, _n, kind, old in runs:
-                if kind == t.DATA:
-                    self.free_host(kind, old - _s if self.extended else old)
-                    if self.extended:
-                        break        # one host cluster for all its subclusters
-                elif kind == t.COMPRESSED_KIND:
-                    self.free_host(kind, old)
+            self._free_runs(runs)
+
+    def _free_runs(self, runs):
+        """Drop the host cluster a guest cluster's old runs held (data, compressed, or a
+        preallocated zero cluster); extended L2 subclusters share one host cluster."""
+        for start, _n, kind, old in runs:
+            if kind == t.COMPRESSED_KIND:
+                self.free_host(kind, old)
+                return
+            if old is not None and kind in (t.DATA, t.ZERO_KIND):
+                self.free_host(t.DATA, old - start if kind == t.DATA else old)
+                return
 
     def write_zeroes(self, offset, length, fill=None):
         """Make [offset, offset+length) read as zeros; whole clusters lose their data."""
@@ -334,14 +339,8 @@ class Writes(object):
             whole = take == cs or (within == 0 and offset + take >= self.virtual_size)
             if whole and (fill is None or (self.version >= 3 and not self.extended)):
                 olds = self.classify(cluster)
-                if fill is None:
-                    self.set_entry(cluster, 0, 0)
-                else:
-                    self.set_entry(cluster, t.ZERO, 0)
-                for _s, _n, kind, old in olds:
-                    if kind in (t.DATA, t.COMPRESSED_KIND):
-                        self.free_host(kind, old - _s if kind == t.DATA else old)
-                        break
+                self.set_entry(cluster, 0 if fill is None else t.ZERO, 0)
+                self._free_runs(olds)
             else:
                 self.write(offset, bytes(take), fill)
             offset += take
