@@ -216,3 +216,30 @@ def test_commit_interrupted_leaves_old_or_new_clusters(tmp_path, monkeypatch, fr
         assert now[c:c + cs] in (before[c:c + cs], after[c:c + cs]), "cluster {}".format(c // cs)
     defects = check_image("base.qcow2")
     assert all(d.field == "leak" for d in defects), defects
+
+
+def test_empty_hidden_extension_is_not_overwritten(tmp_path):
+    path = str(tmp_path / "e.qcow2")
+    create(path, MiB)
+    with Qcow2File.open(path, writable=True) as image:
+        h = image.header
+        from vhdport.qcow2.format.header import Extension
+        h.extensions.insert(0, Extension(0x76617465, b""))
+        image.write_header()
+    before = read(path)
+    with pytest.raises(Exception, match="no data byte") as info:
+        set_hidden(path, True)
+    assert info.value.fields["field"] == "extensions"
+    assert read(path) == before
+
+
+def test_commit_into_a_parent_with_internal_snapshots_is_refused(tmp_path):
+    os.chdir(str(tmp_path))
+    create("base.qcow2", MiB)
+    qemu_img("snapshot", "-c", "s1", "base.qcow2")
+    create_snapshot("top.qcow2", "base.qcow2")
+    qemu_io("top.qcow2", "write -P 1 0 4k")
+    before = read("base.qcow2")
+    with pytest.raises(Qcow2UnsupportedError, match="internal snapshots"):
+        commit("top.qcow2")
+    assert read("base.qcow2") == before

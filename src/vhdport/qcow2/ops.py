@@ -38,6 +38,9 @@ def set_hidden(path, hidden):
     with Qcow2File.open(path, writable=True) as image:
         h = image.header
         at = _extension_data_offset(h, EXT_HIDDEN)
+        if at is not None and not h.extension(EXT_HIDDEN).data:
+            raise Qcow2CorruptError("hidden flag extension has no data byte to set", path=path,
+                                    offset=at - 8, field="extensions")
         if at is not None:
             image.pwrite(at, bytes([flag]))
             image.flush()
