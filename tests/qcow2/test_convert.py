@@ -161,3 +161,23 @@ def test_consumer_error_stops_the_prefetch_thread():
     with pytest.raises(ValueError, match="target full"):
         copy_disk(_Failing(), Boom())
     assert not [t for t in threading.enumerate() if t.name == "qcow2-prefetch"]
+
+
+def test_memory_stays_flat(tmp_path):
+    """A 2 GiB disk with data spread over it: import and export peak at a few chunks."""
+    import tracemalloc
+
+    raw = str(tmp_path / "big.raw")
+    with open(raw, "wb") as f:
+        f.truncate(2048 * MiB)
+        for i in range(0, 2048, 97):
+            f.seek(i * MiB + 12345)
+            f.write(pattern(i, 3 * MiB))
+    out, back = str(tmp_path / "big.qcow2"), str(tmp_path / "back.raw")
+    tracemalloc.start()
+    import_raw(raw, out)
+    export_raw(out, back)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 40 * MiB, peak / MiB
+    compare_raw(out, raw)
