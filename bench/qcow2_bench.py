@@ -2,8 +2,9 @@
 
     python -m bench.qcow2_bench [--virtual-mib N] [--work DIR] [--json FILE]
 
-Separate from bench/run.py on purpose (issue #13); ``rows(work, virtual_mib)`` returns
-the rows as dicts so run.py can append them with a one-line hook.  Every timing is a whole
+Separate from bench/run.py on purpose (issue #13); run.py calls ``add_to(bench, mib)``
+(a two-line hook at the end of ``Bench.run``) and ``rows(work, virtual_mib)`` returns the
+measurements as dicts.  Every timing is a whole
 process (python -c ... vs qemu-img), after a ``sync``; both sides fsync their output
 (qemu-img with ``-t writeback``, which flushes).  Outputs are compared byte for byte; a
 wrong output makes the exit status 1, slowness never does.
@@ -101,6 +102,21 @@ def rows(work, virtual_mib):
     for row in out:
         row["ratio"] = row["qemu_s"] / row["ours_s"] if row["ours_s"] else None
     return out
+
+
+def add_to(bench, virtual_mib):
+    """The hook for bench/run.py: QCOW2 rows (Q1-Q3) and output checks in its own format."""
+    work = bench.fresh("qcow2")
+    for i, r in enumerate(rows(work, virtual_mib), 1):
+        if "skipped" in r:
+            bench.notes.append("QCOW2 rows skipped: {}".format(r["skipped"]))
+            continue
+        bench.check("Q{} {} output".format(i, r["what"]), r["ok"])
+        bench.row(id="Q{}".format(i), what="{} ({} MiB virtual)".format(r["what"], virtual_mib),
+                  vhdport="{:.2f} s".format(r["ours_s"]),
+                  baseline="{:.2f} s (qemu-img convert -t writeback)".format(r["qemu_s"]),
+                  ratio=r["ratio"], target=">= 1.0x (informative)",
+                  met=r["ratio"] is not None and r["ratio"] >= 1.0)
 
 
 def table(result_rows, virtual_mib):
