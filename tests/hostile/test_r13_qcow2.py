@@ -240,6 +240,20 @@ def test_table_refusals(tmp_path, base, reliability_case, index):
     run_case(tmp_path, patched(base["raw"], *edits), reliability_case, name, error, field)
 
 
+def test_shared_l2_table_is_refused(tmp_path, reliability_case):
+    """Every L1 entry naming one L2 table: a 100 KiB file that would read as 16 TiB of data."""
+    path = str(tmp_path / "src.qcow2")
+    create(path, 17589500641280, cluster_size=512 * KiB)
+    with Qcow2File.open(path, writable=True) as image:
+        image.write(0, b"x" * 512 * KiB)
+        l1, l2 = image.header.l1_table_offset, image.l1_entry(0)
+        entries = image.header.l1_size
+    with open(path, "rb") as f:
+        raw = patched(f.read(), (l1, u64(l2) * entries))
+    run_case(tmp_path, raw, reliability_case, "one L2 table named by all 512 L1 entries "
+             "(16 TiB from 1 MiB)", Qcow2CorruptError, "l1_entry")
+
+
 def test_compressed_span_larger_than_a_cluster(tmp_path, compressed, reliability_case):
     entry, l2 = compressed["entry"], compressed["l2"]
     x = 62 - (16 - 8)

@@ -12,6 +12,7 @@ import collections
 import errno
 import os
 import stat
+import struct
 import zlib
 
 from ..errors import Qcow2CorruptError, Qcow2FormatError
@@ -22,6 +23,7 @@ from .writer import Writes
 MAX_L1_BYTES = 32 * 1024 * 1024          # qemu's limit on an L1 table
 MAX_REFTABLE_BYTES = 8 * 1024 * 1024     # qemu's limit on the refcount table
 L2_CACHE_BYTES = 4 * 1024 * 1024
+_U64 = struct.Struct(">Q")
 
 
 def _full_read(fileobj, size, offset, length):
@@ -234,10 +236,21 @@ class Qcow2File(Writes):
         self._l1 = bytearray(self._read(h.l1_table_offset, h.l1_size * 8)) if h.l1_size else \
             bytearray()
         need = t.l1_entries_needed(h.size, h.cluster_bits, self.extended)
-        for index in range(h.l1_size):
-            entry = t.read_u64(self._l1, index)
-            if entry:
-                self._check_l1_entry(index, entry, need)
+        cs = self.cluster_size
+        # one bit per host cluster: an L2 table named twice would map the same data over
+        # and over (a tiny file reading as terabytes); qemu never shares one within an L1
+        seen = bytearray(self.file_size // cs // 8 + 1)
+        for index, (entry,) in enumerate(_U64.iter_unpack(bytes(self._l1))):
+            if not entry:
+                continue
+            self._check_l1_entry(index, entry, need)
+            cluster = (entry & t.OFFSET_MASK) // cs
+            if cluster:
+                if seen[cluster >> 3] & (1 << (cluster & 7)):
+                    raise self._corrupt("L1 entry {} names the L2 table at {} a second time"
+                                        .format(index, cluster * cs),
+                                        h.l1_table_offset + index * 8, "l1_entry")
+                seen[cluster >> 3] |= 1 << (cluster & 7)
 
     def _check_l1_entry(self, index, entry, need):
         at = self.header.l1_table_offset + index * 8
