@@ -26,6 +26,18 @@ L2_CACHE_BYTES = 4 * 1024 * 1024
 _U64 = struct.Struct(">Q")
 
 
+def _bit(bits, index):
+    return index >> 3 < len(bits) and bits[index >> 3] & (1 << (index & 7))
+
+
+def _set_bit(bits, index):
+    """Set bit ``index`` (growing the bytearray if needed); return the bytearray."""
+    if index >> 3 >= len(bits):
+        bits += bytearray((index >> 3) - len(bits) + 1)
+    bits[index >> 3] |= 1 << (index & 7)
+    return bits
+
+
 def _full_read(fileobj, size, offset, length):
     """Up to ``length`` bytes at ``offset``, clamped to the file: never a huge buffer."""
     if offset < 0 or offset >= size or length <= 0:
@@ -52,6 +64,8 @@ class Qcow2File(Writes):
         self._fixed_sorted, self._fixed_starts = [], []
         self._refblocks = collections.OrderedDict()
         self._refblock_clusters = set()
+        self._scanned_l2 = bytearray()      # L2 tables whose data clusters are claimed
+        self._data_clusters = bytearray()   # host clusters the active L2 tables map
         self._reftable = None
         self._next_free = None
 
@@ -311,10 +325,31 @@ class Qcow2File(Writes):
         if len(table) != self.cluster_size:
             raise self._corrupt("L2 table at {} runs past the end of the file".format(offset),
                                 offset, "l2_table")
+        if not _bit(self._scanned_l2, offset // self.cluster_size):
+            self._claim_data_clusters(offset, table)
         self._l2_cache[offset] = table
         while len(self._l2_cache) > self._l2_cache_max:
             self._l2_cache.popitem(last=False)
         return table
+
+    def _claim_data_clusters(self, offset, table):
+        """First load of an L2 table: each data cluster it names must be named nowhere else
+        in the active layer (qemu never maps one twice; sharing would let a small file read
+        as far more data than it holds).  One bit per host cluster of the file."""
+        cs = self.cluster_size
+        step = 2 if self.extended else 1
+        entries = _U64.iter_unpack(bytes(table))
+        for index, (entry,) in enumerate(entries):
+            if index % step or entry & t.COMPRESSED:
+                continue        # bitmaps of extended entries; compressed clusters may share
+            cluster = (entry & t.OFFSET_MASK) // cs
+            if cluster and cluster * cs < self.file_size:     # past EOF: refused when used
+                if _bit(self._data_clusters, cluster):
+                    raise self._corrupt("L2 entry maps host cluster {} that another guest "
+                                        "cluster already maps".format(cluster * cs),
+                                        offset + index * 8, "l2_entry")
+                self._data_clusters = _set_bit(self._data_clusters, cluster)
+        self._scanned_l2 = _set_bit(self._scanned_l2, offset // cs)
 
     def cluster_entry(self, cluster):
         """(entry, bitmap, L2 table offset) of guest ``cluster``; zeros if it has no L2 table."""

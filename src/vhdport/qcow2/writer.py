@@ -227,13 +227,27 @@ class Writes(object):
                 l2 = self.allocate(1)
                 self.pwrite(l2, bytes(self.cluster_size))
                 self._l2_cache[l2] = bytearray(self.cluster_size)
+                self._note_scanned(l2 // self.cluster_size)
                 self._set_l1_entry(l1i, l2 | t.COPIED)
             n = min(len(entries), self.l2_entries - l2i)
             raw = b"".join(t.pack_l2_entry(e, b, self.extended) for e, b in entries[:n])
             table = self.l2_table(l2)
+            for e, _b in entries[:n]:
+                if e & t.OFFSET_MASK and not e & t.COMPRESSED:
+                    self._note_data_cluster((e & t.OFFSET_MASK) // self.cluster_size)
             table[l2i * size:l2i * size + len(raw)] = raw
             self.pwrite(l2 + l2i * size, raw)
             cluster, entries = cluster + n, entries[n:]
+
+    def _note_data_cluster(self, cluster):
+        if cluster >> 3 >= len(self._data_clusters):
+            self._data_clusters += bytearray((cluster >> 3) - len(self._data_clusters) + 1)
+        self._data_clusters[cluster >> 3] |= 1 << (cluster & 7)
+
+    def _note_scanned(self, cluster):
+        if cluster >> 3 >= len(self._scanned_l2):
+            self._scanned_l2 += bytearray((cluster >> 3) - len(self._scanned_l2) + 1)
+        self._scanned_l2[cluster >> 3] |= 1 << (cluster & 7)
 
     def _set_l1_entry(self, index, value):
         _U64.pack_into(self._l1, index * 8, value)
