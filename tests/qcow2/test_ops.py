@@ -243,3 +243,30 @@ def test_commit_into_a_parent_with_internal_snapshots_is_refused(tmp_path):
     with pytest.raises(Qcow2UnsupportedError, match="internal snapshots"):
         commit("top.qcow2")
     assert read("base.qcow2") == before
+
+
+def test_sm_file_sr_flow(tmp_path):
+    """FileSR's QCOW2 life cycle: create, write, snapshot by hard link + '.new' rename, hide
+    the base, relink with an absolute name (GC), coalesce; qemu agrees at every step."""
+    sr = str(tmp_path)
+    os.chdir(sr)
+    leaf, base = "aaaa.qcow2", "bbbb.qcow2"
+    create(leaf, 16 * MiB)
+    qemu_io(leaf, "write -P 1 0 3M")
+    os.link(leaf, base)                       # the leaf's data becomes the base
+    create_snapshot(leaf + ".new", base)
+    os.rename(leaf + ".new", leaf)
+    set_hidden(base, True)
+    with Qcow2Chain.open(leaf, writable=True, backing=local_backing) as chain:
+        chain.write(MiB + 3, b"after snapshot")
+    check(leaf)
+    check(base)
+    assert info(leaf)["backing-filename"] == base
+    expected = to_raw(leaf, "expected.raw")
+    set_parent(leaf, os.path.join(sr, base))  # SM's GC relinks with absolute paths
+    assert info(leaf)["backing-filename"] == os.path.join(sr, base)
+    commit(leaf)
+    check(base, with_backing=True)
+    with Qcow2Chain.open(base) as chain:
+        assert bytes(chain.read(0, chain.virtual_size)) == expected
+        assert chain.hidden is True
