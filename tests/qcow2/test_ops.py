@@ -54,8 +54,11 @@ def test_hidden_insertion_is_byte_identical_to_sm(tmp_path, backing, compat):
     qemu_img(*(args + ["disk.qcow2", "4M"]))
     qemu_io("base.qcow2", "write -P 5 0 70k")
     before = read("disk.qcow2")
-    set_hidden("disk.qcow2", True)
+    assert set_hidden("disk.qcow2", True) is True
     after = read("disk.qcow2")
+    mtime = os.stat("disk.qcow2").st_mtime_ns
+    assert set_hidden("disk.qcow2", True) is False          # already hidden: nothing written
+    assert os.stat("disk.qcow2").st_mtime_ns == mtime
     assert after == sm_insert_reference(before, 1)
     assert get_hidden("disk.qcow2") is True
     set_hidden("disk.qcow2", False)

@@ -33,8 +33,14 @@ def _extension_data_offset(header, kind):
 
 
 def set_hidden(path, hidden):
-    """Set (1) or clear (0) SM's hidden flag, inserting the extension as SM does if missing."""
+    """Set (1) or clear (0) SM's hidden flag, inserting the extension as SM does if missing.
+
+    Returns whether anything was written: a flag already as asked is left alone.
+    """
     flag = 1 if hidden else 0
+    with Qcow2File.open(path) as image:
+        if image.header.extension(EXT_HIDDEN) is not None and image.hidden == bool(hidden):
+            return False
     with Qcow2File.open(path, writable=True) as image:
         h = image.header
         at = _extension_data_offset(h, EXT_HIDDEN)
@@ -44,7 +50,7 @@ def set_hidden(path, hidden):
         if at is not None:
             image.pwrite(at, bytes([flag]))
             image.flush()
-            return
+            return True
         end = h.extensions_end
         head = bytearray(image._read(0, image.cluster_size))
         region = hidden_extension_bytes(flag) + bytes(8)
@@ -66,6 +72,7 @@ def set_hidden(path, hidden):
         head[end:end + len(region)] = region
         image.pwrite(0, bytes(head[:stop]))
         image.flush()
+        return True
 
 
 def get_hidden(path):
