@@ -140,3 +140,19 @@ def test_header_sanity(tmp_path):
         f.write(b"\x01")              # header padding
     fields = sorted(d.field for d in check_image(path))
     assert fields == ["autoclear_features", "autoclear_features", "header_length"]
+
+
+def test_stale_bitmaps_agree_with_qemu(tmp_path):
+    """Bitmaps whose autoclear bit was cleared (a writer without bitmap support): qemu counts
+    their clusters as leaks, and so do we."""
+    path = str(tmp_path / "b.qcow2")
+    create(path, 4 * MiB)
+    qemu_img("bitmap", "--add", path, "b0")
+    qemu_io(path, "write -P 1 0 64k")
+    with open(path, "r+b") as f:
+        f.seek(88)
+        f.write(bytes(8))
+    defects = check_image(path)
+    leaks = qemu_check(path)["leaks"]
+    assert leaks and sum(d.field == "leak" for d in defects) == leaks
+    assert any(d.field == "autoclear_features" for d in defects)

@@ -102,3 +102,19 @@ def test_writes_over_preallocated_zero_clusters_free_them(tmp_path):
         assert bytes(image.read(0, 10)) == bytes(5) + b"w" + bytes(4)
     assert check_image(path) == []
     check(path)
+
+
+def test_images_with_bitmaps_are_not_written(tmp_path):
+    from tests.qcow2.qemu import qemu_img
+
+    path = str(tmp_path / "bm.qcow2")
+    create(path, 4 * MiB)
+    qemu_img("bitmap", "--add", path, "b0")
+    with open(path, "rb") as f:
+        before = f.read()
+    with Qcow2File.open(path, writable=True) as image:
+        with pytest.raises(Qcow2UnsupportedError, match="dirty bitmaps"):
+            image.write(0, b"x")
+    with open(path, "rb") as f:
+        assert f.read() == before
+    check(path)

@@ -275,6 +275,12 @@ class _Checker(object):
         ext = self.image.header.extension(EXT_BITMAPS)
         if ext is None or len(ext.data) < 24:
             return
+        if not self.image.header.autoclear_features & 1:
+            # like qemu: bitmaps without their autoclear bit are stale and their clusters
+            # count as leaks (a program without bitmap support wrote the image)
+            self.report.add("autoclear_features", 88, "bitmaps extension present but its "
+                            "autoclear bit is clear: the bitmaps are inconsistent")
+            return
         _n, _r, dir_size, dir_off = struct.unpack(">IIQQ", ext.data[:24])
         if dir_size > 64 * 1024 * 1024 or dir_off % self.cs:
             self.report.add("bitmaps", None, "bitmap directory of {} bytes at {}".format(

@@ -15,7 +15,7 @@ import struct
 
 from ..errors import NoSpaceError, Qcow2CorruptError, Qcow2UnsupportedError, ReadOnlyError
 from .format import tables as t
-from .format.header import INCOMPAT_DIRTY
+from .format.header import EXT_BITMAPS, INCOMPAT_DIRTY
 
 _U64 = struct.Struct(">Q")
 _REFTABLE_FIELDS = struct.Struct(">QI")
@@ -62,6 +62,10 @@ class Writes(object):
             raise Qcow2UnsupportedError("writing an image with internal snapshots is not "
                                         "supported", path=self.path, offset=60,
                                         field="nb_snapshots")
+        if h.extension(EXT_BITMAPS) is not None:
+            raise Qcow2UnsupportedError("image holds persistent dirty bitmaps, which a write "
+                                        "would make stale; remove them first (qemu-img bitmap "
+                                        "--remove)", path=self.path, field="extensions")
         if h.autoclear_features:
             # we do not maintain bitmaps: clear the bits so nobody trusts stale ones
             h.autoclear_features = 0
