@@ -118,3 +118,23 @@ def test_images_with_bitmaps_are_not_written(tmp_path):
     with open(path, "rb") as f:
         assert f.read() == before
     check(path)
+
+
+@pytest.mark.parametrize("opts,kind", [(dict(), t.ZERO_KIND),
+                                       (dict(cluster_size=16 * KiB, extended_l2=True),
+                                        t.ZERO_KIND),
+                                       (dict(version=2), t.DATA)])
+def test_write_zeroes_over_a_backing_file(tmp_path, opts, kind):
+    from vhdport.qcow2 import Qcow2Chain, local_backing
+
+    base, top = str(tmp_path / "base.qcow2"), str(tmp_path / "top.qcow2")
+    create(base, MiB, **opts)
+    with Qcow2Chain.open(base, writable=True) as chain:
+        chain.write(0, b"b" * MiB)
+    create(top, MiB, backing_name="base.qcow2", **opts)      # the child in the same layout
+    with Qcow2Chain.open(top, writable=True, backing=local_backing) as chain:
+        cs = chain.leaf.cluster_size
+        chain.write_zeroes(cs, 2 * cs)
+        assert {r[2] for r in chain.leaf.map(cs, 2 * cs)} == {kind}
+        assert bytes(chain.read(0, 4 * cs)) == b"b" * cs + bytes(2 * cs) + b"b" * cs
+    check(top, with_backing=True)

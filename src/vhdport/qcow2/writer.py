@@ -355,9 +355,17 @@ class Writes(object):
             within = offset - cluster * cs
             take = min(cs - within, end - offset)
             whole = take == cs or (within == 0 and offset + take >= self.virtual_size)
-            if whole and (fill is None or (self.version >= 3 and not self.extended)):
+            if fill is None:
+                zero_entry = (0, 0)                 # unallocated reads as zeros: no backing
+            elif self.extended:
+                zero_entry = (0, t.ALL_SUBCLUSTERS << t.SUBCLUSTERS)   # every subcluster zero
+            elif self.version >= 3:
+                zero_entry = (t.ZERO, 0)
+            else:
+                zero_entry = None                   # v2 over a backing file: write zeros
+            if whole and zero_entry is not None:
                 olds = self.classify(cluster)
-                self.set_entry(cluster, 0 if fill is None else t.ZERO, 0)
+                self.set_entry(cluster, *zero_entry)
                 self._free_runs(olds)
             else:
                 self.write(offset, bytes(take), fill)
