@@ -463,3 +463,28 @@ def test_mutated_images_only_raise_typed_errors(tmp_path, fuzz_seeds, data):
         pass
     assert time.monotonic() - start < CASE_SECONDS
     assert sha(path) == before
+
+
+def test_declared_snapshot_count_does_not_size_reads(tmp_path, reliability_case):
+    """65536 (empty) snapshots then 64 MiB more: the table is read through a window, so
+    memory is the window plus the snapshot list, not the file's tail."""
+    case = reliability_case("R13", "65536 snapshots in front of 64 MiB",
+                            "opens; memory a window + the list, not the tail")
+    path = str(tmp_path / "s.qcow2")
+    create(path, MiB)
+    entry = struct.pack(">QIHHIIQII", 0, 0, 0, 0, 0, 0, 0, 0, 16) + bytes(16)
+    with open(path, "r+b") as f:
+        f.seek(60)
+        f.write(u32(65536) + u64(4 * CS))
+        f.seek(4 * CS)
+        f.write(entry * 65536)
+        f.truncate(4 * CS + 64 * MiB)
+    tracemalloc.start()
+    start = time.monotonic()
+    with Qcow2File.open(path) as image:
+        count = len(image.snapshots)
+    elapsed, peak = time.monotonic() - start, tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert count == 65536
+    assert elapsed < CASE_SECONDS and peak < 40 * MiB, (elapsed, peak)
+    case.detail = "{:.2f} s, {:.1f} MiB".format(elapsed, peak / MiB)

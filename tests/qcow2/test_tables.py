@@ -53,3 +53,10 @@ def test_snapshot_entry():
     bad = struct.pack(">QIHHIIQII", 0, 0, 0, 0, 0, 0, 0, 0, 5000)
     with pytest.raises(ValueError):
         t.parse_snapshot(bad, 0)
+
+
+def test_v3_snapshot_needs_its_extra_data():
+    raw = struct.pack(">QIHHIIQII", 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    assert t.parse_snapshot(raw, 0).length == 40
+    with pytest.raises(ValueError):
+        t.parse_snapshot(raw, 0, min_extra=t.V3_SNAPSHOT_EXTRA)

@@ -23,6 +23,7 @@ from .writer import Writes
 MAX_L1_BYTES = 32 * 1024 * 1024          # qemu's limit on an L1 table
 MAX_REFTABLE_BYTES = 8 * 1024 * 1024     # qemu's limit on the refcount table
 L2_CACHE_BYTES = 4 * 1024 * 1024
+SNAPSHOT_WINDOW = 512 * 1024
 _U64 = struct.Struct(">Q")
 
 
@@ -169,19 +170,21 @@ class Qcow2File(Writes):
         if h.snapshots_offset % self.cluster_size or not 0 < h.snapshots_offset < self.file_size:
             raise self._corrupt("snapshot table offset {} unaligned or outside the file".format(
                 h.snapshots_offset), 64, "snapshots_offset")
-        limit = h.nb_snapshots * (t.SNAPSHOT_FIXED + t.MAX_SNAPSHOT_EXTRA + 2 * 65535 + 8)
-        buf = self._read(h.snapshots_offset, limit)
-        at = 0
+        # entries are read through a window: memory stays one window whatever nb_snapshots says
+        largest = t.SNAPSHOT_FIXED + t.MAX_SNAPSHOT_EXTRA + 2 * 65535 + 8
+        pos, buf, buf_at = h.snapshots_offset, b"", h.snapshots_offset
         for _ in range(h.nb_snapshots):
+            if buf_at + len(buf) - pos < largest:
+                buf, buf_at = self._read(pos, SNAPSHOT_WINDOW), pos
             try:
-                snap = t.parse_snapshot(buf, at)
+                snap = t.parse_snapshot(buf, pos - buf_at,
+                                        t.V3_SNAPSHOT_EXTRA if h.version >= 3 else 0)
             except ValueError as e:
-                raise self._corrupt("snapshot table: {}".format(e), h.snapshots_offset + at,
-                                    "snapshot_table")
+                raise self._corrupt("snapshot table: {}".format(e), pos, "snapshot_table")
             if snap is None:
-                raise self._corrupt("snapshot table runs past the end of the file",
-                                    h.snapshots_offset + at, "snapshot_table")
-            snap.offset += h.snapshots_offset
+                raise self._corrupt("snapshot table runs past the end of the file", pos,
+                                    "snapshot_table")
+            snap.offset = pos
             l1 = snap.l1_table_offset
             if l1 % self.cluster_size or snap.l1_size * 8 > MAX_L1_BYTES or \
                     l1 + snap.l1_size * 8 > self.file_size or (snap.l1_size and not l1):
@@ -191,8 +194,9 @@ class Qcow2File(Writes):
             self.snapshots.append(snap)
             if snap.l1_size:    # each snapshot owns its L1 copy: no sharing, so no L1 bombs
                 self._fixed.append((l1, l1 + snap.l1_size * 8, "snapshot_l1"))
-            at += snap.length
-        self._fixed.append((h.snapshots_offset, h.snapshots_offset + max(at, 1), "snapshot_table"))
+            pos += snap.length
+        self._fixed.append((h.snapshots_offset, max(pos, h.snapshots_offset + 1),
+                            "snapshot_table"))
 
     def _check_overlaps(self):
         cs = self.cluster_size

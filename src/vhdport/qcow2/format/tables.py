@@ -114,6 +114,7 @@ _SNAP = struct.Struct(">QIHHIIQII")
 SNAPSHOT_FIXED = _SNAP.size          # 40
 MAX_SNAPSHOTS = 65536
 MAX_SNAPSHOT_EXTRA = 1024
+V3_SNAPSHOT_EXTRA = 16
 
 
 class Snapshot(object):
@@ -124,13 +125,17 @@ class Snapshot(object):
         self.id, self.name, self.offset, self.length = ident, name, offset, length
 
 
-def parse_snapshot(buf, at):
-    """One snapshot table entry starting at ``buf[at]``; None when ``buf`` ends too early."""
+def parse_snapshot(buf, at, min_extra=0):
+    """One snapshot table entry starting at ``buf[at]``; None when ``buf`` ends too early.
+
+    ``min_extra``: version 3 entries carry at least 16 bytes of extra data (VM state size
+    and virtual disk size).
+    """
     if at + SNAPSHOT_FIXED > len(buf):
         return None
     (l1_off, l1_size, id_len, name_len, _s, _ns, _vm_clock, _vm_state,
      extra) = _SNAP.unpack_from(buf, at)
-    if extra > MAX_SNAPSHOT_EXTRA:
+    if extra > MAX_SNAPSHOT_EXTRA or extra < min_extra:
         raise ValueError("snapshot extra data of {} bytes".format(extra))
     end = at + SNAPSHOT_FIXED + extra + id_len + name_len
     if end > len(buf):
