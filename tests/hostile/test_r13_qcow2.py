@@ -488,3 +488,32 @@ def test_declared_snapshot_count_does_not_size_reads(tmp_path, reliability_case)
     assert count == 65536
     assert elapsed < CASE_SECONDS and peak < 40 * MiB, (elapsed, peak)
     case.detail = "{:.2f} s, {:.1f} MiB".format(elapsed, peak / MiB)
+
+
+def test_bitmap_tables_walked_again_and_again(tmp_path, reliability_case):
+    """1000 bitmap directory entries naming one table as large as the file: check stops
+    once the tables add up to more than the file (a defect), instead of walking it 1000x."""
+    from vhdport.qcow2.format.header import EXT_BITMAPS, Extension
+
+    case = reliability_case("R13", "1000 bitmaps sharing one file-sized table (check bomb)",
+                            "one 'bitmaps' defect; <5 s, <100 MiB")
+    path = str(tmp_path / "bm.qcow2")
+    create(path, 64 * MiB, cluster_size=512)
+    with Qcow2Chain.open(path, writable=True) as chain:
+        chain.write(0, b"d" * 4 * MiB)
+    size = os.path.getsize(path)
+    dir_off = (size + 511) // 512 * 512
+    entry = struct.pack(">QIIBBHI", 512, (size - 512) // 8, 0, 1, 16, 1, 0) + b"b" + bytes(7)
+    with Qcow2File.open(path, writable=True) as image:
+        image.header.extensions.append(Extension(EXT_BITMAPS, struct.pack(
+            ">IIQQ", 1000, 0, 1000 * len(entry), dir_off)))
+        image.header.autoclear_features = 1
+        image.write_header()
+        image.pwrite(88, u64(1))
+        image.pwrite(dir_off, entry * 1000)
+    start = time.monotonic()
+    defects = check_image(path)
+    elapsed = time.monotonic() - start
+    assert [d for d in defects if d.field == "bitmaps"]
+    assert elapsed < CASE_SECONDS, elapsed
+    case.detail = "{} defects in {:.2f} s".format(len(defects), elapsed)

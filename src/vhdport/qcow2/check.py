@@ -19,6 +19,7 @@ from .format.header import EXT_BACKING_FORMAT, EXT_BITMAPS, EXT_HIDDEN, INCOMPAT
 from .image import Qcow2File
 
 MAX_PER_FIELD = 10
+MAX_BITMAP_DIRECTORY = 64 * 1024 * 1024
 _BITMAP_DIR = struct.Struct(">QIIBBHI")
 _U64 = struct.Struct(">Q")
 
@@ -282,23 +283,38 @@ class _Checker(object):
                             "autoclear bit is clear: the bitmaps are inconsistent")
             return
         _n, _r, dir_size, dir_off = struct.unpack(">IIQQ", ext.data[:24])
-        if dir_size > 64 * 1024 * 1024 or dir_off % self.cs:
+        file_size = self.image.file_size
+        if dir_size > min(MAX_BITMAP_DIRECTORY, file_size) or dir_off % self.cs:
             self.report.add("bitmaps", None, "bitmap directory of {} bytes at {}".format(
                 dir_size, dir_off))
             return
         self.ref(dir_off, dir_size, "bitmap_directory", None)
         raw = self.image._read(dir_off, dir_size)
-        at = 0
+        at, walked = 0, 0
         while at + _BITMAP_DIR.size <= len(raw):
             table_off, table_size, _f, _ty, _g, name_size, extra = _BITMAP_DIR.unpack_from(raw, at)
+            walked += table_size * 8
+            if walked > file_size:      # tables are disjoint in a sound file: no re-walk bombs
+                self.report.add("bitmaps", dir_off + at, "bitmap tables add up to more than "
+                                "the file holds")
+                return
             if table_size:
                 self.ref(table_off, table_size * 8, "bitmap_table", dir_off + at)
-                table = self.image._read(table_off, min(table_size * 8, 64 * 1024 * 1024))
-                for i in range(len(table) // 8):
-                    data = t.read_u64(table, i) & t.OFFSET_MASK
-                    if data:
-                        self.ref(data, self.cs, "bitmap_data", table_off + i * 8)
+                self._bitmap_table(table_off, table_size * 8)
             at += (_BITMAP_DIR.size + extra + name_size + 7) & ~7
+
+    def _bitmap_table(self, offset, length):
+        """Count the data clusters one bitmap table names, reading it 1 MiB at a time."""
+        done = 0
+        while done < length:
+            chunk = self.image._read(offset + done, min(1 << 20, length - done))
+            if not chunk:
+                return
+            for i, (entry,) in enumerate(_U64.iter_unpack(chunk[:len(chunk) // 8 * 8])):
+                data = entry & t.OFFSET_MASK
+                if data:
+                    self.ref(data, self.cs, "bitmap_data", offset + done + i * 8)
+            done += len(chunk)
 
     def _load_refcount_table(self):
         image, h = self.image, self.image.header
