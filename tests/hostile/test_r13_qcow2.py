@@ -230,12 +230,14 @@ def table_cases(base):
         ("refcount block past EOF", [(rt, u64(1 << 44))], "refcount_table"),
         ("L1 entry: L2 on a refcount block", [(l1, u64(2 * CS))], "l1_entry"),
         ("L2 entry: data on a refcount block", [(l2, u64(t.COPIED | 2 * CS))], "l2_entry"),
+        ("refcount block named by every refcount table entry (check bomb)",
+         [(rt, u64(2 * CS) * 8192)], "refcount_table"),
         ("L2 entries: one data cluster for every guest cluster (read bomb)",
          [(l2, u64(t.COPIED | data) * 128)], "l2_entry"),
     ]
 
 
-@pytest.mark.parametrize("index", range(17))
+@pytest.mark.parametrize("index", range(18))
 def test_table_refusals(tmp_path, base, reliability_case, index):
     name, edits, field = table_cases(base)[index]
     error = Qcow2CorruptError

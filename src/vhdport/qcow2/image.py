@@ -223,6 +223,9 @@ class Qcow2File(Writes):
             if what:
                 raise self._corrupt("refcount block {} at {} overlaps the {}".format(
                     index, off, what), at, "refcount_table")
+            if off // cs in self._refblock_clusters:
+                raise self._corrupt("refcount table entry {} names the refcount block at {} a "
+                                    "second time".format(index, off), at, "refcount_table")
             self._refblock_clusters.add(off // cs)
 
     def _index_fixed(self):
