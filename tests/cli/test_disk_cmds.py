@@ -31,6 +31,18 @@ def test_create_picks_the_format(tmp_path):
     VhdFile.open(str(v)).close()
 
 
+def test_sizes_past_the_vhd_limit(tmp_path):
+    q = tmp_path / "big.qcow2"
+    ok("disk", "create", q, "--size", "16380G")
+    with Qcow2File.open(str(q)) as image:
+        assert image.virtual_size == 16380 << 30
+    result = run("disk", "create", tmp_path / "big.qcow2x", "--size", "17T", "--format",
+                 "qcow2")
+    assert result.exit_code == 2 and "QCOW2 limit" in result.stderr
+    result = run("disk", "create", tmp_path / "x.qcow2", "--size", "1000")
+    assert result.exit_code == 2 and "multiple of 512" in result.stderr
+
+
 def test_chain_verbs_on_qcow2(tmp_path):
     require_qemu()
     os.chdir(str(tmp_path))

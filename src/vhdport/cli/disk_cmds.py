@@ -175,7 +175,27 @@ HANDLERS = {
 }
 
 
-def _wrap(name, original):
+class AnyDiskSize(click.ParamType):
+    """--size before the format is known: a positive multiple of 512 up to QCOW2's limit;
+    a VHD's own (smaller) limit is applied by the VHD verb's original type afterwards."""
+
+    name = "SIZE"
+
+    def convert(self, value, param, ctx):
+        from vhdport.cli.common import SIZE
+        from vhdport.qcow2.create import MAX_VIRTUAL_SIZE
+
+        size = SIZE.convert(value, param, ctx)
+        if size <= 0 or size % 512:
+            self.fail("{!r} is not a usable virtual size: give a positive multiple of 512 "
+                      "bytes, e.g. 20M or 2G".format(value), param, ctx)
+        if size > MAX_VIRTUAL_SIZE:
+            self.fail("{!r} exceeds the QCOW2 limit of {} bytes (SM's)".format(
+                value, MAX_VIRTUAL_SIZE), param, ctx)
+        return size
+
+
+def _wrap(name, original, vhd_types):
     target, reading, handler = HANDLERS[name]
 
     def callback(**kwargs):
@@ -187,9 +207,13 @@ def _wrap(name, original):
             qcow2 = is_qcow2(path) if reading else wants_qcow2(path, fmt)
         if qcow2:
             return handler(**kwargs)
-        if fmt == "vhd" or fmt is None:
-            return original(**kwargs)
-        raise click.UsageError("unknown format {!r}".format(fmt))
+        if fmt not in ("vhd", None):
+            raise click.UsageError("unknown format {!r}".format(fmt))
+        ctx = click.get_current_context()
+        for param, vhd_type in vhd_types:           # the VHD verb's own checks, unchanged
+            if kwargs.get(param.name) is not None:
+                kwargs[param.name] = vhd_type.convert(kwargs[param.name], param, ctx)
+        return original(**kwargs)
 
     return callback
 
@@ -209,4 +233,9 @@ def install(group):
             command.params.append(click.Option(
                 ["--format", "disk_format"], type=click.Choice(FORMATS), default=None,
                 help="vhd or qcow2 (default: from the file name's extension, .qcow2 or else vhd)."))
-        command.callback = _wrap(name, command.callback)
+        vhd_types = []
+        for param in command.params:
+            if name == "create" and param.name == "size":
+                vhd_types.append((param, param.type))
+                param.type = AnyDiskSize()
+        command.callback = _wrap(name, command.callback, vhd_types)
