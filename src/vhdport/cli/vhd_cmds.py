@@ -4,11 +4,35 @@ import sys
 
 import click
 
-from vhdport.cli.common import (SIZE, OperationFailed, human_size, json_option, print_fields,
-                                print_json)
+from vhdport.cli.common import (BLOCK_SIZE, SIZE, UUID_RE, VIRTUAL_SIZE, OperationFailed,
+                                human_size, json_option, print_fields, print_json)
 
 #: bytes moved per Chain.read / Chain.write call when streaming (memory stays flat)
 CHUNK = 4 << 20
+
+
+def warn(text):
+    click.echo("vhdport: warning: {}".format(text), err=True)
+
+
+def file_uuid(path):
+    """The uuid in a ``<uuid>.vhd`` file name (the VDI uuid of an SR), or None."""
+    import os
+
+    name = os.path.basename(str(path))
+    if name.endswith(".vhd") and UUID_RE.match(name[:-4]):
+        return name[:-4]
+    return None
+
+
+def note_two_uuids(path, disk_uuid):
+    """Two uuids name a VHD in an SR: the file name (the VDI uuid XenServer and `sr ls` use)
+    and the disk's own uuid in its footer (what a child records as its parent uuid).  They
+    usually differ; when a command prints one and the file name shows the other, say which."""
+    named = file_uuid(path)
+    if named is not None and named != str(disk_uuid):
+        click.echo("vhdport: note: printed the disk uuid {} (in the VHD footer); the file name "
+                   "uuid {} is the VDI uuid that `sr ls` shows".format(disk_uuid, named), err=True)
 
 
 @click.group()
@@ -18,9 +42,10 @@ def vhd():
 
 @vhd.command()
 @click.argument("path", type=click.Path(dir_okay=False))
-@click.option("--size", required=True, type=SIZE, help="Virtual size: bytes, or 20M, 2G, ...")
+@click.option("--size", required=True, type=VIRTUAL_SIZE,
+              help="Virtual size: bytes, or 20M, 2G, ... (a multiple of 512, at most 2040G)")
 @click.option("--fixed", is_flag=True, help="A fixed disk (all space allocated) instead of dynamic.")
-@click.option("--block-size", type=SIZE, default=None,
+@click.option("--block-size", type=BLOCK_SIZE, default=None,
               help="Block size of a dynamic disk (a power of two; default 2M).")
 def create(path, size, fixed, block_size):
     """Create a new VHD at PATH; print its uuid."""
@@ -35,6 +60,7 @@ def create(path, size, fixed, block_size):
     else:
         uuid = create_dynamic(path, size)
     click.echo(str(uuid))
+    note_two_uuids(path, uuid)
 
 
 @vhd.command()
@@ -45,17 +71,25 @@ def snapshot(child, parent):
     """Create CHILD, a differencing disk on top of PARENT; print its uuid."""
     from vhdport.vhd import create_snapshot
 
-    click.echo(str(create_snapshot(child, parent)))
+    uuid = create_snapshot(child, parent)
+    click.echo(str(uuid))
+    note_two_uuids(child, uuid)
 
 
-def _info_rows(doc):
+#: labels of the table rows whose key alone would not say which uuid it is
+_INFO_LABELS = {"uuid": "uuid (VHD footer)", "parent_uuid": "parent_uuid (parent's footer)"}
+
+
+def _info_rows(doc, path):
     rows = []
     for key in ("type", "uuid", "virtual_size", "physical_size", "block_size",
                 "allocated_blocks", "hidden", "parent", "parent_uuid", "depth"):
         value = doc.get(key)
         if key in ("virtual_size", "physical_size", "block_size") and value is not None:
             value = "{} ({})".format(human_size(value), value)
-        rows.append((key, value))
+        rows.append((_INFO_LABELS.get(key, key), value))
+        if key == "uuid" and file_uuid(path) is not None:
+            rows.append(("file_uuid (VDI uuid, file name)", file_uuid(path)))
     return rows
 
 
@@ -68,9 +102,11 @@ def info(path, as_json):
 
     doc = vhd_info(path)
     if as_json:
+        if file_uuid(path) is not None:
+            doc = dict(doc, file_uuid=file_uuid(path))
         print_json(doc)
     else:
-        print_fields(path, _info_rows(doc))
+        print_fields(path, _info_rows(doc, path))
 
 
 def _defect_doc(defect):
@@ -140,24 +176,65 @@ def _regular_file_size(stream):
 @click.option("--from", "source", required=True, type=click.File("rb"),
               help="File whose bytes to write ('-' for stdin).")
 def write(path, offset, source):
-    """Write the bytes of a file into PATH at --offset (through the chain); print the count."""
+    """Write the bytes of a file into PATH at --offset (through the chain); print the count.
+
+    All or nothing for the length: a regular file is measured first; a pipe (stdin) is
+    staged into an anonymous temporary file beside PATH, at most as many bytes as fit,
+    so input running past the end is refused before anything is written.
+    """
+    import os
+    import tempfile
+
     from vhdport.vhd import Chain
 
-    done = 0
     with Chain.open(path, writable=True) as chain:
+        room = max(0, chain.virtual_size - offset)
         size = _regular_file_size(source)
-        if size is not None and offset + size > chain.virtual_size:
-            raise OperationFailed("{}: {} bytes at offset {} do not fit in the virtual size {}; "
-                                  "nothing written".format(path, size, offset,
-                                                           chain.virtual_size))
-        while True:
-            data = source.read(CHUNK)
-            if not data:
-                break
-            chain.write(offset + done, data)
-            done += len(data)
-        chain.flush()
+        staged = None
+        if size is None:
+            staged = tempfile.SpooledTemporaryFile(max_size=CHUNK,
+                                                   dir=os.path.dirname(os.path.abspath(path)))
+            size = _stage(source, staged, room)
+        try:
+            if size > room:
+                raise OperationFailed("{}: {} bytes at offset {} do not fit in the virtual size "
+                                      "{}; nothing written".format(
+                                          path, size if staged is None else
+                                          "more than {}".format(room), offset,
+                                          chain.virtual_size))
+            done = _copy_exactly(staged if staged is not None else source, chain, offset, size)
+            chain.flush()
+        finally:
+            if staged is not None:
+                staged.close()
     click.echo(str(done))
+
+
+def _stage(source, staged, room):
+    """Copy ``source`` into ``staged`` until EOF, or stop once more than ``room`` bytes came
+    (returned as room + 1: too long).  Returns the byte count."""
+    total = 0
+    while True:
+        data = source.read(CHUNK)
+        if not data:
+            break
+        total += len(data)
+        if total > room:
+            return room + 1
+        staged.write(data)
+    staged.seek(0)
+    return total
+
+
+def _copy_exactly(stream, chain, offset, size):
+    done = 0
+    while done < size:
+        data = stream.read(min(CHUNK, size - done))
+        if not data:
+            break
+        chain.write(offset + done, data)
+        done += len(data)
+    return done
 
 
 @vhd.command()
@@ -208,10 +285,23 @@ def export_cmd(path, out):
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--fixed", is_flag=True, help="Make a fixed VHD instead of a dynamic one.")
 def import_cmd(raw, out, fixed):
-    """Convert the raw disk image RAW to the VHD OUT; print its uuid."""
+    """Convert the raw disk image RAW to the VHD OUT; print its uuid.
+
+    A raw size that is not a multiple of 512 is padded with zeros up to the next sector
+    (as qemu-img does); a warning says so.
+    """
+    import os
+
     from vhdport.vhd.convert import import_raw
 
-    click.echo(str(import_raw(raw, out, fixed=fixed)))
+    uuid = import_raw(raw, out, fixed=fixed)
+    size = os.path.getsize(raw)
+    if size % 512:
+        padded = size + 512 - size % 512
+        warn("{}: {} bytes is not a multiple of 512; the virtual disk is {} bytes, the last "
+             "{} bytes zeros".format(raw, size, padded, padded - size))
+    click.echo(str(uuid))
+    note_two_uuids(out, uuid)
 
 
 # QCOW2 files behind the same verbs (picked by magic, or by --format / extension on create)
