@@ -283,3 +283,9 @@ def import_cmd(raw, out, fixed):
              "{} bytes zeros".format(raw, size, padded, padded - size))
     click.echo(str(uuid))
     note_two_uuids(out, uuid)
+
+
+# QCOW2 files behind the same verbs (picked by magic, or by --format / extension on create)
+from vhdport.cli.disk_cmds import install as _install_qcow2  # noqa: E402
+
+_install_qcow2(vhd)
