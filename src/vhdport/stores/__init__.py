@@ -4,7 +4,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from vhdport import errors
 
-SUPPORTED = "a directory path, file:///path, http(s)://host:port (Glance)"
+SUPPORTED = ("a directory path, file:///path, http(s)://host:port (Glance), s3://bucket/prefix "
+             "or swift://container/prefix")
 
 
 def safe_url(url):
@@ -40,5 +41,13 @@ def open_store(url, **options):
     if scheme in ("http", "https"):
         from vhdport.stores.glance import GlanceStore
         return GlanceStore(url, **options)
+    # --- object stores (issue #15) ---
+    if scheme == "s3":
+        from vhdport.stores.s3 import S3Store
+        return S3Store(url, **options)
+    if scheme == "swift":
+        from vhdport.stores.swift import SwiftStore
+        return SwiftStore(url, **options)
+    # --- end object stores ---
     raise errors.StoreError("{}: unsupported image store scheme {!r}; use {}".format(
         safe_url(url), scheme, SUPPORTED))
