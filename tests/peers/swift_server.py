@@ -129,7 +129,10 @@ class SwiftServer(object):
         with open(os.path.join(self.swift_dir, "proxy-server.conf"), "w") as f:
             f.write(self._common(self.ports["proxy"]))
             f.write("\n[pipeline:main]\npipeline = {}\n".format(PIPELINE))
-            f.write("\n[app:proxy-server]\nuse = egg:swift#proxy\naccount_autocreate = true\n")
+            # one node per ring: never error-limit it, and be patient with a loaded machine
+            f.write("\n[app:proxy-server]\nuse = egg:swift#proxy\naccount_autocreate = true\n"
+                    "conn_timeout = 5\nnode_timeout = 60\nerror_suppression_limit = 1000000\n"
+                    "error_suppression_interval = 1\n")
             for name, extra in sorted(filters.items()):
                 f.write("\n[filter:{}]\n".format(name))
                 if not extra.startswith("use ="):

@@ -285,7 +285,8 @@ class ObjectStore(base.Store):
     def gc(self, min_age=DEFAULT_GC_MIN_AGE):
         """Remove what dead uploads left: multipart uploads / segments, data objects
         without an active record, records stuck in ``saving``.  Leftovers younger than
-        ``min_age`` seconds are kept (they may belong to a running upload).  Returns a
+        ``min_age`` seconds are kept (they may belong to a running upload; 0 removes all,
+        so only with no upload running).  Returns a
         list of one-line descriptions of what was removed."""
         removed = []
         now = self._clock()
@@ -312,13 +313,13 @@ class ObjectStore(base.Store):
                 keep.add(self.api.token_name(doc["data"]))
         for token, started in self.api.part_uploads():
             name = self.api.token_name(token)
-            if name not in keep and now - started >= min_age:
+            if name not in keep and (min_age <= 0 or now - started >= min_age):
                 self.api.abort_parts(token)
                 removed.append("unfinished upload {} removed".format(name))
         for item in self.api.list(self.api.prefix + "images/"):
             name = item["key"][len(self.api.prefix) + len("images/"):]
             image_id, _, kind = name.partition(".")
-            if kind != "data" or now - item["modified"] < min_age:
+            if kind != "data" or (min_age > 0 and now - item["modified"] < min_age):
                 continue
             doc = docs.get(image_id)
             if doc is None or doc["record"]["status"] not in (base.ACTIVE, base.SAVING):
