@@ -114,9 +114,11 @@ class S3Endpoint(Endpoint):
     def status_error(self, status, reason, method, path, image_id=None, body=b""):
         code, message = _error_fields(self.scrub(body or b""))
         url = self.url(path)
-        if status == 401 or (status in (400, 403) and code in _AUTH_CODES):
-            return S3AuthError(store=self.display, url=url, status=status, code=code or reason,
-                               message=message or "access denied")
+        if status in (401, 403) or (status == 400 and code in _AUTH_CODES):
+            return S3AuthError(store=self.display, url=url, status=status,
+                               code=code or "AccessDenied",
+                               message=message or "access denied ({} answers carry no "
+                               "detail)".format(method))
         if status == 404 and image_id is not None:
             return ImageNotFound(image_id=image_id, store=self.display, url=url, status=status)
         text = "HTTP {} {} from {} {}".format(status, reason, method, url)
