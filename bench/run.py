@@ -348,6 +348,10 @@ class Bench(object):
         else:
             self.notes.append("P1, P2, P5, P6 skipped: nginx or curl missing "
                               "(run bash bench/setup.sh as root)")
+        if not a.no_objstores:  # issue #15: informative rows, see bench/objstores.py
+            print("O1/O2 object stores (Swift: S3 and Swift APIs)", flush=True)
+            from bench import objstores
+            objstores.run(self, full)
         print("P3/P4", flush=True)
         self.p3_p4(full)
 
@@ -442,6 +446,8 @@ def main(argv=None):
     p.add_argument("--virtual-mib", type=int, help="virtual size of the chain (multiple of 2)")
     p.add_argument("--small-mib", type=int, help="second, smaller size for P5")
     p.add_argument("--no-glance", action="store_true", help="skip the real-Glance rows")
+    p.add_argument("--no-objstores", action="store_true",
+                   help="skip the s3:// and swift:// rows (real Swift)")
     p.add_argument("--doc", help="also write the table to this markdown file")
     p.add_argument("--json", help="write the results here (default bench/results-<mode>.json)")
     p.add_argument("--work", help="scratch directory (default: a new one under /tmp)")
@@ -453,6 +459,7 @@ def main(argv=None):
         a.small_mib = max(64, a.virtual_mib // 4 // 2 * 2)
     if a.quick:
         a.no_glance = True
+        a.no_objstores = True
     bench = Bench(a)
     started = time.perf_counter()
     try:
