@@ -132,3 +132,15 @@ def test_a_flipped_record_byte_is_caught_by_its_md5(kind, swift_peer, caplog):  
     with proxy:
         assert store.get(image_id)["id"] == image_id
     assert proxy.rules[0].flipped == 1
+
+
+def test_a_garbled_completion_answer_removes_the_completed_object(swift_peer, caplog):  # noqa: F811
+    """S3 only: the object is complete on the server when its answer comes back garbled
+    (first body byte flipped); it must not stay, and the record must not go active."""
+    store, image_id, proxy = upload_through("s3", swift_peer, [
+        Fault(method="POST", path="uploadId=", flip_at=0, times=None)], caplog, retries=1)
+    with proxy:
+        with pytest.raises(StoreError):
+            store.put(image_id, chunked(DATA))
+        assert proxy.rules[0].flipped == 1
+        assert_nothing_left(store, image_id, swift_peer)

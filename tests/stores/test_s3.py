@@ -77,3 +77,16 @@ def test_tls_is_verified_by_default_and_cacert_trusts_a_private_ca(swift_peer, t
         trusted.put(record["id"], [b"over tls"])
         with trusted.open(record["id"]) as stream:
             assert stream.read() == b"over tls"
+
+
+def test_open_store_routes_object_urls_and_ignores_glance_options():
+    from vhdport.stores import open_store
+    from vhdport.stores.swift import SwiftStore
+    store = open_store("s3://bkt/pre", endpoint_url="http://127.0.0.1:9", access_key="AK",
+                       secret_key="SK", api_version=2, auth_token="glance-token",
+                       connections=3, part_size=8 << 20)
+    assert isinstance(store, s3.S3Store) and store.display == "s3://bkt/pre/"[:-1]
+    assert (store.connections, store.part_size, store.api.prefix) == (3, 8 << 20, "pre/")
+    swift = open_store("swift://cont", auth_token="tok", storage_url="http://127.0.0.1:9/v1/A",
+                       api_version=2)
+    assert isinstance(swift, SwiftStore) and swift.display == "swift://cont"
