@@ -20,7 +20,7 @@ from tests.peers.proxies import Fault, RuleProxy
 from tests.stores.objpeer import (KINDS, data_objects, fresh_name, leftovers, open_store,
                                   swift_peer)  # noqa: F401
 from vhdport import transfer
-from vhdport.errors import IntegrityError, StoreError, TransientStoreError, VhdportError
+from vhdport.errors import StoreError, TransientStoreError, VhdportError
 from vhdport.sr import SR
 from vhdport.vhd.check import check_chain
 
