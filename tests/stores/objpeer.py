@@ -27,8 +27,9 @@ def open_store(kind, server, bucket, prefix="imgs", via=None, **options):
     options.setdefault("part_size", MiB)
     url = "{}://{}/{}".format(kind, bucket, prefix).rstrip("/")
     if kind == "s3":
+        options.setdefault("environ", {})
         return S3Store(url, endpoint_url=base, access_key=server.user, secret_key=server.key,
-                       region=server.region, environ={}, **options)
+                       region=server.region, **options)
     return SwiftStore(url, auth_url=base + "/auth/v1.0", user=server.user, key=server.key,
                       environ={}, **options)
 

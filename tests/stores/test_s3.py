@@ -26,6 +26,7 @@ def test_a_wrong_secret_is_an_auth_error_without_secret_or_signature(swift_peer,
         store.list()
     text = str(info.value)
     assert "SignatureDoesNotMatch" in text and "check the access key, secret and region" in text
+    assert text.startswith("{} at {}: ".format(store.display, swift_peer.url))
     for leak in ("wrong-secret-4d1c", "Signature=", "AWS4-HMAC-SHA256"):
         assert leak not in text and leak not in caplog.text and leak not in repr(store)
 
@@ -72,7 +73,8 @@ def test_tls_is_verified_by_default_and_cacert_trusts_a_private_ca(swift_peer, t
         untrusted = open_store("s3", swift_peer, bucket, via=proxy.url, retries=0)
         with pytest.raises(StoreError, match="could not be verified .*cacert"):
             untrusted.create("x")
-        trusted = open_store("s3", swift_peer, bucket, via=proxy.url, cacert=cert)
+        trusted = open_store("s3", swift_peer, bucket, via=proxy.url,
+                             environ={"AWS_CA_BUNDLE": cert})  # as the AWS SDKs read it
         record = trusted.create("x")
         trusted.put(record["id"], [b"over tls"])
         with trusted.open(record["id"]) as stream:

@@ -12,6 +12,7 @@ import binascii
 import calendar
 import hashlib
 import http.client
+import os
 import time
 import urllib.parse
 from xml.etree import ElementTree
@@ -93,9 +94,11 @@ def _md5_b64(data):
 class S3Endpoint(Endpoint):
     """An Endpoint that signs every attempt (SigV4) and reads S3's XML errors."""
 
-    def __init__(self, url, credentials, region, **options):
+    def __init__(self, url, credentials, region, label=None, **options):
         super().__init__(url, **options)
         self.credentials, self.region = credentials, region
+        #: how errors name the store: s3://bucket/prefix at the endpoint
+        self.label = label or self.display
         default_port = 443 if self.scheme == "https" else 80
         self.host_header = self.host if self.port == default_port else "{}:{}".format(
             self.host, self.port)
@@ -115,12 +118,12 @@ class S3Endpoint(Endpoint):
         code, message = _error_fields(self.scrub(body or b""))
         url = self.url(path)
         if status in (401, 403) or (status == 400 and code in _AUTH_CODES):
-            return S3AuthError(store=self.display, url=url, status=status,
+            return S3AuthError(store=self.label, url=url, status=status,
                                code=code or "AccessDenied",
                                message=message or "access denied ({} answers carry no "
                                "detail)".format(method))
         if status == 404 and image_id is not None:
-            return ImageNotFound(image_id=image_id, store=self.display, url=url, status=status)
+            return ImageNotFound(image_id=image_id, store=self.label, url=url, status=status)
         text = "HTTP {} {} from {} {}".format(status, reason, method, url)
         if image_id is not None:
             text += " (image {})".format(image_id)
@@ -145,10 +148,11 @@ class S3Api(object):
             self._bucket_path = base_path + "/"
         else:
             self._bucket_path = "{}/{}/".format(base_path, sigv4.uri_encode(settings.bucket))
+        self.display = "s3://{}/{}".format(self.bucket, self.prefix).rstrip("/")
         self._http = S3Endpoint("{}://{}".format(parts.scheme, netloc), settings.credentials,
                                 settings.region, cacert=cacert, insecure=insecure,
-                                timeout=timeout, retries=retries, retry_delay=retry_delay)
-        self.display = "s3://{}/{}".format(self.bucket, self.prefix).rstrip("/")
+                                timeout=timeout, retries=retries, retry_delay=retry_delay,
+                                label="{} at {}".format(self.display, settings.endpoint_url))
         self.retries = self._http.retries
         self._bucket_ready = False
 
@@ -353,6 +357,7 @@ class S3Store(ObjectStore):
                  part_size=None, block_size=None, environ=None, **_ignored):
         settings = s3config.resolve(url, endpoint_url, region, access_key, secret_key,
                                     session_token, profile, addressing, environ)
+        cacert = cacert or (os.environ if environ is None else environ).get("AWS_CA_BUNDLE")
         api = S3Api(settings, cacert=cacert, insecure=insecure, timeout=timeout,
                     retries=retries, retry_delay=retry_delay)
         kwargs = {"connections": connections, "block_size": block_size}
