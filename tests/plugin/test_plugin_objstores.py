@@ -6,7 +6,7 @@ import os
 import pytest
 
 from tests.plugin.chains import make_chain, virtual_bytes
-from tests.plugin.xapi import call, params_args
+from tests.plugin.xapi import call, params_args, python36
 from tests.stores.objpeer import fresh_name, swift_peer  # noqa: F401
 
 pytestmark = pytest.mark.peer
@@ -22,23 +22,33 @@ def s3_settings(server, **extra):
     return settings
 
 
-def test_s3_upload_then_download_through_the_plugin(plugin, swift_peer, tmp_path):  # noqa: F811
+PY36 = python36()
+
+
+@pytest.mark.parametrize("python", [None, pytest.param(PY36, id="python3.6", marks=pytest.mark.skipif(
+    PY36 is None, reason="no Python 3.6 interpreter here"))])
+def test_s3_upload_then_download_through_the_plugin(plugin, swift_peer, tmp_path, python):  # noqa: F811
+    """Also under dom0's Python 3.6 when this machine has one (SigV4, XML, threads)."""
     sr, sr2 = str(tmp_path / "sr"), str(tmp_path / "sr2")
     leaf, _ = make_chain(sr)
     os.makedirs(sr2)
     store = "s3://{}/plugin".format(fresh_name())
     reply = call(plugin, "upload_vhd", params_args(
         store=store, object_store=s3_settings(swift_peer), sr_path=sr, vdi_uuid=leaf,
-        name="plugin-s3"))
+        name="plugin-s3"), python=python)
     image_id = reply.json()["image_id"]
     reply = call(plugin, "download_vhd", params_args(
-        store=store, object_store=s3_settings(swift_peer), image_id=image_id, sr_path=sr2))
+        store=store, object_store=s3_settings(swift_peer), image_id=image_id, sr_path=sr2),
+        python=python)
     result = reply.json()
     assert len(result["chain"]) == 2
     assert virtual_bytes(sr2, result["root"]["uuid"], 8 * MIB) == virtual_bytes(sr, leaf, 8 * MIB)
 
 
-def test_swift_download_of_an_s3_upload_through_the_plugin(plugin, swift_peer, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("python", [None, pytest.param(PY36, id="python3.6", marks=pytest.mark.skipif(
+    PY36 is None, reason="no Python 3.6 interpreter here"))])
+def test_swift_download_of_an_s3_upload_through_the_plugin(plugin, swift_peer, tmp_path,  # noqa: F811
+                                                           python):
     sr, sr2 = str(tmp_path / "sr"), str(tmp_path / "sr2")
     leaf, _ = make_chain(sr)
     os.makedirs(sr2)
@@ -49,7 +59,7 @@ def test_swift_download_of_an_s3_upload_through_the_plugin(plugin, swift_peer, t
     result = call(plugin, "download_vhd", params_args(
         store="swift://{}".format(bucket), image_id=image_id, sr_path=sr2,
         object_store={"auth_url": swift_peer.auth_url, "user": swift_peer.user,
-                      "key": swift_peer.key})).json()
+                      "key": swift_peer.key}), python=python).json()
     assert virtual_bytes(sr2, result["root"]["uuid"], 8 * MIB) == virtual_bytes(sr, leaf, 8 * MIB)
 
 
