@@ -200,7 +200,8 @@ class SwiftServer(object):
             out.close()
 
     def _wait_ready(self):
-        """Ready when v1 auth answers and an account HEAD succeeds (all servers up)."""
+        """Ready when every server accepts connections, v1 auth answers and an account
+        HEAD succeeds (the proxy answers before the servers behind it listen)."""
         deadline = time.monotonic() + START_TIMEOUT
         last = None
         while time.monotonic() < deadline:
@@ -209,6 +210,8 @@ class SwiftServer(object):
                     raise SwiftUnavailable("{} exited {} at start: {}".format(
                         name, proc.returncode, self.log_tail(name)))
             try:
+                for name in SERVERS + ("memcached", "proxy"):
+                    socket.create_connection(("127.0.0.1", self.ports[name]), timeout=2).close()
                 storage_url, token = self.v1_auth()
                 req = urllib.request.Request(storage_url, method="HEAD",
                                              headers={"X-Auth-Token": token})
@@ -277,7 +280,10 @@ def _stop():
     server = _state.pop("server", None)
     if server is not None:
         server.stop()
-        shutil.rmtree(server.workdir, ignore_errors=True)
+        if os.environ.get("VHDPORT_KEEP_SWIFT"):  # for debugging: logs and storage stay
+            sys.stderr.write("swift peer kept in {}\n".format(server.workdir))
+        else:
+            shutil.rmtree(server.workdir, ignore_errors=True)
 
 
 def missing_peer(what, why):

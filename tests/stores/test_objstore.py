@@ -198,3 +198,24 @@ def test_tuning_limits():
 
 def _bucket(store):
     return getattr(store.api, "bucket", None) or store.api.container
+
+
+def test_an_upload_taken_over_meanwhile_never_goes_active_nor_touches_the_new_one(store,
+                                                                                   swift_peer):  # noqa: F811
+    record = store.create("img")
+    image_id = record["id"]
+
+    def chunks():
+        for _ in range(3):  # the multipart upload has begun after the second part
+            yield os.urandom(MiB)
+        # meanwhile another process decided we were dead and took the image over
+        doc = store._load(image_id)
+        doc["upload"] = dict(doc["upload"], owner="someone-else")
+        store._save(doc)
+        yield os.urandom(MiB + 1)
+
+    with pytest.raises(ImageStateError, match="saving by another upload"):
+        store.put(image_id, chunks())
+    doc = store._load(image_id)
+    assert doc["record"]["status"] == base.SAVING and doc["upload"]["owner"] == "someone-else"
+    assert leftovers(swift_peer, _bucket(store)) == []  # our parts went

@@ -200,16 +200,18 @@ class ObjectStore(base.Store):
             raise errors.ImageStateError(image_id=image_id, status=status, expected=base.QUEUED)
         self.api.ensure_container()
         now = self._clock()
-        doc["upload"] = {"started": now, "heartbeat": now, "token": None}
+        doc["upload"] = {"started": now, "heartbeat": now, "token": None,
+                         "owner": uuid.uuid4().hex}
         record["status"] = base.SAVING
         self._save(doc)
         key = self._key(image_id, "data")
         try:
             result, token = self._send(doc, key, chunks, size)
-            latest = self._load(image_id)  # deleted meanwhile? then the data must go too
-            if latest["record"]["status"] != base.SAVING:
-                raise errors.ImageStateError(image_id=image_id, status=latest["record"]["status"],
-                                             expected=base.SAVING + " (changed during upload)")
+            latest = self._load(image_id)  # deleted or taken over meanwhile? then not active
+            if not self._ours(latest, doc):
+                raise errors.ImageStateError(
+                    image_id=image_id, status=latest["record"]["status"] + " by another upload",
+                    expected=base.SAVING + " by this one (the image changed during upload)")
             latest["record"].update(status=base.ACTIVE, size=result.size, checksum=result.md5,
                                     os_hash_algo="sha512", os_hash_value=result.sha512)
             latest["upload"], latest["data"] = None, token
@@ -260,12 +262,20 @@ class ObjectStore(base.Store):
         """
         image_id = doc["record"]["id"]
         try:
+            data = self.api.read_small(self._key(image_id, "json"))
+            latest = json.loads(data.decode("utf-8")) if data is not None else None
+            if latest is not None and not self._ours(latest, doc):
+                # another upload owns the image now: remove our parts, touch nothing of its
+                upload = doc.get("upload") or {}
+                if upload.get("token"):
+                    self.api.abort_parts(upload["token"])
+                return
             self._clean_upload(doc)
             self.api.delete(key)
             doc["record"]["status"] = base.QUEUED
-            if self.api.read_small(self._key(image_id, "json")) is not None:
+            if latest is not None:
                 self._save(doc)
-        except (errors.VhdportError, OSError) as exc:
+        except (errors.VhdportError, OSError, ValueError) as exc:
             log.warning("image %s: could not clean up the failed upload (%s); run `vhdport "
                         "image gc` later to remove its leftovers", image_id, exc)
 
@@ -275,6 +285,13 @@ class ObjectStore(base.Store):
             self.api.abort_parts(upload["token"])
         self.api.delete(self._key(doc["record"]["id"], "data"))
         doc["upload"] = None
+
+    @staticmethod
+    def _ours(latest, doc):
+        """Whether ``latest`` (the record as stored now) still names our upload ``doc``."""
+        upload = latest.get("upload") or {}
+        return latest["record"]["status"] == base.SAVING and \
+            upload.get("owner") == (doc.get("upload") or {}).get("owner")
 
     def _stale(self, doc, age):
         upload = doc.get("upload") or {}
