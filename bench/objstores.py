@@ -48,7 +48,7 @@ def run(bench, info):
     try:
         server = _start_swift()
     except Exception as e:  # Swift not installed / will not start: say so, go on
-        bench.notes.append("Object store rows (O1/O2) skipped: {}".format(e))
+        bench.skip("Object store rows (O1/O2) skipped: {}".format(e))
         return
     try:
         for kind, api in (("s3", "S3 API (s3api)"), ("swift", "Swift API")):

@@ -23,6 +23,18 @@ from vhdport.stores.s3 import _epoch, _etag, _read_exactly
 from vhdport.stores.s3config import parse_url
 
 
+def _json_list(body, what):
+    """A JSON array answer (a container listing) as a list of objects."""
+    try:
+        items = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise StoreError("{} is not valid JSON ({}): {!r}".format(what, exc, body[:100]))
+    if not isinstance(items, list) or not all(
+            isinstance(item, dict) and isinstance(item.get("name"), str) for item in items):
+        raise StoreError("{} is not a JSON list of objects".format(what))
+    return items
+
+
 class SwiftAuthError(AuthError):
     msg = "{store}: {what} rejected (HTTP {status}); {hint}"
 
@@ -154,12 +166,13 @@ class SwiftApi(object):
     def list(self, prefix):
         marker = ""
         while True:
+            # 1000 names a page keeps each answer far below the 1 MiB metadata cap
             reply = self._request("GET", query=[("format", "json"), ("prefix", prefix),
-                                                ("marker", marker)],
+                                                ("marker", marker), ("limit", 1000)],
                                   expect=(200, 204), accept=(404,))
             if reply.status in (204, 404) or not reply.body.strip():
                 return
-            items = reply.json("container listing")
+            items = _json_list(reply.body, "listing of " + self.display)
             if not items:
                 return
             for item in items:
