@@ -27,6 +27,8 @@ import urllib.request
 
 import pytest
 
+from tests.peers.require import require_peer
+
 ACCOUNT, USER, KEY = "test", "tester", "testing"
 REGION = "us-east-1"
 #: parts smaller than S3's 5 MiB minimum are allowed here so that tests stay small
@@ -286,20 +288,13 @@ def _stop():
             shutil.rmtree(server.workdir, ignore_errors=True)
 
 
-def missing_peer(what, why):
-    """Skip a test whose real peer is missing; under CI=true that is a failure."""
-    text = "{} unavailable: {}".format(what, why)
-    if os.environ.get("CI") == "true":
-        pytest.fail(text)
-    pytest.skip(text)
-
-
 @pytest.fixture(scope="session")
 def swift_peer():
     """The running all-in-one Swift (a :class:`SwiftServer`), shared by the whole session."""
     try:
         server = acquire_swift()
     except SwiftUnavailable as e:
-        missing_peer("real Swift", e)
+        require_peer("OpenStack Swift (swift swift-proxy swift-account swift-container "
+                     "swift-object memcached)", False, str(e))
     yield server
     _stop()
