@@ -122,7 +122,8 @@ def _stall_in_saving(store, kind, image_id, heartbeat):
     data = os.urandom(MiB)
     store.api.send_part(token, Part(1, len(data), hashlib.md5(data).hexdigest()), data)
     doc["record"]["status"] = base.SAVING
-    doc["upload"] = {"started": heartbeat, "heartbeat": heartbeat, "token": token}
+    doc["upload"] = {"started": heartbeat, "heartbeat": heartbeat, "token": token,
+                     "owner": "a-killed-uploader"}
     store._save(doc)
     return token
 
@@ -219,3 +220,23 @@ def test_an_upload_taken_over_meanwhile_never_goes_active_nor_touches_the_new_on
     doc = store._load(image_id)
     assert doc["record"]["status"] == base.SAVING and doc["upload"]["owner"] == "someone-else"
     assert leftovers(swift_peer, _bucket(store)) == []  # our parts went
+
+
+@pytest.mark.parametrize("field, value", [
+    ("upload", {"started": 0, "heartbeat": 0, "owner": "x",
+                "token": {"key": "imgs/images/other.data", "upload_id": "u1"}}),
+    ("upload", {"started": 0, "heartbeat": "soon", "owner": "x", "token": None}),
+    ("data", {"key": "elsewhere", "segments": "imgs/segments/"}),
+    ("record", {"id": "not-this-one"}),
+])
+def test_a_record_that_would_steer_us_elsewhere_is_damaged(store, field, value):
+    record = store.create("img")
+    doc = store._load(record["id"])
+    doc[field] = value
+    store.api.write_small(store._key(record["id"], "json"), json.dumps(doc).encode())
+    with pytest.raises(StoreError, match="damaged image record"):
+        store.get(record["id"])
+    assert [r["status"] for r in store.list()] == ["damaged"]
+    assert store.gc(min_age=0) == []
+    store.delete(record["id"])
+    assert store.list() == []

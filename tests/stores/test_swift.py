@@ -70,3 +70,46 @@ def test_tls_is_verified_by_default_and_cacert_trusts_a_private_ca(swift_peer, t
         store.put(record["id"], [b"over tls"])
         with store.open(record["id"]) as stream:
             assert stream.read() == b"over tls"
+
+
+def test_rm_of_a_manifest_naming_foreign_segments_deletes_only_the_manifest(swift_peer):  # noqa: F811
+    """Whoever can write the container could plant a manifest whose segments are other
+    objects of the account; image rm must not delete those."""
+    import hashlib
+    import json
+    store = open_store("swift", swift_peer, fresh_name())
+    record = store.create("img")
+    store.put(record["id"], [b"x" * 10])
+    victim = b"precious data, not an image segment"
+    store.api.write_small("elsewhere/victim", victim)
+    manifest = [{"path": "/{}/elsewhere/victim".format(store.api.container),
+                 "etag": hashlib.md5(victim).hexdigest(), "size_bytes": len(victim)}]
+    store.api._request("PUT", store._key(record["id"], "data"),
+                       [("multipart-manifest", "put")], body=json.dumps(manifest).encode(),
+                       expect=(201,))
+    store.delete(record["id"])
+    assert store.api.read_small("elsewhere/victim") == victim
+    assert store.api.head(store._key(record["id"], "data")) is None
+
+
+def test_a_record_naming_foreign_segments_is_damaged_and_never_used(swift_peer):  # noqa: F811
+    store = open_store("swift", swift_peer, fresh_name())
+    record = store.create("img")
+    store.api.write_small("other/0001", b"keep me")
+    doc = store._load(record["id"])
+    doc["record"]["status"] = "saving"
+    doc["upload"] = {"started": 0, "heartbeat": 0, "owner": "x",
+                     "token": {"key": store._key(record["id"], "data"), "segments": "other/"}}
+    store.api.write_small(store._key(record["id"], "json"), json_bytes(doc))
+    with pytest.raises(StoreError, match="damaged image record .*upload field is not one of ours"):
+        store.get(record["id"])
+    assert store.gc(min_age=0) == []
+    [listed] = store.list()
+    assert listed["status"] == "damaged"
+    store.delete(record["id"])
+    assert store.list() == [] and store.api.read_small("other/0001") == b"keep me"
+
+
+def json_bytes(doc):
+    import json
+    return json.dumps(doc).encode()

@@ -20,6 +20,7 @@ small set of object verbs; everything about images lives here.
 
 import json
 import logging
+import re
 import time
 import uuid
 
@@ -27,6 +28,7 @@ from vhdport import errors
 from vhdport.stores import base
 from vhdport.stores.local import (CONTAINER_FORMATS, DISK_FORMATS, VISIBILITIES, _ID_RE,
                                   _check_name, _check_properties, glance_time)
+from vhdport.stores.local_records import damaged_record, validate_record
 from vhdport.stores.multipart import send_stream
 from vhdport.stores.ranged import RangedReader
 
@@ -41,6 +43,39 @@ HEARTBEAT_SECONDS = 60.0
 STALE_AFTER = 600.0
 #: gc leaves younger leftovers alone: they may belong to an upload still running
 DEFAULT_GC_MIN_AGE = 3600.0
+
+
+#: the upload part of a Swift segment prefix (a uuid4 hex)
+_UPLOAD_RE = re.compile(r"\A[0-9a-f]{32}/\Z")
+
+
+def token_ok(token, data_key, prefix, image_id):
+    """Whether ``token`` (read from a record) names an upload of this image's data object:
+    an S3 multipart upload of ``data_key``, or this image's own Swift segment prefix --
+    nothing wider, since its parts are listed and deleted by it."""
+    if not isinstance(token, dict) or token.get("key") != data_key:
+        return False
+    if "upload_id" in token:
+        upload_id = token["upload_id"]
+        return isinstance(upload_id, str) and 0 < len(upload_id) < 1024 and "segments" not in token
+    segments = token.get("segments")
+    base = "{}segments/{}/".format(prefix, image_id)
+    return isinstance(segments, str) and segments.startswith(base) and \
+        _UPLOAD_RE.match(segments[len(base):]) is not None
+
+
+def token_name(token):
+    """A name for an upload token, the same whichever API made it."""
+    return token.get("upload_id") or token.get("segments")
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def damaged(where, why):
+    return errors.StoreError("{}: damaged image record ({}); delete the image and upload it "
+                             "again".format(where, why))
 
 
 def check_tuning(connections, part_size):
@@ -78,16 +113,32 @@ class ObjectStore(base.Store):
         return image_id
 
     def _load(self, image_id):
-        data = self.api.read_small(self._key(self._checked(image_id), "json"))
+        """The record document of an image, checked field by field before anything uses it:
+        whoever can write the bucket must not be able to steer what we read or delete."""
+        key = self._key(self._checked(image_id), "json")
+        data = self.api.read_small(key)
         if data is None:
             raise errors.ImageNotFound(image_id=image_id, store=self.display)
+        where = "{}/{}".format(self.api.display_root, key)
         try:
             doc = json.loads(data.decode("utf-8"))
-            doc["record"]["id"]
-            return doc
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, RecursionError) as exc:
             raise errors.StoreError("{}: damaged record of image {} ({}); delete the image and "
-                                    "upload it again".format(self.display, image_id, exc))
+                                    "upload it again".format(where, image_id, str(exc)[:100]))
+        record, created_ns = validate_record(doc, image_id, where)
+        upload, data_token = doc.get("upload"), doc.get("data")
+        data_key = self._key(image_id, "data")
+        if upload is not None and not (
+                isinstance(upload, dict) and _number(upload.get("heartbeat"))
+                and _number(upload.get("started")) and isinstance(upload.get("owner"), str)
+                and (upload.get("token") is None
+                     or token_ok(upload["token"], data_key, self.api.prefix, image_id))):
+            raise damaged(where, "its upload field is not one of ours")
+        if data_token is not None and not token_ok(data_token, data_key, self.api.prefix,
+                                                   image_id):
+            raise damaged(where, "its data field is not one of ours")
+        return {"record": record, "created_ns": created_ns, "upload": upload,
+                "data": data_token}
 
     def _save(self, doc):
         doc["record"]["updated_at"] = glance_time(self._clock())
@@ -151,6 +202,8 @@ class ObjectStore(base.Store):
                 doc = self._load(image_id)
             except errors.ImageNotFound:
                 continue  # deleted while we listed
+            except errors.StoreError as exc:  # the others stay listed; rm removes this one
+                doc = {"record": damaged_record(image_id, str(exc)), "created_ns": 0}
             record = doc["record"]
             found.append((record.get("created_at") or "", doc.get("created_ns", 0), image_id,
                           record))
@@ -158,7 +211,13 @@ class ObjectStore(base.Store):
         return [entry[3] for entry in found]
 
     def delete(self, image_id):
-        doc = self._load(image_id)
+        try:
+            doc = self._load(image_id)
+        except errors.ImageNotFound:
+            raise
+        except errors.StoreError as exc:  # a damaged record: remove it and its data, no more
+            log.warning("image %s: deleting a damaged record (%s)", image_id, exc)
+            doc = {"upload": None}
         # the record goes first: a failure after it leaves only leftovers gc can find
         self.api.delete(self._key(image_id, "json"))
         self.api.delete(self._key(image_id, "data"))
@@ -303,17 +362,21 @@ class ObjectStore(base.Store):
         """Remove what dead uploads left: multipart uploads / segments, data objects
         without an active record, records stuck in ``saving``.  Leftovers younger than
         ``min_age`` seconds are kept (they may belong to a running upload; 0 removes all,
-        so only with no upload running).  Returns a
-        list of one-line descriptions of what was removed."""
+        so only with no upload running).  Damaged records and their data are left alone.
+        Returns a list of one-line descriptions of what was removed."""
         removed = []
         now = self._clock()
         keep = set()
         docs = {}
+        damaged_ids = set()  # left alone (data included) until someone looks at them
         for record in self.list():
             image_id = record["id"]
             try:
                 doc = self._load(image_id)
             except errors.ImageNotFound:
+                continue
+            except errors.StoreError:
+                damaged_ids.add(image_id)
                 continue
             docs[image_id] = doc
             upload = doc.get("upload") or {}
@@ -325,18 +388,19 @@ class ObjectStore(base.Store):
                     removed.append("image {}: abandoned upload removed, record queued again"
                                    .format(image_id))
                 elif upload.get("token"):
-                    keep.add(self.api.token_name(upload["token"]))
+                    keep.add(token_name(upload["token"]))
             if doc.get("data"):
-                keep.add(self.api.token_name(doc["data"]))
+                keep.add(token_name(doc["data"]))
         for token, started in self.api.part_uploads():
-            name = self.api.token_name(token)
+            name = token_name(token)
             if name not in keep and (min_age <= 0 or now - started >= min_age):
                 self.api.abort_parts(token)
                 removed.append("unfinished upload {} removed".format(name))
         for item in self.api.list(self.api.prefix + "images/"):
             name = item["key"][len(self.api.prefix) + len("images/"):]
             image_id, _, kind = name.partition(".")
-            if kind != "data" or (min_age > 0 and now - item["modified"] < min_age):
+            if kind != "data" or (min_age > 0 and now - item["modified"] < min_age) \
+                    or image_id in damaged_ids:
                 continue
             doc = docs.get(image_id)
             if doc is None or doc["record"]["status"] not in (base.ACTIVE, base.SAVING):

@@ -12,6 +12,7 @@ import binascii
 import calendar
 import hashlib
 import http.client
+import logging
 import os
 import time
 import urllib.parse
@@ -22,6 +23,8 @@ from vhdport.errors import (AuthError, ImageNotFound, IntegrityError, StoreError
 from vhdport.stores import s3config, sigv4
 from vhdport.stores.http import TRANSIENT_STATUSES, Endpoint
 from vhdport.stores.objstore import ObjectStore
+
+log = logging.getLogger("vhdport.stores.s3")
 
 _TRANSIENT_CODES = frozenset(("SlowDown", "InternalError", "RequestTimeout", "ServiceUnavailable"))
 _AUTH_CODES = frozenset(("AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId",
@@ -149,6 +152,7 @@ class S3Api(object):
         else:
             self._bucket_path = "{}/{}/".format(base_path, sigv4.uri_encode(settings.bucket))
         self.display = "s3://{}/{}".format(self.bucket, self.prefix).rstrip("/")
+        self.display_root = "s3://{}".format(self.bucket)
         self._http = S3Endpoint("{}://{}".format(parts.scheme, netloc), settings.credentials,
                                 settings.region, cacert=cacert, insecure=insecure,
                                 timeout=timeout, retries=retries, retry_delay=retry_delay,
@@ -299,6 +303,10 @@ class S3Api(object):
                 self.display, token["key"]), expected=expected, actual=etag or None)
 
     def abort_parts(self, token):
+        if "upload_id" not in token:  # Swift segments (an upload through swift://)
+            log.warning("%s: upload %s was made through the Swift API; remove it with image gc "
+                        "through swift://", self.display, token.get("segments"))
+            return
         self._request("DELETE", token["key"], [("uploadId", token["upload_id"])],
                       expect=(200, 204), accept=(404,))
 
@@ -323,9 +331,7 @@ class S3Api(object):
             if not key_marker:
                 return
 
-    @staticmethod
-    def token_name(token):
-        return token["upload_id"]
+
 
 
 def _read_exactly(resp, length, endpoint, key, image_id):

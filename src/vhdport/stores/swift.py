@@ -12,6 +12,7 @@ written through ``s3://b/p`` reads through ``swift://b/p`` and the other way rou
 
 import hashlib
 import json
+import logging
 import os
 import urllib.parse
 import uuid
@@ -21,6 +22,9 @@ from vhdport.stores.http import Endpoint
 from vhdport.stores.objstore import ObjectStore
 from vhdport.stores.s3 import _epoch, _etag, _read_exactly
 from vhdport.stores.s3config import parse_url
+
+
+log = logging.getLogger("vhdport.stores.swift")
 
 
 def _json_list(body, what):
@@ -51,6 +55,7 @@ class SwiftApi(object):
                  retry_delay=1.0):
         self.container, self.prefix = container, prefix
         self.display = "swift://{}/{}".format(container, prefix).rstrip("/")
+        self.display_root = "swift://{}".format(container)
         self._tls = {"cacert": cacert, "insecure": insecure, "timeout": timeout,
                      "retries": retries, "retry_delay": retry_delay}
         self._v1 = (auth_url, user, key) if auth_url and user and key else None
@@ -149,7 +154,7 @@ class SwiftApi(object):
         found = self.head(key)
         if found is None:
             return
-        if not found["large"]:
+        if not found["large"] or not self._own_segments(key):
             self._request("DELETE", key, expect=(204, 200), accept=(404,))
             return
         reply = self._request("DELETE", key, [("multipart-manifest", "delete")],
@@ -162,6 +167,29 @@ class SwiftApi(object):
         if not status.startswith(("200", "404")) or result.get("Errors"):
             raise StoreError("{}: deleting {} and its segments failed: {} {}".format(
                 self.display, key, status, result.get("Errors"))[:500])
+
+    def _own_segments(self, key):
+        """Whether every segment the manifest ``key`` names is one of ours: under this
+        image's segment prefix, or where s3api keeps the parts of ``key``.  A manifest
+        written by someone else could name any object of the account, and deleting it
+        with its segments would delete those."""
+        reply = self._request("GET", key, [("multipart-manifest", "get")], expect=(200,),
+                              accept=(404,))
+        if reply.status == 404:
+            return False
+        image_id = key[len(self.prefix + "images/"):].rpartition(".")[0]
+        allowed = ("/{}/{}segments/{}/".format(self.container, self.prefix, image_id),
+                   "/{}+segments/{}/".format(self.container, key))
+        try:
+            items = _json_list(reply.body, "manifest of " + key)
+        except StoreError:
+            items = [{"name": ""}]
+        strays = [item["name"] for item in items if not item["name"].startswith(allowed)
+                  or "/../" in item["name"]]
+        if strays:
+            log.warning("%s: %s names segments outside its own (%s); deleting the manifest "
+                        "only", self.display, key, strays[0][:200])
+        return not strays
 
     def list(self, prefix):
         marker = ""
@@ -217,6 +245,10 @@ class SwiftApi(object):
                 self.display, token["key"]), expected=expected, actual=etag or None)
 
     def abort_parts(self, token):
+        if "segments" not in token:  # an S3 multipart upload (through s3://)
+            log.warning("%s: upload %s was made through the S3 API; remove it with image gc "
+                        "through s3://", self.display, token.get("upload_id"))
+            return
         for item in list(self.list(token["segments"])):
             self._request("DELETE", item["key"], expect=(204, 200), accept=(404,))
 
@@ -233,9 +265,7 @@ class SwiftApi(object):
             yield ({"key": "{}images/{}.data".format(self.prefix, image_id),
                     "segments": segments}, started)
 
-    @staticmethod
-    def token_name(token):
-        return token["segments"]
+
 
 
 class SwiftStore(ObjectStore):
