@@ -92,3 +92,12 @@ def test_open_store_routes_object_urls_and_ignores_glance_options():
     swift = open_store("swift://cont", auth_token="tok", storage_url="http://127.0.0.1:9/v1/A",
                        api_version=2)
     assert isinstance(swift, SwiftStore) and swift.display == "swift://cont"
+
+
+def test_session_token_and_secret_are_scrubbed_from_answers():
+    endpoint = s3.S3Endpoint("http://127.0.0.1:9", Credentials("AK", "sekrit-key-1", "tok-3344"),
+                             "us-east-1")
+    body = b"<Error><Code>X</Code><Message>you sent tok-3344 and sekrit-key-1</Message></Error>"
+    err = endpoint.status_error(500, "Internal Server Error", "GET", "/b/k", None, body)
+    assert "tok-3344" not in str(err) and "sekrit-key-1" not in str(err)
+    assert "***" in str(err)

@@ -106,6 +106,13 @@ class S3Endpoint(Endpoint):
         self.host_header = self.host if self.port == default_port else "{}:{}".format(
             self.host, self.port)
 
+    def secrets(self):
+        """The session token travels in a header (a reflecting error page may echo it back);
+        the secret key never does, but is masked as well should anything quote it."""
+        found = super().secrets()
+        found += [self.credentials.secret_key, self.credentials.session_token]
+        return [secret for secret in found if isinstance(secret, str) and secret]
+
     def _attempt(self, method, path, body, headers, expect, accept, image_id, stream):
         raw_path, _, query = path.partition("?")
         hdrs = dict(headers or {})
