@@ -9,6 +9,7 @@ _ = object()
 
 # click registers the command functions by decorator; the CLI calls them by name
 ls  # cli/image_cmds.py, cli/sr_cmds.py
+gc_cmd  # cli/image_cmds.py (image gc)
 rm  # cli/image_cmds.py
 import_cmd  # cli/image_cmds.py, cli/vhd_cmds.py
 export_cmd  # cli/vhd_cmds.py

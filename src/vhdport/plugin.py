@@ -40,7 +40,7 @@ SECRET_HEADER_WORDS = ("token", "auth", "secret", "password", "key", "cookie")
 
 #: keys ``params`` may hold, per direction ("endpoint" is nova's name for ``store``)
 _COMMON_KEYS = ("image_id", "store", "endpoint", "api_version", "auth_token", "extra_headers",
-                "sr_path", "cacert", "insecure")
+                "sr_path", "cacert", "insecure", "object_store")
 DOWNLOAD_KEYS = frozenset(_COMMON_KEYS + ORIGINAL_ENDPOINT_KEYS + ("uuid_stack",))
 UPLOAD_KEYS = frozenset(_COMMON_KEYS + ORIGINAL_ENDPOINT_KEYS + (
     "vdi_uuids", "vdi_uuid", "name", "properties", "compression_level", "os_type"))
@@ -223,7 +223,40 @@ def _open_store(params, fn):
         options["cacert"] = _param(params, "cacert", fn)
     if params.get("insecure") is not None:
         options["insecure"] = _param(params, "insecure", fn, kind=bool)
+    if params.get("object_store") is not None:
+        options.update(_object_store_options(params, url, fn))
     return open_store(url, **options)
+
+
+# --- s3:// and swift:// stores (issue #15) ---
+#: keys of params["object_store"]; the secret ones are redacted like auth_token
+OBJECT_STORE_KEYS = {"endpoint_url": str, "region": str, "access_key": str, "secret_key": str,
+                     "session_token": str, "addressing": str, "auth_url": str, "user": str,
+                     "key": str, "storage_url": str, "connections": int, "part_size": int}
+OBJECT_STORE_SECRETS = ("secret_key", "session_token", "key")
+
+
+def _object_store_options(params, url, fn):
+    """params["object_store"]: S3 / Swift settings (dom0 has no AWS_* or ST_* environment)."""
+    given = params["object_store"]
+    if not isinstance(given, dict):
+        raise PluginError("{}: params 'object_store' must be an object".format(fn))
+    for secret in OBJECT_STORE_SECRETS:
+        add_secret(given.get(secret))
+    if not url.lower().startswith(("s3://", "swift://")):
+        raise PluginError("{}: params 'object_store' applies to s3:// and swift:// stores "
+                          "only".format(fn))
+    unknown = sorted(set(given) - set(OBJECT_STORE_KEYS))
+    if unknown:
+        raise PluginError("{}: unknown object_store key(s) {}; accepted: {}".format(
+            fn, ", ".join(unknown), ", ".join(sorted(OBJECT_STORE_KEYS))))
+    for name, value in given.items():
+        kind = OBJECT_STORE_KEYS[name]
+        if isinstance(value, bool) or not isinstance(value, kind) or (kind is str and not value):
+            raise PluginError("{}: object_store {!r} must be a non-empty {}".format(
+                fn, name, "string" if kind is str else "integer"))
+    return dict(given)
+# --- end s3:// and swift:// ---
 
 
 def describe(params):
@@ -235,6 +268,9 @@ def describe(params):
             shown[key] = safe_url(shown[key])
     if shown.get("auth_token") is not None:
         shown["auth_token"] = REDACTED
+    if isinstance(shown.get("object_store"), dict):
+        shown["object_store"] = dict((k, REDACTED if k in OBJECT_STORE_SECRETS else v)
+                                     for k, v in shown["object_store"].items())
     headers = shown.get("extra_headers")
     if isinstance(headers, dict):
         shown["extra_headers"] = dict(

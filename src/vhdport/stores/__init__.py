@@ -52,10 +52,22 @@ def _glance(url, **options):
     return GlanceStore(url, **options)
 
 
+def _s3(url, **options):
+    from vhdport.stores.s3 import S3Store
+    return S3Store(url, **options)
+
+
+def _swift(url, **options):
+    from vhdport.stores.swift import SwiftStore
+    return SwiftStore(url, **options)
+
+
 #: URL scheme ("" for a bare path) -> factory(url, **options); see register()
-SCHEMES = {"": _local_path, "file": _local_file_url, "http": _glance, "https": _glance}
+SCHEMES = {"": _local_path, "file": _local_file_url, "http": _glance, "https": _glance,
+           "s3": _s3, "swift": _swift}
 #: what --store accepts, for messages
-SUPPORTED = "a directory path, file:///path, http(s)://host:port (Glance)"
+SUPPORTED = ("a directory path, file:///path, http(s)://host:port (Glance), s3://bucket/prefix "
+             "or swift://container/prefix")
 
 
 def register(scheme, factory):
