@@ -16,6 +16,7 @@ from ..vhd import MAX_DEPTH, VhdFile, create_snapshot, set_hidden
 from .lock import DEFAULT_TIMEOUT, FileLock
 from .scan import SUFFIX, os_error, scan, uuid_of_name
 from .recover import drop_journal, publish_journal, snapshot_journal
+from .smlock import SMSRLock
 from .staging import STAGING_DIR, Staging, check_recorded_links, reclaim
 
 LOCK_NAME = ".vhdport.lock"
@@ -30,6 +31,7 @@ class SR(object):
             raise SRError("SR directory {} does not exist".format(self.path))
         self.lock_path = os.path.join(self.path, LOCK_NAME)
         self._lock = FileLock(self.lock_path, "SR " + self.path, lock_timeout)
+        self._sm_lock = SMSRLock(self.path, lock_timeout)
 
     def __repr__(self):
         return "<SR {}>".format(self.path)
@@ -39,10 +41,18 @@ class SR(object):
 
     @contextlib.contextmanager
     def locked(self, timeout=None):
-        """Hold the SR lock (re-entrant within this object) for publish / gc / snapshot."""
+        """Hold the SR lock (re-entrant within this object) for publish / gc / snapshot.
+
+        In dom0 SM's own SR lock too (smlock.py), taken second so that vhdport
+        processes queue among themselves without blocking SM meanwhile.
+        """
         self._lock.acquire(timeout)
         try:
-            yield self
+            self._sm_lock.acquire(timeout)
+            try:
+                yield self
+            finally:
+                self._sm_lock.release()
         finally:
             self._lock.release()
 
