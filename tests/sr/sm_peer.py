@@ -3,18 +3,44 @@
 Facts from SM (drivers/lock.py, flock.py): ``os.makedirs(<dir>/<sr_uuid>)``, ``open(path, "w+")``,
 then ``fcntl(fd, F_SETLK or F_SETLKW, struct flock{F_WRLCK, SEEK_SET, 0, 0})``, packed "hhqql".
 
-Usage: ``python sm_peer.py LOCK_PATH``; reads commands on stdin, one per line, answers one line:
-``lock`` (wait for it) -> ``locked``; ``try`` (F_SETLK, and release at once if taken) -> ``free``
-or ``busy``; ``unlock`` -> ``unlocked``; ``quit`` (or EOF) ends.  Prints ``ready`` first.
+Tests use :class:`SMPeer`, which runs ``python sm_peer.py LOCK_PATH``.  That process reads
+commands on stdin, one per line, and answers one line each: ``lock`` (wait for it) -> ``locked``;
+``try`` (F_SETLK, released at once if taken) -> ``free`` or ``busy``; ``unlock`` -> ``unlocked``;
+``quit`` (or EOF) ends.  It prints ``ready`` first.
 """
 
 import errno
 import fcntl
 import os
 import struct
+import subprocess
 import sys
 
 FORMAT = "hhqql"
+
+
+class SMPeer(object):
+    """tests/sr/sm_peer.py in its own process: SM's lock calls, one command at a time."""
+
+    def __init__(self, lock_path):
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), lock_path],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     universal_newlines=True)
+        assert self._read() == "ready"
+
+    def _read(self):
+        return self.proc.stdout.readline().strip()
+
+    def ask(self, command):
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+        self.proc.stdout.close()
 
 
 def flock(fd, cmd, l_type):

@@ -6,8 +6,6 @@ named by a uuid, as /var/run/sr-mount/<sr_uuid> is in dom0.
 
 import os
 import stat
-import subprocess
-import sys
 import threading
 import time
 
@@ -19,33 +17,10 @@ from vhdport.sr import SR, smlock
 from vhdport.stores.local import LocalStore
 
 from tests.sr.helpers import make_chain, make_vhd, new_uuid, staged_chain, vhd_names
+from tests.sr.sm_peer import SMPeer
 
-PEER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sm_peer.py")
 #: how long an operation must stay blocked behind SM's lock to count as waiting for it
 BLOCKED_FOR = 0.5
-
-
-class SMPeer(object):
-    """tests/sr/sm_peer.py in its own process: SM's lock calls, one command at a time."""
-
-    def __init__(self, lock_path):
-        self.proc = subprocess.Popen([sys.executable, PEER, lock_path], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, universal_newlines=True)
-        assert self._read() == "ready"
-
-    def _read(self):
-        return self.proc.stdout.readline().strip()
-
-    def ask(self, command):
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        return self._read()
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            self.proc.wait(timeout=30)
-        self.proc.stdout.close()
 
 
 @pytest.fixture

@@ -47,7 +47,7 @@ def lock_dir():
     if os.path.isdir(root):
         return root
     if not configured and os.path.exists(XENSOURCE_INVENTORY):
-        return root     # a XenServer host whose SM has not locked anything yet: create it as SM does
+        return root     # a XenServer host whose SM has not locked anything yet: create it
     return None
 
 
