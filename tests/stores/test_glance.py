@@ -18,7 +18,7 @@ pytestmark = pytest.mark.peer
 
 
 def payload(size, seed=1):
-    return random.Random(seed).randbytes(size)
+    return random.Random(seed).getrandbits(8 * size).to_bytes(size, "little") if size else b""
 
 
 def chunks_of(data, size=256 * 1024):
