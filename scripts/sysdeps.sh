@@ -4,6 +4,8 @@
 set -u
 need=()
 command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
+# gcc: builds libvhdi-python for the Python 3.6 run (no 3.6 wheel; tests/runtimes/)
+command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 here=$(dirname "$0")
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then

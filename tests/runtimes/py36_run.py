@@ -1,0 +1,44 @@
+"""pytest plugin of ``make test-py36`` (``-p tests.runtimes.py36_run``): the suite under dom0's 3.6.
+
+The run must be complete: every skip is a failure here, and what is left out of the 3.6 run
+is deselected by EXCLUDED below -- one list, each entry with its reason.
+"""
+
+import sys
+
+import pytest
+
+#: node id prefix -> why the test does not run under Python 3.6 (it still runs under 3.11)
+EXCLUDED = {
+}
+
+
+def pytest_report_header(config):
+    return "dom0 runtime: Python {} at {}; excluded under 3.6: {}".format(
+        sys.version.split()[0], sys.executable, len(EXCLUDED))
+
+
+def pytest_collection_modifyitems(config, items):
+    kept, dropped = [], []
+    for item in items:
+        (dropped if any(item.nodeid.startswith(p) for p in EXCLUDED) else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = "skipped under the dom0 runtime, where nothing may skip: {}".format(
+            report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr)
+
+
+def pytest_collectreport(report):
+    if report.skipped:
+        report.outcome = "failed"
+        report.longrepr = "a whole module skipped under the dom0 runtime: {}".format(
+            report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr)
