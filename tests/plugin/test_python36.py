@@ -1,4 +1,4 @@
-"""The installed plugin under Python 3.6 (dom0's interpreter), when this machine has one."""
+"""The installed plugin under Python 3.6 (dom0's interpreter, vendored in tests/runtimes/)."""
 
 import os
 import subprocess
@@ -7,12 +7,17 @@ import zipfile
 
 import pytest
 
+from tests.peers.require import require_peer
 from vhdport.vhd import Chain, create_dynamic
 from tests.plugin.chains import virtual_bytes
-from tests.plugin.xapi import call, params_args, python36
+from tests.plugin.xapi import call, params_args, python36, python36_problem
 
 PY36 = python36()
-pytestmark = pytest.mark.skipif(PY36 is None, reason="no Python 3.6 interpreter here")
+
+
+@pytest.fixture(autouse=True)
+def _python36_present():
+    require_peer("Python 3.6 (tests/runtimes/, vendored)", PY36 is not None, python36_problem())
 
 
 def test_every_core_module_imports_under_36(installed):
