@@ -9,6 +9,8 @@ command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
 command -v swift-proxy-server >/dev/null 2>&1 || \
     need+=(swift swift-proxy swift-account swift-container swift-object)
 command -v memcached >/dev/null 2>&1 || need+=(memcached)
+# gcc: builds libvhdi-python for the Python 3.6 run (no 3.6 wheel; tests/runtimes/)
+command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 here=$(dirname "$0")
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then

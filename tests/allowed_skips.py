@@ -14,8 +14,6 @@ ALLOWED_SKIPS = {
             "the zlib engine is the one in use and is tested",
     "openstacksdk-installed": "the test checks the message shown when openstacksdk is missing, "
                               "which cannot be seen where it is installed",
-    "python3.6": "no Python 3.6 interpreter here; dom0's runtime is not yet provisioned by "
-                 "scripts/sysdeps.sh (when it is, move this test to require_peer)",
 }
 
 PREFIX = "allowed skip"

@@ -18,6 +18,7 @@ Auth tokens never reach logs or error descriptions: they are registered as secre
 replaced by ``***`` wherever they would appear.
 """
 
+import io
 import json
 import logging
 import logging.handlers
@@ -493,15 +494,33 @@ def _host_plugin_module():
     return XenAPIPlugin
 
 
+def utf8_argv(argv):
+    """argv as XAPI sent it: UTF-8 XML, whatever the locale.
+
+    Python 3.6 started without a UTF-8 locale (LANG unset, as for a plugin) decodes argv as
+    ASCII with surrogate escapes, which expat refuses; 3.7+ would coerce the locale to UTF-8.
+    """
+    return [os.fsencode(arg).decode("utf-8", "surrogateescape") for arg in argv]
+
+
+def utf8_stdout():
+    """The methodResponse is UTF-8: an ASCII stdout (3.6, C locale) must not fail to print it."""
+    encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
+    if encoding != "utf8" and hasattr(sys.stdout, "buffer"):
+        sys.stdout.flush()
+        sys.stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", line_buffering=True)
+
+
 def main(argv=None):
     """Entry point of /etc/xapi.d/plugins/vhdport."""
     setup_logging()
+    utf8_stdout()
+    argv = utf8_argv(sys.argv if argv is None else argv)
     host = _host_plugin_module()
     failure_cls = host.Failure if host is not None else Failure
     table = dict((name, wrap(name, fn, failure_cls)) for name, fn in FUNCTIONS.items())
     if host is not None:
-        if argv is not None:
-            sys.argv = list(argv)
+        sys.argv = argv
         host.dispatch(table)
     else:
         dispatch(table, argv)

@@ -18,6 +18,8 @@ import time
 import urllib.parse
 import uuid
 
+from tests.peers.httpd import ThreadingHTTPServer
+
 META = "x-image-meta-"
 PROPERTY = META + "property-"
 _BLOCK = 1 << 20
@@ -237,7 +239,7 @@ class V1Handler(http.server.BaseHTTPRequestHandler):
                 self.wfile.write(block)
 
 
-class _QuietServer(http.server.ThreadingHTTPServer):
+class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def handle_error(self, request, client_address):

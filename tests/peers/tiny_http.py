@@ -6,7 +6,7 @@ daemon thread while the ``with`` block runs, and shuts down afterwards.
 """
 
 import threading
-from http.server import ThreadingHTTPServer
+from tests.peers.httpd import ThreadingHTTPServer
 
 
 class LocalHttpServer(object):

@@ -43,6 +43,19 @@ def test_pickled_params_refused(plugin, blob, tmp_path):
     assert "pickle" in message and "JSON" in message
 
 
+def test_non_ascii_request_and_reply_without_a_locale(plugin, tmp_path):
+    """XAPI may start the plugin with no LANG: Python 3.6 then reads argv and writes stdout as
+    ASCII (3.7+ coerces to UTF-8), yet the request and the reply are UTF-8 XML."""
+    sr = str(tmp_path / "sr")
+    os.makedirs(sr)
+    image_id = "bild-\u00e4-\u20ac-\U0001f600"
+    reply = call(plugin, "download_vhd", params_args(image_id=image_id,
+                                                     store=str(tmp_path / "store"), sr_path=sr),
+                 env={"LANG": "", "LC_ALL": "", "LC_CTYPE": ""})
+    code, message = reply.error
+    assert code == "IMAGE_NOT_FOUND" and image_id in message
+
+
 def test_not_json_and_not_object(plugin):
     code, message = call(plugin, "download_vhd", {"params": "{nope"}).error
     assert code == "PLUGIN_ARGS" and "not valid JSON" in message

@@ -1,4 +1,4 @@
-"""The installed plugin under Python 3.6 (dom0's interpreter), when this machine has one."""
+"""The installed plugin under Python 3.6 (dom0's interpreter, vendored in tests/runtimes/)."""
 
 import os
 import subprocess
@@ -7,19 +7,17 @@ import zipfile
 
 import pytest
 
-from tests.allowed_skips import allowed_skip
-
+from tests.peers.require import require_peer
 from vhdport.vhd import Chain, create_dynamic
 from tests.plugin.chains import virtual_bytes
-from tests.plugin.xapi import call, params_args, python36
+from tests.plugin.xapi import call, params_args, python36, python36_problem
 
 PY36 = python36()
 
 
 @pytest.fixture(autouse=True)
 def _python36_present():
-    if PY36 is None:
-        allowed_skip("python3.6")
+    require_peer("Python 3.6 (tests/runtimes/, vendored)", PY36 is not None, python36_problem())
 
 
 def test_every_core_module_imports_under_36(installed):

@@ -1,6 +1,5 @@
 """Run the installed plugin exactly as XAPI does: ``python3 -I -S PLUGIN <methodCall>``."""
 
-import glob
 import json
 import os
 import shutil
@@ -8,11 +7,16 @@ import subprocess
 import sys
 import xmlrpc.client
 
+from tests.runtimes import py36
+
 SESSION = "OpaqueRef:00000000-test-session"
 
 
 def python3():
-    """The host-like interpreter: /usr/bin/python3 (the plugin's shebang) when present."""
+    """The plugin's interpreter: dom0's 3.6 when the tests themselves run under 3.6
+    (``make test-py36``), else the host's /usr/bin/python3 (the plugin's shebang)."""
+    if sys.version_info[:2] == (3, 6):
+        return python36() or sys.executable
     return "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
 
@@ -44,22 +48,24 @@ class Reply(object):
 
 
 def python36():
-    """A working Python 3.6 interpreter (dom0's version) if this machine has one, else None."""
-    candidates = [os.environ.get("VHDPORT_TEST_PY36")]
-    candidates += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.6*/bin/python3.6")))
-    candidates += [shutil.which("python3.6")]  # last: may be a pyenv shim that cannot run
-    for found in candidates:
-        if not found or not os.path.exists(found):
-            continue
-        try:
-            proc = subprocess.run([found, "-I", "-S", "-c", "import sys; print(sys.version_info[:2])"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                  universal_newlines=True, timeout=30)
-        except (OSError, subprocess.SubprocessError):
-            continue
-        if proc.returncode == 0 and proc.stdout.strip() == "(3, 6)":
-            return found
-    return None
+    """dom0's Python 3.6: the vendored runtime (tests/runtimes/), or $VHDPORT_TEST_PY36.
+
+    None when it cannot run here; python36_problem() says why (tests go through require_peer,
+    so under CI=true that fails).
+    """
+    try:
+        return py36.interpreter()
+    except py36.RuntimeUnavailable:
+        return None
+
+
+def python36_problem():
+    """Why python36() is None ("" when it is not)."""
+    try:
+        py36.interpreter()
+    except py36.RuntimeUnavailable as e:
+        return str(e)
+    return ""
 
 
 def call(plugin, fn, args, env=None, isolated=True, timeout=120, python=None):

@@ -6,7 +6,8 @@ from vhdport.stores.glance import GlanceStore
 
 
 def payload(size, seed=1):
-    return random.Random(seed).randbytes(size)
+    # getrandbits, not randbytes (3.9+): the same bytes, and the 3.6 run can build them
+    return random.Random(seed).getrandbits(8 * size).to_bytes(size, "little") if size else b""
 
 
 def chunks_of(data, size=256 * 1024):

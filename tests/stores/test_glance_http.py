@@ -9,6 +9,7 @@ import pytest
 from vhdport.errors import AuthError, ImageNotFound, StoreError, TransientStoreError
 from vhdport.stores.glance import GlanceStore
 from vhdport.stores.http import Endpoint, parse_md5
+from tests.peers.httpd import ThreadingHTTPServer
 
 TRANSIENT = (408, 500, 502, 503, 504, 507)
 PERMANENT = (400, 402, 403, 405, 406, 407, 409, 410, 411, 412, 413, 414, 415, 416, 417,
@@ -37,7 +38,7 @@ class StatusServer(object):
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = "http://127.0.0.1:{}".format(self.httpd.server_address[1])
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
                                        daemon=True)

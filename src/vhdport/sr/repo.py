@@ -17,6 +17,7 @@ from ..fsutil import fsync_dir, fsync_file
 from .lock import DEFAULT_TIMEOUT, FileLock
 from .scan import os_error, scan, uuid_of_name
 from .recover import drop_journal, publish_journal, snapshot_journal
+from .smlock import SMSRLock
 from .staging import STAGING_DIR, Staging, check_chain_here, reclaim
 
 LOCK_NAME = ".vhdport.lock"
@@ -31,6 +32,7 @@ class SR(object):
             raise SRError("SR directory {} does not exist".format(self.path))
         self.lock_path = os.path.join(self.path, LOCK_NAME)
         self._lock = FileLock(self.lock_path, "SR " + self.path, lock_timeout)
+        self._sm_lock = SMSRLock(self.path, lock_timeout)
 
     def __repr__(self):
         return "<SR {}>".format(self.path)
@@ -53,10 +55,18 @@ class SR(object):
 
     @contextlib.contextmanager
     def locked(self, timeout=None):
-        """Hold the SR lock (re-entrant within this object) for publish / gc / snapshot."""
+        """Hold the SR lock (re-entrant within this object) for publish / gc / snapshot.
+
+        In dom0 SM's own SR lock too (smlock.py), taken second so that vhdport
+        processes queue among themselves without blocking SM meanwhile.
+        """
         self._lock.acquire(timeout)
         try:
-            yield self
+            self._sm_lock.acquire(timeout)
+            try:
+                yield self
+            finally:
+                self._sm_lock.release()
         finally:
             self._lock.release()
 

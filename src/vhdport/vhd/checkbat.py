@@ -116,10 +116,13 @@ def _check_overlaps(disk, budget, starts, span_sectors):
 
 
 def _index_after(entries, sector, prev):
-    """The second block at ``sector`` (the first is the one it overlaps)."""
+    """The second block at ``sector`` (the first is the one it overlaps).
+
+    array.index takes a start only from Python 3.10 (dom0 has 3.6): search a slice (C-level).
+    """
     first = entries.index(prev)
     try:
-        return entries.index(sector, first + 1)
+        return first + 1 + entries[first + 1:].index(sector)
     except ValueError:
         return first
 
