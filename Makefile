@@ -15,7 +15,7 @@ all: test
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[cli,test]'
+	$(BIN)/python -m pip install -q -e '.[cli,test,openstack]'
 	@# isal speeds up gzip; optional, so a failure here is not fatal
 	-$(BIN)/python -m pip install -q isal
 	touch $(STAMP)
