@@ -1,9 +1,9 @@
 """The store options every store-using command shares, in one decorator.
 
 ``@store_options`` adds --store, --api-version, --os-auth-token, --cacert, --insecure,
---os-cloud, --timeout and --retries, opens the store (``vhdport.stores.open_store``)
-before the command runs, passes it as ``store`` and closes it afterwards.  Tokens are
-never printed.
+--os-cloud, --os-region-name, --os-interface, --timeout and --retries, opens the store
+(``vhdport.stores.open_store``) before the command runs, passes it as ``store`` and closes
+it afterwards.  Tokens are never printed.
 """
 
 import functools
@@ -12,47 +12,25 @@ import click
 
 from vhdport.cli.common import OperationFailed, describe_exception
 
-OPENSTACK_HINT = "pip install 'vhdport[openstack]'"
-
-
-class CloudAuth(object):
-    """Token, image endpoint and TLS setting found through openstacksdk for a named cloud."""
-
-    def __init__(self, token, endpoint, verify):
-        self.token, self.endpoint, self.verify = token, endpoint, verify
-
-
-def cloud_auth(cloud):
-    """Authenticate to keystone for ``cloud`` (clouds.yaml / OS_* variables) via openstacksdk."""
-    try:
-        import openstack
-    except ImportError:
-        raise OperationFailed("--os-cloud needs the OpenStack client libraries, which are not "
-                              "installed; run: {}".format(OPENSTACK_HINT)) from None
-    try:
-        conn = openstack.connect(cloud=cloud)
-        token = conn.auth_token
-        endpoint = conn.endpoint_for("image")
-        verify = getattr(conn.session, "verify", True)
-    except Exception as exc:  # openstacksdk raises many kinds; report them in one line
-        raise OperationFailed("cloud {!r}: keystone authentication failed ({}: {})".format(
-            cloud, type(exc).__name__, exc)) from None
-    if not endpoint:
-        raise OperationFailed("cloud {!r}: no image (Glance) endpoint in the service "
-                              "catalog; give one with --store".format(cloud))
-    return CloudAuth(token, endpoint, verify)
-
 
 def open_store_from_options(store, api_version=2, os_auth_token=None, cacert=None,
-                            insecure=False, os_cloud=None, timeout=None, retries=None):
-    """Open the store the options describe (a LocalStore or GlanceStore)."""
+                            insecure=False, os_cloud=None, timeout=None, retries=None,
+                            os_region_name=None, os_interface=None):
+    """Open the store the options describe (a LocalStore or GlanceStore).
+
+    Keystone is used with --os-cloud, or when OS_AUTH_URL is set and neither --store nor
+    a token is given; the store then gets a token source that renews its token.
+    """
+    from vhdport.cli.cloud import cloud_auth, env_cloud_configured
     from vhdport.stores import open_store
 
     token = os_auth_token
     url = store
-    if os_cloud:
-        auth = cloud_auth(os_cloud)
-        token = token or auth.token
+    tokens = None
+    if os_cloud or (not store and not token and env_cloud_configured()):
+        auth = cloud_auth(os_cloud, region=os_region_name, interface=os_interface)
+        if not token:
+            tokens = auth.tokens
         url = url or auth.endpoint
         if cacert is None and isinstance(auth.verify, str):
             cacert = auth.verify
@@ -64,6 +42,8 @@ def open_store_from_options(store, api_version=2, os_auth_token=None, cacert=Non
     options = {"api_version": api_version, "insecure": insecure}
     if token:
         options["auth_token"] = token
+    elif tokens is not None and "://" in url:
+        options["token_source"] = tokens
     if cacert:
         options["cacert"] = cacert
     if timeout is not None:
@@ -86,7 +66,13 @@ _OPTIONS = (
                  help="Do not verify the store's TLS certificate (unsafe)."),
     click.option("--os-cloud", envvar="OS_CLOUD", show_envvar=True, metavar="CLOUD",
                  help="Authenticate through keystone with this clouds.yaml entry "
-                      "(needs vhdport[openstack]); the image endpoint comes from the catalog."),
+                      "(needs vhdport[openstack]); the image endpoint comes from the catalog. "
+                      "Without it, OS_AUTH_URL and the other OS_* variables are used."),
+    click.option("--os-region-name", envvar="OS_REGION_NAME", show_envvar=True,
+                 metavar="REGION", help="Region of the image endpoint in the catalog."),
+    click.option("--os-interface", envvar="OS_INTERFACE", show_envvar=True,
+                 type=click.Choice(["public", "internal", "admin"]),
+                 help="Interface of the image endpoint in the catalog [default: public]."),
     click.option("--timeout", type=click.FloatRange(min=0.1), metavar="SECONDS",
                  help="Give up on a silent or too slow store after this long [default: 60]."),
     click.option("--retries", type=click.IntRange(min=0), metavar="N",
@@ -95,7 +81,7 @@ _OPTIONS = (
 )
 
 _NAMES = ("store", "api_version", "os_auth_token", "cacert", "insecure", "os_cloud",
-          "timeout", "retries")
+          "os_region_name", "os_interface", "timeout", "retries")
 _PASS_THROUGH = (click.exceptions.ClickException, click.exceptions.Exit,
                  click.exceptions.Abort, KeyboardInterrupt, BrokenPipeError)
 

@@ -37,7 +37,8 @@ class GlanceStore(Store):
 
     ``GlanceStore(url, api_version=1, ...)`` gives the v1 flavour (a subclass).
     ``retry_delay`` is the first backoff pause (doubling per attempt), ``page_size``
-    the ``limit`` of list requests.
+    the ``limit`` of list requests; ``token_source`` (keystone_auth.SessionTokens)
+    supplies and renews Keystone tokens instead of a fixed ``auth_token``.
     """
 
     api_version = 2
@@ -52,13 +53,14 @@ class GlanceStore(Store):
 
     def __init__(self, url, api_version=2, auth_token=None, extra_headers=None, cacert=None,
                  insecure=False, timeout=60, retries=5, chunk_size=1 << 20,
-                 retry_delay=1.0, page_size=100):
+                 retry_delay=1.0, page_size=100, token_source=None):
         if _api_version(api_version) != self.api_version:
             raise StoreError("{} speaks Glance API v{}, not v{}".format(
                 type(self).__name__, self.api_version, api_version))
         self._http = Endpoint(_without_version(url), auth_token=auth_token,
                               extra_headers=extra_headers, cacert=cacert, insecure=insecure,
-                              timeout=timeout, retries=retries, retry_delay=retry_delay)
+                              timeout=timeout, retries=retries, retry_delay=retry_delay,
+                              token_source=token_source)
         self.display = self._http.display
         try:
             self.chunk_size = int(chunk_size)

@@ -59,9 +59,11 @@ class _Attempt(Exception):
     refused), so even a non-idempotent POST may be tried again.
     """
 
-    def __init__(self, error, transient, sent=True, retry_after=None, refused=False):
+    def __init__(self, error, transient, sent=True, retry_after=None, refused=False,
+                 status=None):
         super().__init__(str(error))
         self.error, self.transient, self.sent = error, transient, sent
+        self.status = status
         self.retry_after = retry_after
         self.refused = refused
 
@@ -117,10 +119,15 @@ def _is_cert_failure(exc):
 
 
 class Endpoint(object):
-    """One HTTP(S) service root: URL prefix, TLS, auth header, timeouts and retries."""
+    """One HTTP(S) service root: URL prefix, TLS, auth header, timeouts and retries.
+
+    ``token_source`` (e.g. keystone_auth.SessionTokens) replaces a fixed ``auth_token``:
+    each request asks it for a token, and a 401 makes it renew the token once.
+    """
 
     def __init__(self, url, auth_token=None, extra_headers=None, cacert=None,
-                 insecure=False, timeout=60, retries=5, retry_delay=1.0, sleep=time.sleep):
+                 insecure=False, timeout=60, retries=5, retry_delay=1.0, sleep=time.sleep,
+                 token_source=None):
         parts = urllib.parse.urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme.startswith("glance+"):
@@ -140,6 +147,7 @@ class Endpoint(object):
         #: the URL as it may appear in messages: no userinfo, no query
         self.display = "{}://{}{}".format(scheme, netloc, self.prefix)
         self._token = _Secret(auth_token) if auth_token else None
+        self.token_source = token_source
         self._extra = dict(extra_headers or {})
         check_headers(self._token, self._extra)
         try:
@@ -188,6 +196,8 @@ class Endpoint(object):
     def secrets(self):
         """The credentials this endpoint sends (for redaction; never for display)."""
         secrets = [self._token.value] if self._token is not None else []
+        if self.token_source is not None:
+            secrets += self.token_source.secrets()
         secrets += [v for k, v in self._extra.items()
                     if any(w in k.lower() for w in ("token", "auth", "secret", "password",
                                                     "key", "cookie"))]
@@ -217,7 +227,9 @@ class Endpoint(object):
     def headers(self, extra=None):
         hdrs = {"Accept-Encoding": "identity", "User-Agent": "vhdport"}
         hdrs.update(self._extra)
-        if self._token is not None:
+        if self.token_source is not None:
+            hdrs["X-Auth-Token"] = self.token_source.token()
+        elif self._token is not None:
             hdrs["X-Auth-Token"] = self._token.value
         if extra:
             hdrs.update(extra)
@@ -283,10 +295,16 @@ class Endpoint(object):
         unread and the caller must close the returned connection.
         """
         attempt = 0
+        renewed = False
         while True:
             try:
                 return self._attempt(method, path, body, headers, expect, accept, image_id, stream)
             except _Attempt as failed:
+                if failed.status == 401 and self.token_source is not None and not renewed:
+                    # the token ran out (or was revoked) mid-way: one more try with a new one
+                    renewed = True
+                    self.token_source.renew()
+                    continue
                 retry_ok = failed.transient and (idempotent or not failed.sent)
                 limit = min(self.retries, REFUSED_RETRIES) if failed.refused else self.retries
                 if not retry_ok or attempt >= limit:
@@ -349,7 +367,8 @@ class Endpoint(object):
                     retry_after = float(resp.getheader("Retry-After", ""))
                 except ValueError:
                     pass
-            raise _Attempt(err, resp.status in TRANSIENT_STATUSES, retry_after=retry_after)
+            raise _Attempt(err, resp.status in TRANSIENT_STATUSES, retry_after=retry_after,
+                           status=resp.status)
         finally:
             if conn is not None:
                 conn.close()
