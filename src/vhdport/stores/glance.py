@@ -117,6 +117,9 @@ class GlanceStore(Store):
         return record_from_v2(reply.json("image record"))
 
     def put(self, image_id, chunks, size=None):
+        from vhdport.stores import glance_import
+        if glance_import.configured(self):   # import workflow, stores, refusal fallback
+            return glance_import.put(self, image_id, chunks, size)
         self._require_queued(image_id)
         _, sent = self._http.upload(
             "PUT", _image_path(image_id) + "/file", chunks,
@@ -257,6 +260,8 @@ def record_from_v2(doc):
     if not isinstance(doc, dict) or "id" not in doc:
         raise StoreError("not a Glance image record: {!r}".format(doc)[:200])
     record = new_record(**{f: doc.get(f) for f in RECORD_FIELDS if f != "properties"})
+    if isinstance(doc.get("stores"), str):   # multi-store Glance: the backends holding it
+        record["stores"] = [s for s in doc["stores"].split(",") if s]
     try:
         record["properties"] = {
             key: value if isinstance(value, str) else json.dumps(value)

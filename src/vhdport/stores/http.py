@@ -23,6 +23,7 @@ from vhdport.stores.base import StreamDigest
 from vhdport.stores.http_bounds import (  # noqa: F401  (redact_text: used by cli and plugin)
     MAX_ERROR_BYTES, MAX_METADATA_BYTES, Deadline, check_headers, read_capped, redact_text,
     secret_forms)
+from vhdport.stores.http_continue import await_continue
 
 log = logging.getLogger("vhdport.stores.http")
 
@@ -387,17 +388,25 @@ class Endpoint(object):
             method, self.url(path), self.redact(str(exc))[:200]), url=self.url(path),
             image_id=image_id)
 
-    def upload(self, method, path, chunks, headers, expect, image_id, size=None):
+    def upload(self, method, path, chunks, headers, expect, image_id, size=None,
+               wait_continue=None):
         """Send ``chunks`` as a chunked body, once (an iterator cannot be replayed).
 
         The terminating zero-length chunk goes out only after every chunk was sent
         (and, with ``size``, the byte count matched), so a failed upload never looks
         complete to the server.  Exceptions raised by ``chunks`` propagate unchanged
         after the socket is closed.  Returns (Reply, UploadResult).
+
+        With ``wait_continue`` (seconds) the request says ``Expect: 100-continue`` and
+        waits that long for the server's verdict before the first byte of data: a refusal
+        (e.g. 403 under an import-only policy) then raises with ``before_data=True`` and
+        ``chunks`` untouched, so the caller may send them another way.
         """
         full = self.prefix + path
         hdrs = self.headers(headers)
         hdrs["Transfer-Encoding"] = "chunked"
+        if wait_continue:
+            hdrs["Expect"] = "100-continue"
         digest = StreamDigest()
         conn = self.connect()
         finished = False
@@ -409,6 +418,8 @@ class Endpoint(object):
                 conn.endheaders()
             except (OSError, http.client.HTTPException) as exc:
                 raise self.connection_error(exc, method, path, image_id, "upload start")[0]
+            if wait_continue:
+                await_continue(self, conn, wait_continue, method, path, image_id)
             source = iter(chunks)
             while True:
                 chunk = next(source, _END)  # the caller's exceptions propagate as they are
