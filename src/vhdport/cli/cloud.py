@@ -54,7 +54,7 @@ def cloud_auth(cloud, region=None, interface=None):
         overrides["interface"] = interface
     try:
         with warnings.catch_warnings():   # openstacksdk's own deprecations are not ours
-            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore")
             config = loader.OpenStackConfig().get_one(cloud=cloud, **overrides)
             session = config.get_session()
         tokens = SessionTokens(session, _name(cloud))
