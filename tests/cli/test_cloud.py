@@ -92,3 +92,37 @@ def test_wrong_password_is_one_line_and_unechoed(clouds, tmp_path, monkeypatch):
 def test_unknown_cloud(clouds):
     assert_failed_cleanly(run("image", "ls", "--os-cloud", "nosuchcloud"),
                           "cloud 'nosuchcloud': bad OpenStack client configuration")
+
+
+def test_token_revoked_mid_upload_through_the_cli(clouds, keystone, tmp_path,  # noqa: F811
+                                                  monkeypatch):
+    """The token dies while the bundle streams: the next request authenticates again."""
+    from vhdport import bundle
+    from vhdport.stores.keystone_auth import SessionTokens
+
+    handed_out = []
+    real_token, real_write = SessionTokens.token, bundle.write_bundle
+
+    def spying_token(self):
+        token = real_token(self)
+        handed_out.append(token)
+        return token
+
+    def revoking_bundle(*args, **kwargs):
+        for number, chunk in enumerate(real_write(*args, **kwargs)):
+            yield chunk
+            if number == 0:
+                keystone.revoke(handed_out[-1])
+
+    monkeypatch.setattr(SessionTokens, "token", spying_token)
+    monkeypatch.setattr(bundle, "write_bundle", revoking_bundle)
+    sr_a, sr_b = tmp_path / "sr-a", tmp_path / "sr-b"
+    vdi, _ = make_vdi(sr_a)
+    image = last_line(ok("upload", vdi, "--sr", sr_a, "--os-cloud", "vhdport",
+                         "--name", "revoked mid-upload", "--progress", "none").stdout)
+    assert len(set(handed_out)) == 2, "one renewal after the revocation"
+    monkeypatch.setattr(bundle, "write_bundle", real_write)
+    sr_b.mkdir()
+    leaf = last_line(ok("download", image, "--os-cloud", "vhdport", "--sr", sr_b).stdout)
+    assert chain_hash(sr_b / (leaf + ".vhd")) == chain_hash(sr_a / (vdi + ".vhd"))
+    ok("image", "rm", image, "--os-cloud", "vhdport")
