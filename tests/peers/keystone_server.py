@@ -339,9 +339,14 @@ class KeystoneGlance(GlanceServer):
 
 
 # --- session fixtures -----------------------------------------------------------
+#
+# Test modules import these fixtures; pytest then holds one definition per module, so
+# the servers live in this module-level registry, refcounted: started once, stopped
+# when the last session fixture is torn down (atexit as a backstop).
 
 _lock = threading.Lock()
 _state = {}
+_refs = {}
 
 
 def _start(kind, factory):
@@ -354,7 +359,19 @@ def _start(kind, factory):
             except (KeystoneUnavailable, GlanceUnavailable) as e:
                 _state[kind + ":error"] = str(e)
                 raise KeystoneUnavailable(str(e))
+        _refs[kind] = _refs.get(kind, 0) + 1
         return _state[kind]
+
+
+def _release(kind):
+    with _lock:
+        _refs[kind] -= 1
+        if _refs[kind] > 0:
+            return
+        server = _state.pop(kind, None)
+    if server is not None:
+        server.stop()
+        shutil.rmtree(server.workdir, ignore_errors=True)
 
 
 def acquire_keystone():
@@ -370,6 +387,7 @@ def acquire_keystone():
 
 
 def acquire_keystone_glance():
+    """The keystone-Glance (and, held by it, the Keystone); release_keystone_glance() after."""
     keystone = acquire_keystone()
 
     def make():
@@ -382,14 +400,23 @@ def acquire_keystone_glance():
             raise
         keystone.register_image_endpoint(server.url)
         return server
-    return _start("glance", make)
+    try:
+        return _start("glance", make)
+    except KeystoneUnavailable:
+        _release("keystone")
+        raise
+
+
+def release_keystone_glance():
+    _release("glance")
+    _release("keystone")
 
 
 @atexit.register
 def _stop_all():
     for kind in ("glance", "keystone"):
         server = _state.pop(kind, None)
-        if server is not None:
+        if server is not None and not isinstance(server, str):
             server.stop()
             shutil.rmtree(server.workdir, ignore_errors=True)
 
@@ -398,9 +425,13 @@ def _stop_all():
 def keystone():
     """A real Keystone (admin, project+user vhdport, glance service user, image catalog)."""
     try:
-        yield acquire_keystone()
+        server = acquire_keystone()
     except KeystoneUnavailable as e:
         require_peer("Keystone (keystone, uwsgi, uwsgi-plugin-python3)", False, str(e))
+    try:
+        yield server
+    finally:
+        _release("keystone")
 
 
 @pytest.fixture(scope="session")
@@ -411,4 +442,7 @@ def keystone_glance():
     except KeystoneUnavailable as e:
         require_peer("Keystone + Glance (keystone, glance-api, python3-keystonemiddleware)",
                      False, str(e))
-    yield server
+    try:
+        yield server
+    finally:
+        release_keystone_glance()
