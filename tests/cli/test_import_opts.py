@@ -107,3 +107,13 @@ def test_stores_and_all_stores_exclude_each_other(clouds, tmp_path):  # noqa: F8
     _, path = make_vdi(tmp_path / "sr")
     assert_usage_error(run("image", "import", path, "--os-cloud", "vhdport", "--stores", "fast",
                            "--all-stores", "--name", "x"), "not both")
+
+
+def test_all_stores(clouds, tmp_path):  # noqa: F811
+    _, path = make_vdi(tmp_path / "sr")
+    result = ok("image", "import", path, "--os-cloud", "vhdport", "--all-stores",
+                "--name", "cli all stores", "--container-format", "bare", "--progress", "none")
+    image = last_line(result.stdout)
+    assert "into fast, cheap" in result.stderr
+    assert sorted(stores_of(image)) == ["cheap", "fast"]
+    ok("image", "rm", image, "--os-cloud", "vhdport")
