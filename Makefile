@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # the dom0 core: everything but the CLI layer must run on Python 3.6
 CORE_EXCLUDE := (/cli/|/cli\.py)
 
-.PHONY: all venv demo test vermin sysdeps clean
+.PHONY: all venv demo test lint vermin sysdeps clean
 
 all: test
 
@@ -28,7 +28,14 @@ sysdeps:
 vermin: $(STAMP)
 	$(BIN)/vermin -q -t=3.6- --no-tips --violations --exclude-regex '$(CORE_EXCLUDE)' src/vhdport
 
-test: $(STAMP) sysdeps vermin
+# ruff (pyflakes and a few cheap rules, see pyproject.toml) and vulture: dead code in
+# src/ (tests and bench count as users; scripts/vulture_whitelist.py names the rest)
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench fuzz scripts
+	@! $(BIN)/vulture src/vhdport tests bench scripts/vulture_whitelist.py --min-confidence 60 \
+		| grep '^src/' || { echo "vulture: dead code above (remove it or whitelist it)"; false; }
+
+test: $(STAMP) sysdeps vermin lint
 	$(BIN)/python -m pytest -q -rs -p no:cacheprovider tests
 
 demo: $(STAMP)

@@ -351,8 +351,14 @@ class Bench(object):
         else:
             self.skip("P1, P2, P5, P6 skipped: nginx or curl missing "
                               "(run bash bench/setup.sh as root)")
+        if not a.no_objstores:  # issue #15: informative rows, see bench/objstores.py
+            print("O1/O2 object stores (Swift: S3 and Swift APIs)", flush=True)
+            from bench import objstores
+            objstores.run(self, full)
         print("P3/P4", flush=True)
         self.p3_p4(full)
+        from bench import qcow2_bench       # QCOW2 rows (issue #13) live in their own module
+        qcow2_bench.add_to(self, min(a.virtual_mib, 1024))
 
     def skip(self, note):
         self.notes.append(note)
@@ -450,6 +456,8 @@ def doc_refusal(args, skipped=()):
         reasons.append("--quick is a smoke run")
     if args.no_glance:
         reasons.append("--no-glance leaves out the Glance rows")
+    if getattr(args, "no_objstores", False):
+        reasons.append("--no-objstores leaves out the object store rows")
     reasons.extend(skipped)
     return reasons
 
@@ -460,6 +468,8 @@ def main(argv=None):
     p.add_argument("--virtual-mib", type=int, help="virtual size of the chain (multiple of 2)")
     p.add_argument("--small-mib", type=int, help="second, smaller size for P5")
     p.add_argument("--no-glance", action="store_true", help="skip the real-Glance rows")
+    p.add_argument("--no-objstores", action="store_true",
+                   help="skip the s3:// and swift:// rows (real Swift)")
     p.add_argument("--doc", help="also write the table to this markdown file")
     p.add_argument("--json", help="write the results here (default bench/results-<mode>.json)")
     p.add_argument("--work", help="scratch directory (default: a new one under /tmp)")
@@ -471,6 +481,7 @@ def main(argv=None):
         a.small_mib = max(64, a.virtual_mib // 4 // 2 * 2)
     if a.quick:
         a.no_glance = True
+        a.no_objstores = True
     if a.doc and doc_refusal(a):
         print("bench: not writing {}: {}".format(a.doc, "; ".join(doc_refusal(a))), file=sys.stderr)
         return 1

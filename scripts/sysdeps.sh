@@ -5,6 +5,10 @@
 set -u
 need=()
 command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
+# an all-in-one OpenStack Swift (S3 API through s3api) for the s3:// and swift:// store tests
+command -v swift-proxy-server >/dev/null 2>&1 || \
+    need+=(swift swift-proxy swift-account swift-container swift-object)
+command -v memcached >/dev/null 2>&1 || need+=(memcached)
 here=$(dirname "$0")
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then

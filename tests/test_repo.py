@@ -3,7 +3,6 @@
 import os
 import re
 import subprocess
-import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

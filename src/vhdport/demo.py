@@ -45,20 +45,20 @@ def pattern(length, seed):
 
 def chain_sha256(leaf_path):
     """sha256 of the whole virtual disk read through the chain, in constant memory."""
-    from vhdport.vhd import Chain
+    from vhdport import disk
 
     digest = hashlib.sha256()
-    with Chain.open(leaf_path) as chain:
+    with disk.for_path(leaf_path).open_chain(leaf_path) as chain:
         for _, data in chain.iter_blocks(HASH_CHUNK):
             digest.update(data)
     return digest.hexdigest()
 
 
 def _write_pattern(vhd_path, writes):
-    from vhdport.vhd import Chain
+    from vhdport import disk
 
     total = 0
-    with Chain.open(vhd_path, writable=True) as chain:
+    with disk.for_path(vhd_path).open_chain(vhd_path, writable=True) as chain:
         for offset, length, seed in writes:
             chain.write(offset, pattern(length, seed))
             total += length
@@ -68,11 +68,12 @@ def _write_pattern(vhd_path, writes):
 
 def _chain_shape(sr_path, leaf_uuid):
     """(depth, leaf hidden?, all parents hidden?) of a VDI's chain."""
-    from vhdport.vhd import Chain
+    from vhdport import disk
 
-    with Chain.open(os.path.join(sr_path, leaf_uuid + ".vhd")) as chain:
+    with disk.DEFAULT.open_chain(os.path.join(sr_path, disk.DEFAULT.file_name(leaf_uuid))) \
+            as chain:
         return (chain.depth, chain.leaf.hidden,
-                all(disk.hidden for disk in chain.disks[1:]))
+                all(member.hidden for member in chain.disks[1:]))
 
 
 class Scenario(object):
@@ -88,15 +89,17 @@ class Scenario(object):
         self.hash_before = self.hash_snapshot = None
 
     def vdi_path(self, sr_path, uuid):
-        return os.path.join(sr_path, uuid + ".vhd")
+        from vhdport import disk
+
+        return os.path.join(sr_path, disk.DEFAULT.file_name(uuid))
 
     def make_disk(self):
-        from vhdport.vhd import create_dynamic
+        from vhdport import disk
 
         for path in (self.sr_a, self.sr_b):
             os.makedirs(path, exist_ok=True)
         path = self.vdi_path(self.sr_a, self.vdi)
-        create_dynamic(path, DISK_SIZE, uuid=uuidlib.UUID(self.vdi))
+        disk.DEFAULT.create(path, DISK_SIZE, uuid=uuidlib.UUID(self.vdi))
         written = _write_pattern(path, BEFORE_SNAPSHOT)
         self.hash_before = chain_sha256(path)
         return "VDI {} ({} MiB virtual) in {}, {} bytes of patterned data in {} writes".format(
@@ -156,9 +159,9 @@ class Scenario(object):
         return "sha256 {}... identical through both chains".format(got[:16])
 
     def check(self):
-        from vhdport.vhd.check import check_chain
+        from vhdport import disk
 
-        defects = check_chain(self.vdi_path(self.sr_b, self.leaf_b))
+        defects = disk.DEFAULT.check_chain(self.vdi_path(self.sr_b, self.leaf_b))
         if defects:
             raise AssertionError("check --chain: " + "; ".join(str(d) for d in defects[:5]))
         src = _chain_shape(self.sr_a, self.snapshot)

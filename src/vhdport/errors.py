@@ -78,6 +78,27 @@ class ReadOnlyError(VhdportError):
     msg = "{path}: opened read-only; open it writable to {action}"
 
 
+# --- QCOW2 format and files ------------------------------------------------
+
+
+class Qcow2FormatError(FormatError):
+    """Bytes that are not a valid QCOW2 image (a FormatError, so format-blind callers catch it)."""
+
+    code = "QCOW2_FORMAT"
+
+
+class Qcow2CorruptError(Qcow2FormatError):
+    """A QCOW2 structure out of bounds, unaligned, overlapping or inconsistent."""
+
+    code = "QCOW2_CORRUPT"
+
+
+class Qcow2UnsupportedError(Qcow2FormatError):
+    """A valid QCOW2 feature vhdport refuses: encryption, external data file, unknown bits."""
+
+    code = "QCOW2_UNSUPPORTED"
+
+
 # --- SR, bundles, stores, transfers --------------------------------------
 
 

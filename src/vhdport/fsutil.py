@@ -1,6 +1,7 @@
 """Durability helpers every layer that writes files shares (cross-cutting, like errors)."""
 
 import os
+import tempfile
 
 
 def fsync_dir(path):
@@ -10,6 +11,46 @@ def fsync_dir(path):
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_file(path):
+    """Make the data of the file at ``path`` durable (open, fsync, close)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path, data, prefix=".tmp-"):
+    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file.
+
+    A temp file (``prefix``..``.tmp``) in the same directory is written, fsynced and
+    renamed over ``path``; then the directory is fsynced.
+    """
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".tmp")
+    try:
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        unlink_quietly(tmp)
+        raise
+    fsync_dir(directory)
+
+
+def file_identity(path):
+    """(device, inode) of ``path``: the same file under any name (hard link, symlink,
+    ``..``), which is what a cycle check must compare.  The real path if it cannot be stat'ed."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return os.path.realpath(path)
+    return (st.st_dev, st.st_ino)
 
 
 def write_all(fd, data):

@@ -22,9 +22,9 @@ import re
 import stat
 import tempfile
 
+from . import disk
 from .errors import ChainError, LimitError, NoSpaceError, PluginError
 from .fsutil import fsync_dir, write_all
-from .vhd import Chain
 
 DEFAULT_KERNEL_DIR = "/boot/guest"
 DEFAULT_CONFIG = "/etc/vhdport.conf"
@@ -137,12 +137,14 @@ def copy_kernel(sr_path, vdi_uuid, image_size, kernel_dir_path=None, cap=DEFAULT
     size = check_image_size(image_size, cap)
     if not isinstance(sr_path, str) or not os.path.isdir(sr_path):
         raise PluginError("SR path {!r} is not a directory".format(sr_path))
-    leaf_path = os.path.join(sr_path, vdi_uuid + ".vhd")
+    fmt = next((f for f in disk.FORMATS.values()
+                if os.path.isfile(os.path.join(sr_path, f.file_name(vdi_uuid)))), disk.DEFAULT)
+    leaf_path = os.path.join(sr_path, fmt.file_name(vdi_uuid))
     if not os.path.isfile(leaf_path):
         raise ChainError("VDI {} not found: no {} in the SR".format(vdi_uuid, leaf_path))
     target_dir = ensure_kernel_dir(kernel_dir_path or kernel_dir())
     final = os.path.join(target_dir, vdi_uuid)
-    with Chain.open(leaf_path) as chain:
+    with fmt.open_chain(leaf_path) as chain:
         if size > chain.virtual_size:
             raise PluginError("image size {} is larger than VDI {}'s virtual size {}".format(
                 size, vdi_uuid, chain.virtual_size))

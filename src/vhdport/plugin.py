@@ -28,6 +28,8 @@ import xmlrpc.client
 
 from . import kernel
 from .errors import PluginError, VhdportError
+from .plugin_original import (ORIGINAL_ENDPOINT_KEYS, is_original_call, legacy_vdi_uuids,
+                              store_url)
 
 log = logging.getLogger("vhdport.plugin")
 
@@ -38,10 +40,10 @@ SECRET_HEADER_WORDS = ("token", "auth", "secret", "password", "key", "cookie")
 
 #: keys ``params`` may hold, per direction ("endpoint" is nova's name for ``store``)
 _COMMON_KEYS = ("image_id", "store", "endpoint", "api_version", "auth_token", "extra_headers",
-                "sr_path", "cacert", "insecure")
-DOWNLOAD_KEYS = frozenset(_COMMON_KEYS + ("uuid_stack",))
-UPLOAD_KEYS = frozenset(_COMMON_KEYS + ("vdi_uuids", "vdi_uuid", "name", "properties",
-                                        "compression_level"))
+                "sr_path", "cacert", "insecure", "object_store")
+DOWNLOAD_KEYS = frozenset(_COMMON_KEYS + ORIGINAL_ENDPOINT_KEYS + ("uuid_stack",))
+UPLOAD_KEYS = frozenset(_COMMON_KEYS + ORIGINAL_ENDPOINT_KEYS + (
+    "vdi_uuids", "vdi_uuid", "name", "properties", "compression_level", "os_type"))
 
 
 # --- secrets ----------------------------------------------------------------------------------
@@ -57,7 +59,7 @@ def add_secret(value):
 
 def redact(text):
     """``text`` with every registered secret hidden, in every form (repr, %-encoded, ...)."""
-    from .stores.http_bounds import redact_text
+    from .stores import redact_text
     return redact_text(str(text), sorted(_secrets, key=len, reverse=True), REDACTED)
 
 
@@ -198,11 +200,16 @@ def _string_list(params, name, fn):
 
 def _open_store(params, fn):
     from .stores import open_store
-    url = params.get("store") or params.get("endpoint")
+    original = is_original_call(params)
+    if original:
+        url = store_url(params, fn)
+    else:
+        url = params.get("store") or params.get("endpoint")
     if not isinstance(url, str) or not url:
         raise PluginError("{}: params needs 'store' (a local store path or a Glance endpoint "
                           "URL)".format(fn))
-    options = {"api_version": params.get("api_version", 2)}
+    # the original spoke Glance's v1 API; api_version still overrides it
+    options = {"api_version": params.get("api_version", 1 if original else 2)}
     if params.get("auth_token") is not None:
         options["auth_token"] = _param(params, "auth_token", fn)
     headers = params.get("extra_headers")
@@ -216,7 +223,40 @@ def _open_store(params, fn):
         options["cacert"] = _param(params, "cacert", fn)
     if params.get("insecure") is not None:
         options["insecure"] = _param(params, "insecure", fn, kind=bool)
+    if params.get("object_store") is not None:
+        options.update(_object_store_options(params, url, fn))
     return open_store(url, **options)
+
+
+# --- s3:// and swift:// stores (issue #15) ---
+#: keys of params["object_store"]; the secret ones are redacted like auth_token
+OBJECT_STORE_KEYS = {"endpoint_url": str, "region": str, "access_key": str, "secret_key": str,
+                     "session_token": str, "addressing": str, "auth_url": str, "user": str,
+                     "key": str, "storage_url": str, "connections": int, "part_size": int}
+OBJECT_STORE_SECRETS = ("secret_key", "session_token", "key")
+
+
+def _object_store_options(params, url, fn):
+    """params["object_store"]: S3 / Swift settings (dom0 has no AWS_* or ST_* environment)."""
+    given = params["object_store"]
+    if not isinstance(given, dict):
+        raise PluginError("{}: params 'object_store' must be an object".format(fn))
+    for secret in OBJECT_STORE_SECRETS:
+        add_secret(given.get(secret))
+    if not url.lower().startswith(("s3://", "swift://")):
+        raise PluginError("{}: params 'object_store' applies to s3:// and swift:// stores "
+                          "only".format(fn))
+    unknown = sorted(set(given) - set(OBJECT_STORE_KEYS))
+    if unknown:
+        raise PluginError("{}: unknown object_store key(s) {}; accepted: {}".format(
+            fn, ", ".join(unknown), ", ".join(sorted(OBJECT_STORE_KEYS))))
+    for name, value in given.items():
+        kind = OBJECT_STORE_KEYS[name]
+        if isinstance(value, bool) or not isinstance(value, kind) or (kind is str and not value):
+            raise PluginError("{}: object_store {!r} must be a non-empty {}".format(
+                fn, name, "string" if kind is str else "integer"))
+    return dict(given)
+# --- end s3:// and swift:// ---
 
 
 def describe(params):
@@ -228,6 +268,9 @@ def describe(params):
             shown[key] = safe_url(shown[key])
     if shown.get("auth_token") is not None:
         shown["auth_token"] = REDACTED
+    if isinstance(shown.get("object_store"), dict):
+        shown["object_store"] = dict((k, REDACTED if k in OBJECT_STORE_SECRETS else v)
+                                     for k, v in shown["object_store"].items())
     headers = shown.get("extra_headers")
     if isinstance(headers, dict):
         shown["extra_headers"] = dict(
@@ -242,6 +285,7 @@ def describe(params):
 def download_vhd(session, args, fn="download_vhd"):
     """Stream an image into the SR; Value: JSON {"root": {"uuid": leaf}, "chain": [...]}."""
     params = parse_params(args, fn, DOWNLOAD_KEYS)
+    original = is_original_call(params)
     image_id = _param(params, "image_id", fn)
     sr_path = _param(params, "sr_path", fn)
     uuids = _string_list(params, "uuid_stack", fn)
@@ -254,6 +298,8 @@ def download_vhd(session, args, fn="download_vhd"):
         result = transfer.download(store, image_id, sr_path, uuids=uuids)
     log.info("%s %s: leaf %s, chain %s", fn, image_id, result["root"]["uuid"],
              ",".join(result["chain"]))
+    if original:
+        return result["root"]["uuid"]  # the original's answer: the VDI's uuid, plain
     return json.dumps(result)
 
 
@@ -262,16 +308,22 @@ def download_vhd2(session, args):
 
 
 def upload_vhd(session, args, fn="upload_vhd"):
-    """Upload a VDI's chain as a vhd/ovf bundle; Value: JSON {"image_id": id}.
+    """Upload a VDI's chain as a vhd/ovf bundle; Value: JSON {"image_id": id} ("" to an
+    original call, as the original answered).
 
     ``vdi_uuids`` (leaf first, as nova sent it) or ``vdi_uuid`` names the leaf; the chain
     itself is read from the SR as it is now, since a coalesce may have shortened it.
+    ``vdi_uuids`` as the original's {"snap": leaf, "image": parent} uploads the chain as
+    snap.vhd / image.vhd, after checking the SR's chain still matches it.
     """
     params = parse_params(args, fn, UPLOAD_KEYS)
+    original = is_original_call(params)
     sr_path = _param(params, "sr_path", fn)
-    vdi_uuids = _string_list(params, "vdi_uuids", fn)
-    if vdi_uuids:
-        leaf = vdi_uuids[0]
+    member_names = None
+    if isinstance(params.get("vdi_uuids"), dict):
+        leaf, member_names = legacy_vdi_uuids(params["vdi_uuids"], fn)
+    elif _string_list(params, "vdi_uuids", fn):
+        leaf = params["vdi_uuids"][0]
     elif params.get("vdi_uuid") is not None:
         leaf = kernel.check_uuid(_param(params, "vdi_uuid", fn), "vdi_uuid")
     else:
@@ -279,6 +331,11 @@ def upload_vhd(session, args, fn="upload_vhd"):
     image_id = _param(params, "image_id", fn, required=False)
     name = _param(params, "name", fn, required=False)
     properties = _param(params, "properties", fn, kind=dict, required=False)
+    os_type = _param(params, "os_type", fn, required=False)
+    if os_type is not None:
+        # the original sent it as the image property os_type
+        properties = dict(properties or {})
+        properties.setdefault("os_type", os_type)
     level = params.get("compression_level", 6)
     if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9:
         raise PluginError("{}: params 'compression_level' must be an integer 0-9, got {!r}"
@@ -287,8 +344,11 @@ def upload_vhd(session, args, fn="upload_vhd"):
     from . import transfer
     with _open_store(params, fn) as store:
         new_id = transfer.upload(sr_path, leaf, store, image_id=image_id, name=name,
-                                 properties=properties, compression_level=level)
+                                 properties=properties, compression_level=level,
+                                 member_names=member_names)
     log.info("%s VDI %s -> image %s", fn, leaf, new_id)
+    if original:
+        return ""  # the original's answer to an upload
     return json.dumps({"image_id": new_id})
 
 

@@ -18,6 +18,7 @@ import tempfile
 import zipapp
 
 import vhdport
+from vhdport.fsutil import fsync_dir, fsync_file, unlink_quietly
 
 PLUGIN_DIR = os.path.join("etc", "xapi.d", "plugins")
 PLUGIN_NAME = "vhdport"
@@ -71,14 +72,10 @@ def _atomic_replace(build, final, mode):
     try:
         build(temp)
         os.chmod(temp, mode)
-        with open(temp, "rb") as f:
-            os.fsync(f.fileno())
+        fsync_file(temp)
         os.rename(temp, final)
     except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
+        unlink_quietly(temp)
         raise
 
 
@@ -109,9 +106,5 @@ def install(root="/"):
             f.write(PLUGIN_SCRIPT.format(zipapp=ZIPAPP_NAME))
 
     _atomic_replace(write_script, plugin_path, 0o755)
-    fd = os.open(plugin_dir, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(plugin_dir)
     return [plugin_path, zipapp_path]

@@ -10,12 +10,11 @@ import os
 import stat
 import threading
 
-from . import bundle
-from .errors import (BundleError, FormatError, ImageStateError, IntegrityError, StoreError,
-                     VhdportError)
+from . import bundle, disk
+from .errors import (BundleError, ChainError, FormatError, ImageStateError, IntegrityError,
+                     StoreError, VhdportError)
 from .sr import SR
-from .stores.base import ACTIVE, QUEUED, StreamDigest
-from .vhd import MAX_DEPTH, VhdFile, check_file, set_hidden
+from .stores import ACTIVE, QUEUED, StreamDigest
 
 log = logging.getLogger(__name__)
 
@@ -25,20 +24,27 @@ CHUNK = 1 << 20
 BLAME_DRAIN_LIMIT = 256 << 20
 
 #: (disk_format, container_format) -> how the bytes are packed
-TAR_BUNDLE, BARE_VHD, RAW_DISK = "tar", "vhd", "raw"
+TAR_BUNDLE, BARE_DISK, RAW_DISK = "tar", "bare", "raw"
 
 
 def payload_kind(record):
-    """What the store's formats say the bytes are; refuse formats we cannot place in an SR."""
-    disk, container = record.get("disk_format"), record.get("container_format")
-    if disk == "vhd" and container in ("ovf", "tgz", None):
-        return TAR_BUNDLE
-    if disk == "vhd" and container == "bare":
-        return BARE_VHD
-    if disk == "raw" and container in ("bare", None):
-        return RAW_DISK
-    raise StoreError("image {} has disk_format={} container_format={}; vhdport downloads vhd/ovf "
-                     "bundles, bare vhd and raw images".format(record.get("id"), disk, container))
+    """(how the bytes are packed, the disk format they land as); refuse what an SR cannot take.
+
+    A record's ``disk_format`` names a format of the disk face's registry; raw images
+    land as the registry's default format.
+    """
+    name, container = record.get("disk_format"), record.get("container_format")
+    fmt = disk.by_name(name)
+    if fmt is not None and container in ("ovf", "tgz", None):
+        return TAR_BUNDLE, fmt
+    if fmt is not None and container == "bare":
+        return BARE_DISK, fmt
+    if name == "raw" and container in ("bare", None):
+        return RAW_DISK, disk.DEFAULT
+    raise StoreError("image {} has disk_format={} container_format={}; vhdport downloads {} "
+                     "bundles, bare {} and raw images".format(
+                         record.get("id"), name, container,
+                         "/".join(f + "/ovf" for f in disk.FORMATS), "/".join(disk.FORMATS)))
 
 
 class VerifyingReader(object):
@@ -119,7 +125,7 @@ def verify_against_record(digest, record, subject):
             raise IntegrityError(what=what, subject=subject, expected=expected, actual=actual)
 
 
-def _extract(kind, reader, staging_dir, record):
+def _extract(kind, fmt, reader, staging_dir, record):
     head = reader.peek(512)
     size = record.get("size")
     if len(head) < 512 and size is not None and len(head) < size:
@@ -130,15 +136,15 @@ def _extract(kind, reader, staging_dir, record):
     sniffed = bundle.sniff(head)
     if kind == TAR_BUNDLE:
         if sniffed not in ("gzip", "tar"):
-            raise StoreError("image {} is recorded as a vhd/ovf bundle but its bytes look like {}"
-                             .format(record.get("id"), sniffed))
+            raise StoreError("image {} is recorded as a {}/ovf bundle but its bytes look like {}"
+                             .format(record.get("id"), fmt.name, sniffed))
         return bundle.extract_bundle(reader, staging_dir)
-    if kind == BARE_VHD:
-        return bundle.extract_single_vhd(reader, staging_dir)
+    if kind == BARE_DISK:
+        return bundle.extract_single(reader, staging_dir, fmt)
     if sniffed in ("gzip", "tar"):
         raise StoreError("image {} is recorded as raw but its bytes look like {}".format(
             record.get("id"), sniffed))
-    return bundle.extract_raw(reader, staging_dir, record.get("size"))
+    return bundle.extract_raw(reader, staging_dir, record.get("size"), fmt)
 
 
 def download(store, image_id, sr_path, uuids=None, progress=None):
@@ -155,7 +161,7 @@ def download(store, image_id, sr_path, uuids=None, progress=None):
     record = store.get(image_id)
     if record.get("status") != ACTIVE:
         raise ImageStateError(image_id=image_id, status=record.get("status"), expected=ACTIVE)
-    kind = payload_kind(record)
+    kind, fmt = payload_kind(record)
     sr = SR(sr_path)
     subject = "image {} from {}".format(image_id, store.display)
     with sr.staging() as staging:
@@ -163,18 +169,17 @@ def download(store, image_id, sr_path, uuids=None, progress=None):
             reader = VerifyingReader(stream, progress, record.get("size"),
                                      record.get("os_hash_algo"))
             try:
-                staged = _extract(kind, reader, staging.path, record)
+                staged = _extract(kind, fmt, reader, staging.path, record)
             except (BundleError, FormatError) as e:
                 _blame_transfer(reader, record, subject, e)
                 raise
             reader.drain()
         verify_against_record(reader.digest, record, subject)
-        _check_members(staged)
-        bundle.check_sequence(staged, allow_growth=True)  # a leaf resized after a snapshot
-        _check_depth(staged)
+        # the chain rule, once: structure, depth, hidden leaf, order (a leaf may have grown)
+        disk.check_chain(staged, structural=True, allow_growth=True)
         _hide_parents(staged)
-        adopted = staging.adopt(staged, uuids[:len(staged)] if uuids else uuids)
-        published = sr.publish(adopted)
+        adopted = staging.adopt(staged, uuids[:len(staged)] if uuids else uuids, checked=True)
+        published = sr.publish(adopted, checked=True)
     chain = [_uuid_of(path) for path in published]
     log.info("downloaded %s into %s: leaf %s, %d VHDs", image_id, sr_path, chain[0], len(chain))
     return {"root": {"uuid": chain[0]}, "chain": chain}
@@ -195,33 +200,6 @@ def _blame_transfer(reader, record, subject, error):
         return
 
 
-def _check_members(staged):
-    """Structurally check each landed member (as vhd-util check would), naming the member.
-
-    Linkage is checked afterwards, by position, since the members' locators still
-    name the files of the SR they were uploaded from.
-    """
-    for path in staged:
-        defects = check_file(path, check_parent=False)
-        if defects:
-            name = os.path.basename(path)
-            first = defects[0]
-            raise BundleError("bundle member {} refused: {} at offset {}: {}{}".format(
-                name, first.field, first.offset, first.message,
-                " (+{} more defects)".format(len(defects) - 1) if len(defects) > 1 else ""),
-                member=name)
-
-
-def _check_depth(staged):
-    """Refuse a chain deeper than XenServer's limit here, naming the member, rather than
-    later when the renamed files no longer carry the bundle's member names."""
-    if len(staged) > MAX_DEPTH:
-        name = os.path.basename(staged[MAX_DEPTH])
-        raise BundleError("bundle member {} refused: the chain is {} VHDs deep, more than "
-                          "XenServer's limit of {}; coalesce it before uploading".format(
-                              name, len(staged), MAX_DEPTH), member=name)
-
-
 def _hide_parents(staged):
     """Every parent lands hidden, as XenServer's snapshot leaves it.
 
@@ -230,17 +208,16 @@ def _hide_parents(staged):
     Done in staging, before the files are adopted and published.
     """
     for path in staged[1:]:
-        with VhdFile.open(path) as disk:
-            hidden = disk.hidden
-        if not hidden:
+        fmt = disk.for_path(path)
+        if not fmt.facts(path).hidden:
             log.info("bundle member %s is a parent but not hidden; hiding it",
                      os.path.basename(path))
-            set_hidden(path, True)
+            fmt.set_hidden(path, True)
 
 
 def _uuid_of(path):
     name = path.replace("\\", "/").rsplit("/", 1)[-1]
-    return name[:-len(".vhd")] if name.endswith(".vhd") else name
+    return disk.stem_of(name) or name
 
 
 class _Counting(object):
@@ -260,62 +237,76 @@ class _Counting(object):
 
 
 def upload(sr_path, leaf_uuid, store, image_id=None, name=None, properties=None,
-           compression_level=6, progress=None):
+           compression_level=6, progress=None, member_names=None):
     """Upload the chain of VDI ``leaf_uuid`` as a vhd/ovf bundle; return the image id.
 
     The chain is hard-linked into staging first, so a coalesce or GC cannot pull
     a file from under the upload; each VHD is checked before a byte is sent.
+    ``member_names``: called with the chain's VDI uuids (leaf first) as found in the
+    SR, returns the stems of the bundle's member names (it may refuse the chain); the
+    disk format adds its suffix.  Default: stems ``0`` .. ``N``.
     """
     if image_id is None and not name:
         raise StoreError("upload needs an existing queued image id or a name for a new image")
     sr = SR(sr_path)
-    created = False
     with sr.staging() as staging:
         # under the SR lock, so no GC or snapshot runs between resolving and linking
-        linked = staging.link_vdi(leaf_uuid)
-        _check_before_upload(linked, leaf_uuid)
-        if image_id is None:
-            record = store.create(name, "vhd", "ovf", properties=properties)
-            image_id, created = record["id"], True
+        with sr.locked():
+            chain = sr.chain_paths(leaf_uuid)
+            linked = staging.link_chain(chain)
+        fmt = disk.for_path(linked[0])
+        if member_names is None:
+            names = [fmt.file_name(i) for i in range(len(linked))]
         else:
+            names = [fmt.file_name(stem)
+                     for stem in member_names([_uuid_of(path) for path in chain])]
+        _check_before_upload(linked, leaf_uuid)
+        if image_id is not None:
             record = store.get(image_id)
             if record.get("status") != QUEUED:
                 raise ImageStateError(image_id=image_id, status=record.get("status"),
                                       expected=QUEUED + " (upload only into a new image)")
             if properties or name:
                 store.update(image_id, name=name, properties=properties)
-        members = [("{}.vhd".format(i), path) for i, path in enumerate(linked)]
+        members = list(zip(names, linked))
+        sent = None
         try:
             chunks = bundle.write_bundle(members, level=compression_level)
-            sent = store.put(image_id, _Counting(chunks, progress))
-            after = store.get(image_id)
-            verify_against_record(sent, after, "uploaded image {} in {}".format(
-                image_id, store.display))
+            sent = store.upload_image(_Counting(chunks, progress), image_id=image_id, name=name,
+                                      disk_format=fmt.name, container_format="ovf",
+                                      properties=None if image_id else properties)
+            image_id = sent.image_id
+            verify_stored(store, sent, "uploaded image {} in {}".format(image_id, store.display))
         except BaseException as e:
+            # a new image the store made is removed by upload_image itself when that fails;
             # ImageStateError: not queued when the data was to go in -- not ours to remove
-            if created or (not isinstance(e, ImageStateError) and _went_active(store, image_id)):
+            if (sent is not None and sent.created) or (
+                    image_id is not None and not isinstance(e, ImageStateError)
+                    and _went_active(store, image_id)):
                 _discard(store, image_id)
             raise
     log.info("uploaded VDI %s chain (%d VHDs) as image %s", leaf_uuid, len(linked), image_id)
     return image_id
 
 
+def verify_stored(store, sent, subject):
+    """After an upload: the image is active and its record matches what was sent."""
+    record = sent.record if sent.record is not None else store.get(sent.image_id)
+    if record.get("status") != ACTIVE:
+        raise ImageStateError(image_id=sent.image_id, status=record.get("status"),
+                              expected=ACTIVE + " after upload")
+    verify_against_record(sent, record, subject)
+
+
 def _check_before_upload(linked, leaf_uuid):
-    """Check each staged link and their linkage by position, as the download side will.
+    """The chain rule on the staged links, as the download side will apply it.
 
     The links live in staging, where the locators' relative names do not resolve, so
     linkage is checked by uuid (parent uuid of member i == uuid of member i+1).
     """
-    with VhdFile.open(linked[0]) as leaf:
-        if leaf.hidden:
-            raise VhdportError("VDI {} is hidden (a base copy, not a VDI); upload one of the "
-                               "leaves on it instead: a hidden leaf is refused on download"
-                               .format(leaf_uuid))
-    defects = [d for path in linked for d in check_file(path, check_parent=False)]
-    if defects:
-        raise VhdportError("VDI {} fails its structural check, not uploading: {}".format(
-            leaf_uuid, "; ".join(str(d) for d in defects[:5])))
-    bundle.check_sequence(linked, allow_growth=True)
+    def refuse(text, _name):
+        return ChainError("VDI {} cannot be uploaded: {}".format(leaf_uuid, text))
+    disk.check_chain(linked, structural=True, allow_growth=True, error=refuse)
 
 
 def _went_active(store, image_id):
@@ -350,9 +341,6 @@ def import_image(store, path, name, disk_format="vhd", container_format="ovf",
     except OSError as e:
         raise VhdportError("cannot read {} to import it: {}".format(path, e.strerror or e))
     with source:
-        record = store.create(name, disk_format, container_format, properties=properties)
-        image_id = record["id"]
-
         def chunks():
             while True:
                 try:
@@ -363,12 +351,14 @@ def import_image(store, path, name, disk_format="vhd", container_format="ovf",
                     return
                 yield data
 
+        st = os.fstat(source.fileno())
+        total = st.st_size if stat.S_ISREG(st.st_mode) else None   # a FIFO has no size
+        sent = store.upload_image(_Counting(chunks(), progress, total), name=name,
+                                  disk_format=disk_format, container_format=container_format,
+                                  properties=properties)
         try:
-            st = os.fstat(source.fileno())
-            total = st.st_size if stat.S_ISREG(st.st_mode) else None   # a FIFO has no size
-            sent = store.put(image_id, _Counting(chunks(), progress, total))
-            verify_against_record(sent, store.get(image_id), "imported image {}".format(image_id))
+            verify_stored(store, sent, "imported image {}".format(sent.image_id))
         except BaseException:
-            _discard(store, image_id)
+            _discard(store, sent.image_id)
             raise
-    return image_id
+    return sent.image_id

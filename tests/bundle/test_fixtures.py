@@ -7,7 +7,7 @@ import pytest
 
 from vhdport.bundle import check_sequence, extract_bundle
 from vhdport.errors import BundleError
-from vhdport.format.footer import Footer
+from vhdport.vhd.format.footer import Footer
 from tests.bundle.helpers import CountingReader, read, reg, tar_bytes
 
 

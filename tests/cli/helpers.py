@@ -1,12 +1,17 @@
 """Helpers for CLI tests: run the click app in-process, or the installed console script."""
 
+import hashlib
 import os
 import subprocess
 import sys
+import uuid
 
 from click.testing import CliRunner
 
 from vhdport.cli.main import cli
+from vhdport.vhd import Chain, create_dynamic
+
+MIB = 1 << 20
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(os.path.dirname(sys.executable), "vhdport")
@@ -51,3 +56,24 @@ def assert_failed_cleanly(result, *fragments):
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
     return lines[0]
+
+
+def chain_hash(path):
+    """sha256 of the virtual disk read through the chain at ``path``."""
+    digest = hashlib.sha256()
+    with Chain.open(str(path)) as chain:
+        for _, data in chain.iter_blocks(4 * MIB):
+            digest.update(data)
+    return digest.hexdigest()
+
+
+def make_vdi(sr, size=12 * MIB):
+    """A VDI with data at both ends in SR directory ``sr`` (a pathlib path); (uuid, path)."""
+    sr.mkdir(exist_ok=True)
+    vdi = str(uuid.uuid4())
+    path = sr / (vdi + ".vhd")
+    create_dynamic(str(path), size)
+    with Chain.open(str(path), writable=True) as chain:
+        chain.write(0, bytes(range(256)) * 8192)           # 2 MiB
+        chain.write(7 * MIB + 3, b"tail data" * 1000)
+    return vdi, path

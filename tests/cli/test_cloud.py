@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tests.cli.helpers import assert_failed_cleanly, last_line, run
-from tests.cli.test_store_cmds import chain_hash, make_vdi
+from tests.cli.helpers import chain_hash, make_vdi
 from tests.peers.keystone_server import (REGION, USER_PASSWORD, keystone,  # noqa: F401
                                          keystone_glance)
 

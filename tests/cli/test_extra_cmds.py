@@ -2,7 +2,6 @@
 
 import os
 
-import pytest
 
 from tests.cli.helpers import run, run_script
 

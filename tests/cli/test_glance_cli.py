@@ -4,8 +4,7 @@ import json
 
 import pytest
 
-from tests.cli.helpers import assert_failed_cleanly, last_line, run
-from tests.cli.test_store_cmds import chain_hash, make_vdi
+from tests.cli.helpers import assert_failed_cleanly, chain_hash, last_line, make_vdi, run
 from tests.peers.glance_server import TEST_TOKEN, glance_auth  # noqa: F401
 
 pytestmark = pytest.mark.peer

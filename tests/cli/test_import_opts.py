@@ -8,7 +8,7 @@ import pytest
 
 from tests.cli.helpers import assert_failed_cleanly, assert_usage_error, last_line, run
 from tests.cli.test_cloud import clouds  # noqa: F401
-from tests.cli.test_store_cmds import chain_hash, make_vdi
+from tests.cli.helpers import chain_hash, make_vdi
 from tests.peers.keystone_server import keystone, keystone_glance  # noqa: F401
 from tests.stores.test_glance_import import broken_store, import_only
 

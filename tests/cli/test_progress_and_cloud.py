@@ -36,12 +36,15 @@ def test_reporter_modes(capsys):
     assert json.loads(capsys.readouterr().err) == {"done": 1, "total": 2}
 
 
-def test_rich_bar_runs_with_known_and_unknown_totals():
-    bar = progress.RichBar("test")
+def test_rich_bar_runs_with_known_and_unknown_totals(capsys):
+    bar = progress.RichBar("copying-label")
     bar(10, None)
     bar(10, 100)
     bar(100, 100)
     bar.finish()
+    drawn = capsys.readouterr()
+    assert drawn.out == ""                      # results own stdout; the bar is on stderr
+    assert "copying-label" in drawn.err and "100/100 bytes" in drawn.err, drawn.err
 
 
 def test_rich_bar_speaks_one_unit_system():

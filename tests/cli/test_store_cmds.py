@@ -1,43 +1,16 @@
 """`vhdport image ...`, `download`, `upload` on the local store, and the shared store options."""
 
-import hashlib
 import json
 import sys
 import uuid
 
-import pytest
-
-from tests.cli.helpers import assert_failed_cleanly, assert_usage_error, last_line, run
-
-
-from vhdport.vhd import Chain, create_dynamic  # noqa: E402
-
-MIB = 1 << 20
+from tests.cli.helpers import MIB, assert_failed_cleanly, chain_hash, last_line, make_vdi, run
 
 
 def ok(*args, **kwargs):
     result = run(*args, **kwargs)
     assert result.exit_code == 0, (result.exit_code, result.stdout, result.stderr)
     return result
-
-
-def chain_hash(path):
-    digest = hashlib.sha256()
-    with Chain.open(str(path)) as chain:
-        for _, data in chain.iter_blocks(4 * MIB):
-            digest.update(data)
-    return digest.hexdigest()
-
-
-def make_vdi(sr, size=12 * MIB):
-    sr.mkdir(exist_ok=True)
-    vdi = str(uuid.uuid4())
-    path = sr / (vdi + ".vhd")
-    create_dynamic(str(path), size)
-    with Chain.open(str(path), writable=True) as chain:
-        chain.write(0, bytes(range(256)) * 8192)           # 2 MiB
-        chain.write(7 * MIB + 3, b"tail data" * 1000)
-    return vdi, path
 
 
 def json_progress_lines(stderr):

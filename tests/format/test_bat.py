@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from vhdport.errors import CorruptError
-from vhdport.format import bat
+from vhdport.vhd.format import bat
 
 
 def test_padded_size():

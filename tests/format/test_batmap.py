@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from vhdport.errors import ChecksumError, CorruptError
-from vhdport.format import batmap
+from vhdport.vhd.format import batmap
 
 
 def test_header_layout():

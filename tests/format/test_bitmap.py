@@ -2,7 +2,7 @@
 
 from hypothesis import given, strategies as st
 
-from vhdport.format import bitmap
+from vhdport.vhd.format import bitmap
 
 
 def bit(bm, n):

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from vhdport.errors import ChecksumError, CorruptError
-from vhdport.format import footer as ftr
-from vhdport.format.checksum import ones_complement
+from vhdport.vhd.format import footer as ftr
+from vhdport.vhd.format.checksum import ones_complement
 
 
 def make(**fields):

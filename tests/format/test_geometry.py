@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from tests.peers.require import require_qemu_img
-from vhdport.format import geometry as geo
-from vhdport.format.footer import Footer
+from vhdport.vhd.format import geometry as geo
+from vhdport.vhd.format.footer import Footer
 
 # (current size, geometry) pairs read from footers qemu-img 'vpc' and vhd-util wrote
 KNOWN = [

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, strategies as st
 
 from vhdport.errors import ChecksumError, CorruptError
-from vhdport.format import header as hdr
-from vhdport.format.checksum import ones_complement
-from vhdport.format.locator import CODE_MACX, CODE_W2KU, ParentLocator
+from vhdport.vhd.format import header as hdr
+from vhdport.vhd.format.checksum import ones_complement
+from vhdport.vhd.format.locator import CODE_MACX, CODE_W2KU, ParentLocator
 
 
 def make(**fields):

@@ -4,8 +4,8 @@ import os
 
 from hypothesis import given, settings, strategies as st
 
-from vhdport.format import layout
-from vhdport.format.bat import UNUSED
+from vhdport.vhd.format import layout
+from vhdport.vhd.format.bat import UNUSED
 from vhdport.vhd import Chain, VhdFile, create_dynamic, create_snapshot
 
 MIB = 1 << 20

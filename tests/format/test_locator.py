@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from vhdport.errors import CorruptError, FormatError
-from vhdport.format import locator as loc
+from vhdport.vhd.format import locator as loc
 
 
 def test_entry_round_trip():

@@ -18,11 +18,11 @@ import tempfile
 import time
 import uuid as uuidlib
 
-from vhdport.format.footer import (CREATOR_TAP, DISK_DIFFERENCING, DISK_DYNAMIC, Footer,
+from vhdport.vhd.format.footer import (CREATOR_TAP, DISK_DIFFERENCING, DISK_DYNAMIC, Footer,
                                    vhd_now)
-from vhdport.format.geometry import chs_for_size
-from vhdport.format.header import DynamicHeader
-from vhdport.format.locator import CODE_MACX, ParentLocator
+from vhdport.vhd.format.geometry import chs_for_size
+from vhdport.vhd.format.header import DynamicHeader
+from vhdport.vhd.format.locator import CODE_MACX, ParentLocator
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MIB = 1 << 20

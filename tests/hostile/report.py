@@ -56,6 +56,7 @@ SUITES = {
     "R10": "Secrets and replies (tokens in every representation, plugin replies always XML)",
     "R11": "Server resource bounds (huge bodies, trickling servers, endless pagination, parser bombs)",
     "R12": "Self-reference and ambiguity (self-parent, cycles, duplicate uuids, writes past the end)",
+    "R13": "Hostile QCOW2 (refusal classes and bombs)",
 }
 
 _STATIC_DEFAULT = """\

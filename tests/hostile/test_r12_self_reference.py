@@ -20,7 +20,7 @@ from tests.hostile.bombs import REPO
 from tests.hostile.conftest import diff_digests, tree_digest
 from tests.sr.helpers import make_chain, make_vhd, read_vdi, vhd_names
 from vhdport.errors import ChainError
-from vhdport.format.locator import encode_path
+from vhdport.vhd.format.locator import encode_path
 from vhdport.sr import SR
 from vhdport.vhd import (Chain, VhdFile, check_chain, check_file, coalesce, create_dynamic,
                          create_snapshot, info, set_parent)

@@ -18,7 +18,7 @@ import tarfile
 import pytest
 
 from tests.bundle.helpers import MIB, make_vhd, read, reg, special, tar_bytes
-from tests.bundle.test_malicious import ABS_TARGET, CASES as BUNDLE_CASES, Payloads, _raw_member
+from tests.bundle.corpus import ABS_TARGET, CASES as BUNDLE_CASES, Payloads, _raw_member
 from tests.bundle.helpers import FIXTURES_TGZ
 from tests.peers.require import require_qemu_img
 from tests.hostile.conftest import (bundle_bytes, diff_digests, make_chain, put_image,

@@ -24,7 +24,7 @@ from collections import Counter
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from tests.vhd.test_fuzz import FIELDS, INTERESTING, fix_checksums, read_disk, regions
+from tests.vhd.mutations import FIELDS, INTERESTING, fix_checksums, read_disk, regions
 from vhdport.errors import VhdportError
 from vhdport.vhd import (Chain, VhdFile, check_chain, check_file, create_dynamic, create_fixed,
                          create_snapshot, export_raw, info)

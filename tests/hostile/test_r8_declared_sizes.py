@@ -22,8 +22,8 @@ from tests.hostile.bombs import (MIB, allocated_bytes, env_digest, measure, vhdp
                                  write_bomb)
 from tests.hostile.conftest import diff_digests, tree_digest
 from vhdport.bundle import write_bundle
-from vhdport.format import batmap as batmaps
-from vhdport.format.locator import CODE_MACX, CODE_W2KU
+from vhdport.vhd.format import batmap as batmaps
+from vhdport.vhd.format.locator import CODE_MACX, CODE_W2KU
 
 GIB = 1 << 30
 TIME_LIMIT = 5.0

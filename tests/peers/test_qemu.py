@@ -1,7 +1,6 @@
 """Cross-check with qemu-img (format ``vpc``): it reads our disks as we do, and we read its disks."""
 
 import json
-import os
 import random
 import subprocess
 

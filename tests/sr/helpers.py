@@ -3,6 +3,8 @@
 import os
 import uuid as uuidlib
 
+from tests import helpers as shared
+from tests.helpers import write_through
 from vhdport.vhd import Chain, create_dynamic, create_snapshot, set_hidden
 
 MiB = 1024 * 1024
@@ -37,17 +39,11 @@ def make_vhd(directory, name=None, parent=None, hidden=False, writes=(), size=SI
 def make_chain(directory, depth, hidden_parents=True, names=None, tag=b"x"):
     """A chain base..leaf in ``directory``; returns names leaf first.  Each level writes
     a distinct 512-byte pattern at its own offset so reads prove which file served it."""
-    names = list(names) if names else [None] * depth
-    made = []
-    parent = None
-    for level in range(depth):
-        is_leaf = level == depth - 1
-        pattern = (tag + bytes([65 + level])) * 256
-        parent = make_vhd(directory, names[depth - 1 - level], parent,
-                          hidden=hidden_parents and not is_leaf,
-                          writes=[(level * 65536, pattern)])
-        made.append(parent)
-    return list(reversed(made))
+    def fill(level, path):
+        write_through(path, [(level * 65536, (tag + bytes([65 + level])) * 256)])
+    paths = shared.make_chain(directory, depth, SIZE, names=names, fill=fill,
+                              hide_parents=hidden_parents)
+    return [os.path.basename(p)[:-len(".vhd")] for p in paths]
 
 
 def read_chain(path, offset=0, length=None):

@@ -2,7 +2,6 @@
 
 import hashlib
 import logging
-import random
 import time
 import uuid
 
@@ -10,38 +9,11 @@ import pytest
 
 from tests.peers.glance_server import TEST_TOKEN, glance_auth, glance_noauth  # noqa: F401
 from vhdport.errors import (AuthError, ImageNotFound, ImageStateError, IntegrityError,
-                            StoreError, TransientStoreError)
+                            StoreError)
 from vhdport.stores.base import ACTIVE, QUEUED
-from vhdport.stores.glance import GlanceStore
+from tests.stores.helpers import chunks_of, make_store, payload, read_all  # noqa: F401
 
 pytestmark = pytest.mark.peer
-
-
-def payload(size, seed=1):
-    return random.Random(seed).randbytes(size)
-
-
-def chunks_of(data, size=256 * 1024):
-    for i in range(0, len(data), size):
-        yield data[i:i + size]
-
-
-def read_all(stream, block=1 << 20):
-    parts = []
-    while True:
-        data = stream.read(block)
-        if not data:
-            return b"".join(parts)
-        parts.append(data)
-
-
-def make_store(server, **options):
-    options.setdefault("retry_delay", 0.01)
-    options.setdefault("timeout", 20)
-    if server.token:
-        options.setdefault("auth_token", server.token)
-    url = options.pop("url", server.url)
-    return GlanceStore(url, **options)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 
 from tests.peers.glance_server import glance_auth  # noqa: F401
 from tests.peers.proxies import FaultProxy, TlsProxy, make_self_signed_cert
-from tests.stores.test_glance import chunks_of, make_store, payload, read_all
+from tests.stores.helpers import chunks_of, make_store, payload, read_all
 from vhdport.errors import IntegrityError, StoreError, TransientStoreError
 from vhdport.stores.base import ACTIVE
 

@@ -8,7 +8,7 @@ import pytest
 
 from tests.peers.glance_v1_server import GlanceV1Server
 from tests.peers.proxies import FaultProxy
-from tests.stores.test_glance import chunks_of, payload, read_all
+from tests.stores.helpers import chunks_of, payload, read_all
 from vhdport.errors import (AuthError, ImageNotFound, ImageStateError, IntegrityError,
                             StoreError, TransientStoreError)
 from vhdport.stores.base import ACTIVE, QUEUED

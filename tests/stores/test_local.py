@@ -411,7 +411,7 @@ def test_open_store_gives_a_local_store_for_paths_and_file_urls(tmp_path):
     assert open_store("file://localhost" + path).root == plain.root
 
 
-@pytest.mark.parametrize("url", ["ftp://user:secret@host/x", "s3://bucket/images", "file://otherhost/x",
+@pytest.mark.parametrize("url", ["ftp://user:secret@host/x", "sftp://bucket/images", "file://otherhost/x",
                                  ""])
 def test_open_store_refuses_unknown_schemes_without_leaking_credentials(url):
     with pytest.raises(errors.StoreError) as info:

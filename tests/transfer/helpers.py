@@ -9,19 +9,15 @@ import hashlib
 import os
 import random
 import stat
-import uuid as uuidlib
 
+from tests.helpers import make_chain, new_uuid  # noqa: F401  (new_uuid: for the tests)
 from vhdport.sr import SR
-from vhdport.vhd import Chain, VhdFile, create_dynamic, create_snapshot, set_hidden
+from vhdport.vhd import Chain, VhdFile
 
 MiB = 1 << 20
 SECTOR = 512
 WINDOW = 4 * MiB
 _ZEROS = bytes(WINDOW)
-
-
-def new_uuid():
-    return str(uuidlib.uuid4())
 
 
 def make_sr(directory):
@@ -74,24 +70,16 @@ def build_chain(sr_path, depth, size, dense=False, seed=0, hide_parents=True):
     """
     rng = random.Random(seed)
     model = ChainModel(size)
-    uuids = []
-    for level in range(depth):
-        u = new_uuid()
-        path = os.path.join(sr_path, u + ".vhd")
-        if uuids:
-            create_snapshot(path, uuids[-1] + ".vhd")
-            if hide_parents:
-                set_hidden(os.path.join(sr_path, uuids[-1] + ".vhd"), True)
-        else:
-            create_dynamic(path, size)
-        uuids.append(u)
+
+    def fill(level, path):
         with Chain.open(path, writable=True) as chain:
             for offset, length in _write_plan(rng, size, dense, level):
                 data = pattern(rng, length)
                 chain.write(offset, data)
                 model.add(offset, data)
             chain.flush()
-    return list(reversed(uuids)), model
+    paths = make_chain(sr_path, depth, size, fill=fill, hide_parents=hide_parents)
+    return [os.path.basename(p)[:-len(".vhd")] for p in paths], model
 
 
 def _write_plan(rng, size, dense, level):

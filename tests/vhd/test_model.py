@@ -5,7 +5,6 @@ After every step each chain reads, through its leaf, exactly as the model says, 
 check_chain finds no defect.
 """
 
-import io
 import os
 import random
 import shutil

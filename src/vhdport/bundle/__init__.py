@@ -6,21 +6,22 @@ into a dynamic VHD); :func:`check_sequence` checks the staged chain order and
 :func:`sniff` tells which of these a stream's first bytes look like.
 """
 
-from .reader import extract_bundle, extract_raw, extract_single_vhd
-from .rules import MAX_MEMBERS, MAX_VIRTUAL_SIZE
+from .. import disk
+from .reader import extract_bundle, extract_raw, extract_single, extract_single_vhd
+from .rules import MAX_MEMBERS
 from .sequence import check_sequence
 from .writer import BundleStream, compressor_name, write_bundle
 
 __all__ = ["write_bundle", "BundleStream", "compressor_name", "extract_bundle",
-           "extract_single_vhd", "extract_raw", "check_sequence", "sniff",
-           "MAX_MEMBERS", "MAX_VIRTUAL_SIZE", "SNIFF_SIZE"]
+           "extract_single", "extract_single_vhd", "extract_raw", "check_sequence", "sniff",
+           "MAX_MEMBERS", "SNIFF_SIZE"]
 
 #: how many leading bytes :func:`sniff` wants
 SNIFF_SIZE = 512
 
 
 def sniff(head_bytes):
-    """"gzip", "tar", "vhd" (a dynamic VHD's footer copy) or "raw" from a stream's first bytes.
+    """"gzip", "tar", a disk format's name (e.g. "vhd") or "raw" from a stream's first bytes.
 
     A fixed VHD has its only footer at the end, so it sniffs as "raw".
     """
@@ -29,6 +30,5 @@ def sniff(head_bytes):
         return "gzip"
     if head[257:262] == b"ustar":
         return "tar"
-    if head[:8] == b"conectix":
-        return "vhd"
-    return "raw"
+    fmt = disk.sniff(head)
+    return fmt.name if fmt is not None else "raw"

@@ -8,8 +8,9 @@ inside ``staging_dir`` (never following links).  Any failure removes what we wro
 import errno
 import os
 
+from .. import disk
 from ..errors import BundleError, NoSpaceError
-from ..vhd.fastio import SequentialWriter
+from ..fsutil import fsync_dir, fsync_file, unlink_quietly
 from . import rules, tarfmt
 from .streams import CHUNK, open_source
 
@@ -19,7 +20,7 @@ _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0
     | getattr(os, "O_CLOEXEC", 0)
 
 
-class Staging(object):
+class Landing(object):
     """Files written into the caller's staging dir; ``discard`` removes exactly those."""
 
     def __init__(self, staging_dir):
@@ -47,29 +48,22 @@ class Staging(object):
         return final
 
     def sync(self):
-        fd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(self.dir)
 
     def discard(self):
         for path in reversed(self.written):
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+            unlink_quietly(path)
         self.written = []
 
 
-def _land(source, staging, name, plan, head, size=None):
-    """Copy one member (``size`` bytes, or to EOF) to a temp file, fsync, check its footer."""
+def _land(source, staging, name, fmt, plan, head, size=None):
+    """Copy one member (``size`` bytes, or to EOF) to a temp file, fsync, check its tail."""
     temp, fd = staging.new_temp()
     written = 0
     try:
-        # direct I/O from a writer thread, zero pieces left as holes (see vhd.fastio)
+        # direct I/O from a writer thread, zero pieces left as holes (see fastio)
         try:
-            out = SequentialWriter(fd)
+            out = disk.SequentialWriter(fd)
         except BaseException:
             os.close(fd)
             raise
@@ -77,7 +71,8 @@ def _land(source, staging, name, plan, head, size=None):
             out.write(head)
             plan.observe(0, head)
             written = len(head)
-            tail = bytearray(head[-rules.FOOTER_SIZE:])
+            keep = fmt.tail_size
+            tail = bytearray(head[-keep:])
             while size is None or written < size:
                 want = CHUNK if size is None else min(CHUNK, size - written)
                 data = source.read_some(want)
@@ -93,8 +88,8 @@ def _land(source, staging, name, plan, head, size=None):
                                                  size or "a stream of over " + str(written),
                                                  plan.bound))
                 out.write(data)
-                tail += data[-rules.FOOTER_SIZE:]
-                del tail[:-rules.FOOTER_SIZE]
+                tail += data[-keep:]
+                del tail[:-keep]
             out.finish()
         finally:
             out.close()
@@ -102,7 +97,7 @@ def _land(source, staging, name, plan, head, size=None):
         if err.errno == errno.ENOSPC:
             raise NoSpaceError(path=temp)
         raise
-    rules.check_tail(name, plan, tail, written)
+    fmt.check_tail(name, plan, tail, written, rules.refuse)
     return temp
 
 
@@ -112,14 +107,14 @@ def free_bytes(directory):
     return st.f_bavail * st.f_frsize
 
 
-def _read_member(source, staging, name, size):
+def _read_member(source, staging, name, fmt, size):
     """Head first (to bound the size), then the rest."""
-    head = source.read_exact(min(rules.HEAD_SIZE, size))
-    plan = rules.plan_member(name, head, size)
+    head = source.read_exact(min(fmt.head_size, size))
+    plan = fmt.plan_member(name, head, rules.refuse, size)
     if size > free_bytes(staging.dir):
         raise NoSpaceError(path="{} (member {} needs {} bytes, {} free)".format(
             staging.dir, name, size, free_bytes(staging.dir)))
-    return _land(source, staging, name, plan, head, size)
+    return _land(source, staging, name, fmt, plan, head, size)
 
 
 class _Pending(object):
@@ -192,7 +187,7 @@ def extract_bundle(reader, staging_dir, max_members=rules.MAX_MEMBERS):
     BundleError naming the member on anything unsafe or malformed, after removing
     everything it wrote.
     """
-    staging = Staging(staging_dir)
+    staging = Landing(staging_dir)
     source = None
     try:
         source = open_source(reader)
@@ -246,17 +241,19 @@ def _extract(source, staging, max_members):
             source.skip(size + tarfmt.padding(size))
             continue
         if kind == rules.NUMBERED and legacy or kind == rules.LEGACY and numbered:
-            raise rules.refuse(name, "mixes numbered (N.vhd) and legacy (snap/image/base.vhd) "
-                                     "names")
+            raise rules.refuse(name, "mixes numbered ({}) and legacy (snap/image/base{}) "
+                                     "names".format(rules.LEGACY_FORMAT.file_name("N"),
+                                                    rules.LEGACY_FORMAT.suffix))
         if kind == rules.NUMBERED and key >= max_members:
             raise rules.refuse(name, "more than {} members (the chain limit)".format(
                 max_members))
         if size == 0:
             raise rules.refuse(name, "empty file: not a VHD")
-        temp = _read_member(source, staging, name, size)
+        fmt = rules.member_format(name)
+        temp = _read_member(source, staging, name, fmt, size)
         source.skip(tarfmt.padding(size))
         if kind == rules.NUMBERED:
-            numbered[key] = staging.publish(temp, "{}.vhd".format(key))
+            numbered[key] = staging.publish(temp, fmt.file_name(key))
         else:
             legacy[key] = temp
     source.where = "the end of the archive"
@@ -270,32 +267,38 @@ def _order(staging, numbered, legacy):
     if legacy:
         numbers = rules.legacy_numbers(legacy)
         for stem in sorted(legacy, key=numbers.get):
-            numbered[numbers[stem]] = staging.publish(legacy[stem], "{}.vhd".format(
-                numbers[stem]))
+            numbered[numbers[stem]] = staging.publish(
+                legacy[stem], rules.LEGACY_FORMAT.file_name(numbers[stem]))
     if not numbered:
-        raise BundleError("the bundle holds no VHD member (expected 0.vhd .. N.vhd)")
+        raise BundleError("the bundle holds no {} member ({})".format(
+            rules.LEGACY_FORMAT.name.upper(), rules.ONLY_VHDS))
     count = max(numbered) + 1
     missing = [i for i in range(count) if i not in numbered]
     if missing:
-        raise BundleError("bundle member '{}.vhd' is missing: the chain numbering has a gap "
-                          "(members {} present)".format(missing[0], sorted(numbered)),
-                          member="{}.vhd".format(missing[0]))
+        gap = rules.member_format(numbered[max(numbered)]).file_name(missing[0])
+        raise BundleError("bundle member '{}' is missing: the chain numbering has a gap "
+                          "(members {} present)".format(gap, sorted(numbered)), member=gap)
     return [numbered[i] for i in range(count)]
 
 
 def extract_single_vhd(reader, staging_dir):
     """A bare VHD stream (optionally gzipped) -> ``[staging_dir/0.vhd]``, same checks."""
-    staging = Staging(staging_dir)
+    return extract_single(reader, staging_dir, rules.LEGACY_FORMAT)
+
+
+def extract_single(reader, staging_dir, fmt):
+    """A bare disk stream of format ``fmt`` (optionally gzipped) -> ``[staging_dir/0<suffix>]``."""
+    staging = Landing(staging_dir)
     source = None
     try:
         source = open_source(reader)
-        source.where = "the VHD stream"
-        name = "0.vhd"
-        head = source.read_upto(rules.HEAD_SIZE)
+        source.where = "the {} stream".format(fmt.name.upper())
+        name = fmt.file_name(0)
+        head = source.read_upto(fmt.head_size)
         if not head:
-            raise BundleError("empty stream: no VHD to import")
-        plan = rules.plan_member(name, head)
-        temp = _land(source, staging, name, plan, head)
+            raise BundleError("empty stream: no {} to import".format(fmt.name.upper()))
+        plan = fmt.plan_member(name, head, rules.refuse)
+        temp = _land(source, staging, name, fmt, plan, head)
         path = staging.publish(temp, name)
         staging.sync()
         return [path]
@@ -307,24 +310,19 @@ def extract_single_vhd(reader, staging_dir):
             source.close()
 
 
-def extract_raw(reader, staging_dir, virtual_size):
-    """A raw disk image stream -> a dynamic VHD ``[staging_dir/0.vhd]`` via the vhd engine."""
-    from ..vhd import import_raw_stream  # the engine layer; imported late, it is heavy
-    if virtual_size <= 0 or virtual_size > rules.MAX_VIRTUAL_SIZE:
+def extract_raw(reader, staging_dir, virtual_size, fmt=rules.LEGACY_FORMAT):
+    """A raw disk image stream -> a new disk ``[staging_dir/0<suffix>]`` of format ``fmt``."""
+    if virtual_size <= 0 or virtual_size > fmt.max_virtual_size:
         raise BundleError("raw image virtual size {} is outside 1 .. 2040 GiB".format(
             virtual_size))
-    staging = Staging(staging_dir)
+    staging = Landing(staging_dir)
     try:
         temp, fd = staging.new_temp()
         os.close(fd)
         os.unlink(temp)  # the engine creates the file itself
-        import_raw_stream(reader, temp, virtual_size)
-        fd = os.open(temp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        path = staging.publish(temp, "0.vhd")
+        fmt.import_raw_stream(reader, temp, virtual_size)
+        fsync_file(temp)
+        path = staging.publish(temp, fmt.file_name(0))
         staging.sync()
         return [path]
     except BaseException:

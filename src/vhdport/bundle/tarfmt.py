@@ -7,6 +7,7 @@ that the bundle rules must see (and refuse) before a byte is written.
 
 import struct
 
+from .. import disk
 from ..errors import BundleError
 from .rules import show
 
@@ -151,8 +152,10 @@ def parse_header(block, offset):
         stored = None
     if stored not in _header_checksum(block):
         hint = ""
-        if block[:8] == b"conectix":
-            hint = "; it looks like a bare VHD (disk format vhd, not a tarball)"
+        fmt = disk.sniff(block)
+        if fmt is not None:
+            hint = "; it looks like a bare {} (disk format {}, not a tarball)".format(
+                fmt.name.upper(), fmt.name)
         raise BundleError("bad tar header checksum at offset {} (not a tar archive, or "
                           "corrupt){}".format(offset, hint), offset=offset)
     raw_name = field_text(name, "name", offset)

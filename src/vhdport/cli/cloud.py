@@ -31,7 +31,7 @@ def _name(cloud):
     return "cloud {!r}".format(cloud) if cloud else "the OS_* environment"
 
 
-def cloud_auth(cloud, region=None, interface=None):
+def keystone_auth(cloud, region=None, interface=None):
     """Authenticate to Keystone for ``cloud`` (None: the OS_* variables only).
 
     ``region`` and ``interface`` (public, internal, admin) pick the image endpoint of the

@@ -42,9 +42,6 @@ SIZE = SizeType()
 # checked here before any work starts, so no half-made file is left and every such mistake
 # looks the same; exit 1 ("vhdport: error: ...") is kept for operations that failed.
 
-MAX_VIRTUAL_SIZE = 2040 << 30       # XenServer's VHD limit (vhdport.vhd.disk.MAX_VIRTUAL_SIZE)
-
-
 class VirtualSizeType(SizeType):
     """A virtual disk size: a positive multiple of 512 bytes, at most 2040 GiB."""
 
@@ -53,7 +50,9 @@ class VirtualSizeType(SizeType):
         if size <= 0 or size % 512:
             self.fail("{!r} is not a usable virtual size: give a positive multiple of 512 "
                       "bytes, e.g. 20M or 2G".format(value), param, ctx)
-        if size > MAX_VIRTUAL_SIZE:
+        from vhdport import disk
+
+        if size > disk.by_name("vhd").max_virtual_size:   # the vhd commands' format
             self.fail("{!r} exceeds XenServer's VHD limit of 2040 GiB".format(value), param, ctx)
         return size
 

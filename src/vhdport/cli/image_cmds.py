@@ -81,6 +81,25 @@ def import_cmd(file, name, disk_format, container_format, properties, store, pro
     click.echo(image_id)
 
 
+@image.command("gc")
+@click.option("--min-age", type=float, default=3600.0, show_default=True, metavar="SECONDS",
+              help="Keep leftovers younger than this: they may belong to a running upload.")
+@store_options
+@json_option
+def gc_cmd(min_age, store, as_json):
+    """Remove what killed uploads left in an s3:// or swift:// store (multipart uploads,
+    segments, orphan data objects, records stuck in saving); print what went."""
+    if not hasattr(store, "gc"):
+        raise click.UsageError("image gc is for s3:// and swift:// stores; other stores clean "
+                               "up after themselves")
+    removed = store.gc(min_age=min_age)
+    if as_json:
+        print_json(removed)
+        return
+    for line in removed:
+        click.echo(line)
+
+
 @image.command()
 @click.argument("image_id")
 @click.option("--stores", "target_stores", metavar="ID,ID",

@@ -59,6 +59,7 @@ def _register():
     from vhdport.cli import extra_cmds, image_cmds, sr_cmds, transfer_cmds, vhd_cmds
 
     cli.add_command(vhd_cmds.vhd)
+    cli.add_command(vhd_cmds.vhd, name="disk")     # the same verbs, for VHD and QCOW2
     cli.add_command(sr_cmds.sr)
     cli.add_command(image_cmds.image)
     cli.add_command(transfer_cmds.download)

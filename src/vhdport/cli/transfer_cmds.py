@@ -34,7 +34,7 @@ def refuse_overlap(store, sr_path):
 @click.command()
 @click.argument("image")
 @click.option("--sr", "sr_path", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Storage repository directory (<uuid>.vhd files).")
+              help="Storage repository directory (one <uuid> disk file per VDI).")
 @click.option("--uuid", "uuids", multiple=True, type=UUID,
               help="UUID for the arriving VDIs, leaf first (repeatable; default: fresh ones).")
 @store_options

@@ -11,6 +11,13 @@ from vhdport.cli.common import (BLOCK_SIZE, SIZE, UUID_RE, VIRTUAL_SIZE, Operati
 CHUNK = 4 << 20
 
 
+def _vhd():
+    """The VHD format of the disk face: this command group's engine."""
+    from vhdport import disk
+
+    return disk.by_name("vhd")
+
+
 def warn(text):
     click.echo("vhdport: warning: {}".format(text), err=True)
 
@@ -19,10 +26,10 @@ def file_uuid(path):
     """The uuid in a ``<uuid>.vhd`` file name (the VDI uuid of an SR), or None."""
     import os
 
-    name = os.path.basename(str(path))
-    if name.endswith(".vhd") and UUID_RE.match(name[:-4]):
-        return name[:-4]
-    return None
+    from vhdport import disk
+
+    stem = disk.stem_of(os.path.basename(str(path)))
+    return stem if stem is not None and UUID_RE.match(stem) else None
 
 
 def note_two_uuids(path, disk_uuid):
@@ -49,16 +56,9 @@ def vhd():
               help="Block size of a dynamic disk (a power of two; default 2M).")
 def create(path, size, fixed, block_size):
     """Create a new VHD at PATH; print its uuid."""
-    from vhdport.vhd import create_dynamic, create_fixed
-
-    if fixed:
-        if block_size is not None:
-            raise click.UsageError("--block-size applies to dynamic disks, not --fixed")
-        uuid = create_fixed(path, size)
-    elif block_size is not None:
-        uuid = create_dynamic(path, size, block_size=block_size)
-    else:
-        uuid = create_dynamic(path, size)
+    if fixed and block_size is not None:
+        raise click.UsageError("--block-size applies to dynamic disks, not --fixed")
+    uuid = _vhd().create(path, size, fixed=fixed, block_size=block_size)
     click.echo(str(uuid))
     note_two_uuids(path, uuid)
 
@@ -69,9 +69,7 @@ def create(path, size, fixed, block_size):
               help="Parent VHD, relative to CHILD's directory or absolute.")
 def snapshot(child, parent):
     """Create CHILD, a differencing disk on top of PARENT; print its uuid."""
-    from vhdport.vhd import create_snapshot
-
-    uuid = create_snapshot(child, parent)
+    uuid = _vhd().snapshot(child, parent)
     click.echo(str(uuid))
     note_two_uuids(child, uuid)
 
@@ -98,9 +96,7 @@ def _info_rows(doc, path):
 @json_option
 def info(path, as_json):
     """Show type, sizes, uuid, hidden flag, parent and chain depth of PATH."""
-    from vhdport.vhd.info import info as vhd_info
-
-    doc = vhd_info(path)
+    doc = _vhd().info(path)
     if as_json:
         if file_uuid(path) is not None:
             doc = dict(doc, file_uuid=file_uuid(path))
@@ -120,9 +116,8 @@ def _defect_doc(defect):
 @click.pass_context
 def check(ctx, path, chain, as_json):
     """Validate PATH (exit 0), or list its defects (exit 1)."""
-    from vhdport.vhd.check import check_chain, check_file
-
-    defects = check_chain(path) if chain else check_file(path)
+    fmt = _vhd()
+    defects = fmt.check_chain(path) if chain else fmt.check_file(path)
     if as_json:
         print_json({"path": path, "chain": chain, "valid": not defects,
                     "defects": [_defect_doc(d) for d in defects]})
@@ -141,9 +136,7 @@ def check(ctx, path, chain, as_json):
 @click.argument("value", type=click.Choice(["0", "1"]))
 def set_hidden(path, value):
     """Set (1) or clear (0) the hidden flag of PATH."""
-    from vhdport.vhd import set_hidden as do_set_hidden
-
-    do_set_hidden(path, value == "1")
+    _vhd().set_hidden(path, value == "1")
 
 
 @vhd.command("set-parent")
@@ -151,9 +144,7 @@ def set_hidden(path, value):
 @click.argument("parent")
 def set_parent(path, parent):
     """Point differencing disk PATH at PARENT (relative to PATH's directory or absolute)."""
-    from vhdport.vhd import set_parent as do_set_parent
-
-    do_set_parent(path, parent)
+    _vhd().relink(path, parent)
 
 
 def _regular_file_size(stream):
@@ -185,9 +176,7 @@ def write(path, offset, source):
     import os
     import tempfile
 
-    from vhdport.vhd import Chain
-
-    with Chain.open(path, writable=True) as chain:
+    with _vhd().open_chain(path, writable=True) as chain:
         room = max(0, chain.virtual_size - offset)
         size = _regular_file_size(source)
         staged = None
@@ -246,12 +235,10 @@ def _copy_exactly(stream, chain, offset, size):
               help="Output file (default: stdout).")
 def read(path, offset, length, out):
     """Read virtual bytes of PATH as the VM sees them (through the chain)."""
-    from vhdport.vhd import Chain
-
     if out == "-" and sys.stdout.isatty():
         raise click.UsageError("refusing to write binary disk data to a terminal; "
                                "use --out FILE or redirect stdout")
-    with Chain.open(path) as chain:
+    with _vhd().open_chain(path) as chain:
         end = chain.virtual_size if length is None else offset + length
         if offset > chain.virtual_size or end > chain.virtual_size:
             raise OperationFailed("{}: range {}..{} is outside the virtual size {}".format(
@@ -265,9 +252,7 @@ def read(path, offset, length, out):
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 def coalesce(path):
     """Merge differencing disk PATH into its parent; print the parent's path."""
-    from vhdport.vhd.coalesce import coalesce as do_coalesce
-
-    click.echo(str(do_coalesce(path)))
+    click.echo(str(_vhd().coalesce(path)))
 
 
 @vhd.command("export")
@@ -275,9 +260,7 @@ def coalesce(path):
 @click.argument("out", type=click.Path(dir_okay=False))
 def export_cmd(path, out):
     """Write the virtual contents of PATH (through its chain) to the raw file OUT (sparse)."""
-    from vhdport.vhd.convert import export_raw
-
-    export_raw(path, out)
+    _vhd().export_raw(path, out)
 
 
 @vhd.command("import")
@@ -292,9 +275,7 @@ def import_cmd(raw, out, fixed):
     """
     import os
 
-    from vhdport.vhd.convert import import_raw
-
-    uuid = import_raw(raw, out, fixed=fixed)
+    uuid = _vhd().import_raw(raw, out, fixed=fixed)
     size = os.path.getsize(raw)
     if size % 512:
         padded = size + 512 - size % 512
@@ -302,3 +283,9 @@ def import_cmd(raw, out, fixed):
              "{} bytes zeros".format(raw, size, padded, padded - size))
     click.echo(str(uuid))
     note_two_uuids(out, uuid)
+
+
+# QCOW2 files behind the same verbs (picked by magic, or by --format / extension on create)
+from vhdport.cli.disk_cmds import install as _install_qcow2  # noqa: E402
+
+_install_qcow2(vhd)

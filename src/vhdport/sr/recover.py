@@ -15,16 +15,15 @@ import logging
 import os
 import stat
 
+from .. import disk
 from ..fsutil import fsync_dir
-from .scan import SUFFIX, is_uuid, os_error
+from .scan import is_uuid, os_error
 
 log = logging.getLogger(__name__)
 
 JOURNAL = ".journal.json"
 #: a journal names a chain of at most a few dozen files: anything bigger is not ours
 MAX_JOURNAL_BYTES = 64 * 1024
-#: the only file names a journal may name (``<uuid><suffix>`` directly in the SR)
-JOURNAL_SUFFIXES = (SUFFIX, ".qcow2")
 
 
 class _Untrusted(ValueError):
@@ -32,12 +31,13 @@ class _Untrusted(ValueError):
 
 
 def _vdi_name(name):
-    """``name`` if it is a bare ``<uuid>.vhd`` (or ``.qcow2``); else _Untrusted."""
-    if isinstance(name, str):
-        for suffix in JOURNAL_SUFFIXES:
-            if name.endswith(suffix) and is_uuid(name[:-len(suffix)]):
-                return name
-    raise _Untrusted("{!r} is not a bare <uuid>{} name of this SR".format(name, SUFFIX))
+    """``name`` if it is a bare ``<uuid><suffix>`` of a known disk format; else _Untrusted.
+
+    These are the only file names a journal may name (directly in the SR)."""
+    if isinstance(name, str) and is_uuid(disk.stem_of(name)):
+        return name
+    raise _Untrusted("{!r} is not a bare <uuid>{} name of this SR".format(
+        name, "|".join(disk.suffixes())))
 
 
 def _uuid_field(doc, key):
@@ -176,10 +176,12 @@ def _finish_publish(sr_path, staging_dir, files):
 
 def _recover_snapshot(sr_path, staging_dir, doc):
     """Before the VDI's rename: drop the extra name of its file.  After: finish."""
-    from ..vhd import VhdFile, set_hidden
-    vdi = os.path.join(sr_path, _uuid_field(doc, "vdi") + SUFFIX)
-    base = os.path.join(sr_path, _uuid_field(doc, "base") + SUFFIX)
-    snap = os.path.join(sr_path, _uuid_field(doc, "snap") + SUFFIX)
+    fmt = disk.by_name(doc.get("format", disk.DEFAULT.name))
+    if fmt is None:
+        raise ValueError("unknown disk format {!r}".format(doc.get("format")))
+    vdi = os.path.join(sr_path, fmt.file_name(_uuid_field(doc, "vdi")))
+    base = os.path.join(sr_path, fmt.file_name(_uuid_field(doc, "base")))
+    snap = os.path.join(sr_path, fmt.file_name(_uuid_field(doc, "snap")))
     _inode(doc["ino"])
     if _ino(vdi) == doc["ino"]:
         if _ino(base) == doc["ino"]:
@@ -190,17 +192,12 @@ def _recover_snapshot(sr_path, staging_dir, doc):
     if _ino(base) != doc["ino"]:
         return None   # not the state this journal describes: touch nothing
     done = []
-    staged_snap = os.path.join(staging_dir, doc["snap"] + SUFFIX)
+    staged_snap = os.path.join(staging_dir, fmt.file_name(doc["snap"]))
     if _ino(snap) is None and _ino(staged_snap) is not None \
             and stat.S_ISREG(os.lstat(staged_snap).st_mode):
         os.link(staged_snap, snap)
         fsync_dir(sr_path)
         done.append("linked snapshot " + doc["snap"])
-    if _ino(snap) is not None:
-        with VhdFile.open(base) as disk:
-            torn = disk.backup_footer is not None and disk.backup_footer.hidden != disk.hidden
-            hidden = disk.hidden
-        if torn or not hidden:   # set both footer copies (a kill may have torn them)
-            set_hidden(base, True)
-            done.append("hid base " + doc["base"])
+    if _ino(snap) is not None and fmt.repair_hidden(base):
+        done.append("hid base " + doc["base"])
     return "finished snapshot of {}: {}".format(doc["vdi"], ", ".join(done)) if done else None

@@ -10,13 +10,14 @@ import errno
 import os
 import uuid as uuidlib
 
+from .. import disk
+from ..disk import MAX_DEPTH
 from ..errors import ChainError, LimitError, SRError
-from ..fsutil import fsync_dir
-from ..vhd import MAX_DEPTH, VhdFile, create_snapshot, set_hidden
+from ..fsutil import fsync_dir, fsync_file
 from .lock import DEFAULT_TIMEOUT, FileLock
-from .scan import SUFFIX, os_error, scan, uuid_of_name
+from .scan import os_error, scan, uuid_of_name
 from .recover import drop_journal, publish_journal, snapshot_journal
-from .staging import STAGING_DIR, Staging, check_recorded_links, reclaim
+from .staging import STAGING_DIR, Staging, check_chain_here, reclaim
 
 LOCK_NAME = ".vhdport.lock"
 
@@ -34,8 +35,21 @@ class SR(object):
     def __repr__(self):
         return "<SR {}>".format(self.path)
 
-    def vdi_path(self, uuid):
-        return os.path.join(self.path, uuid + SUFFIX)
+    def vdi_path(self, uuid, fmt=None):
+        """Where VDI ``uuid`` lives: its existing file, else a new one of ``fmt`` (default:
+        the disk face's default format)."""
+        if fmt is None:
+            for known in disk.FORMATS.values():
+                path = os.path.join(self.path, known.file_name(uuid))
+                if os.path.lexists(path):
+                    return path
+            fmt = disk.DEFAULT
+        return os.path.join(self.path, fmt.file_name(uuid))
+
+    def vdi_exists(self, uuid):
+        """Whether a file of any disk format is named ``uuid`` in the SR."""
+        return any(os.path.lexists(os.path.join(self.path, fmt.file_name(uuid)))
+                   for fmt in disk.FORMATS.values())
 
     @contextlib.contextmanager
     def locked(self, timeout=None):
@@ -71,8 +85,8 @@ class SR(object):
             if info is None:
                 if not paths:
                     raise ChainError("VDI {} not found in SR {}".format(u, self.path))
-                raise ChainError("{}: parent {}{} is missing from SR {}".format(
-                    paths[-1], u, SUFFIX, self.path))
+                raise ChainError("{}: parent {} is missing from SR {}".format(
+                    paths[-1], disk.for_file_name(paths[-1]).file_name(u), self.path))
             if info.error:
                 raise ChainError("{}: {}".format(info.path, info.error))
             if u in seen:
@@ -100,9 +114,10 @@ class SR(object):
                     raise SRError("GC aborted, nothing deleted: {} cannot be read or linked "
                                   "({}); fix or remove it first".format(info.path, info.error))
                 if info.parent_uuid is not None and info.parent_uuid not in vdis:
-                    raise SRError("GC aborted, nothing deleted: parent {}{} of {} is missing "
-                                  "from SR {}".format(info.parent_uuid, SUFFIX, info.path,
-                                                      self.path))
+                    raise SRError("GC aborted, nothing deleted: parent {} of {} is missing "
+                                  "from SR {}".format(
+                                      disk.for_file_name(info.path).file_name(info.parent_uuid),
+                                      info.path, self.path))
             garbage = garbage_order(vdis)
             if not dry_run:
                 for u in garbage:
@@ -132,12 +147,14 @@ class SR(object):
 
     # --------------------------------------------------------------- publish
 
-    def publish(self, paths):
+    def publish(self, paths, checked=False):
         """Move an adopted chain (leaf first) into the SR; return the final paths.
 
         Leaf first, then each parent: a hidden parent never sits in the SR
         without its child.  Never overwrites: on any failure everything moved
         so far goes back to where it came from and nothing stays in the SR.
+        The chain rule (:func:`vhdport.disk.check_chain`) is applied unless the
+        caller says it did (``checked``), as the download pipeline does.
         """
         paths = [os.path.abspath(p) for p in paths]
         if not paths:
@@ -146,11 +163,13 @@ class SR(object):
         for p in paths:
             u = uuid_of_name(os.path.basename(p))
             if u is None:
-                raise SRError("{} is not named <uuid>.vhd: adopt the staged chain first".format(p))
+                raise SRError("{} is not named <uuid>{}: adopt the staged chain first".format(
+                    p, disk.DEFAULT.suffix))
             if os.path.dirname(p) == self.path:
                 raise SRError("{} is already in the SR".format(p))
-            finals.append(self.vdi_path(u))
-        _check_publishable(paths)
+            finals.append(os.path.join(self.path, os.path.basename(p)))
+        if not checked:
+            check_chain_here(paths, "adopt the chain (in order) before publishing")
         with self.locked():
             for p in paths:
                 _fsync_file(p)
@@ -243,7 +262,7 @@ def garbage_order(vdis):
 def _fresh_uuids(sr, count):
     while True:
         chosen = [str(uuidlib.uuid4()) for _ in range(count)]
-        if not any(os.path.lexists(sr.vdi_path(u)) for u in chosen):
+        if not any(sr.vdi_exists(u) for u in chosen):
             return chosen
 
 
@@ -254,13 +273,9 @@ def _in_staging(sr_path, path):
 
 def _fsync_file(path):
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fsync_file(path)
     except OSError as e:
-        raise os_error(e, path, "open")
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        raise os_error(e, path, "fsync")
 
 
 def _move_no_replace(src, dst):
@@ -281,14 +296,6 @@ def _move_no_replace(src, dst):
         raise os_error(e, src, "remove staged")
 
 
-def _check_publishable(paths):
-    """Leaf not hidden, each file the parent the previous one records, the last a base."""
-    with VhdFile.open(paths[0]) as leaf:
-        if leaf.hidden:
-            raise SRError("{}: hidden leaf refused: XenServer's GC would delete it".format(paths[0]))
-    check_recorded_links(paths, paths, "adopt the chain (in order) before publishing")
-
-
 def _snapshot_in(sr, st, info, base_uuid, snap_uuid):
     """The snapshot steps, crash-safe in this order (see docs of each step).
 
@@ -298,21 +305,20 @@ def _snapshot_in(sr, st, info, base_uuid, snap_uuid):
     3. rename staging/<uuid>.vhd over <sr>/<uuid>.vhd: the VDI is now the new leaf.
     4. link the snapshot leaf in; 5. only now set the base hidden (it has children).
     """
-    vdi_path, base_path = info.path, sr.vdi_path(base_uuid)
-    snap_path = sr.vdi_path(snap_uuid)
-    staged_base = os.path.join(st.path, base_uuid + SUFFIX)
-    staged_leaf = os.path.join(st.path, info.uuid + SUFFIX)
-    staged_snap = os.path.join(st.path, snap_uuid + SUFFIX)
-    with VhdFile.open(vdi_path) as disk:
-        block_size = disk.block_size
-    kwargs = {"block_size": block_size} if block_size else {}
+    vdi_path = info.path
+    fmt = disk.for_file_name(vdi_path)
+    base_path, snap_path = sr.vdi_path(base_uuid, fmt), sr.vdi_path(snap_uuid, fmt)
+    staged_base = os.path.join(st.path, fmt.file_name(base_uuid))
+    staged_leaf = os.path.join(st.path, fmt.file_name(info.uuid))
+    staged_snap = os.path.join(st.path, fmt.file_name(snap_uuid))
+    block_size = fmt.describe(vdi_path).block_size
     try:
         os.link(vdi_path, staged_base)
     except OSError as e:
         raise os_error(e, staged_base, "link {} to".format(vdi_path))
     try:
-        create_snapshot(staged_leaf, base_uuid + SUFFIX, **kwargs)
-        create_snapshot(staged_snap, base_uuid + SUFFIX, **kwargs)
+        fmt.snapshot(staged_leaf, fmt.file_name(base_uuid), block_size=block_size)
+        fmt.snapshot(staged_snap, fmt.file_name(base_uuid), block_size=block_size)
     except OSError as e:
         raise os_error(e, st.path, "create snapshot leaves in")
     fsync_dir(st.path)
@@ -340,6 +346,11 @@ def _move_no_replace_keep(src, dst):
         os.link(src, dst)
     except OSError as e:
         raise os_error(e, dst, "link {} to".format(src))
+
+
+def set_hidden(path, hidden):
+    """Set a disk's hidden flag through its format (one seam for the snapshot steps)."""
+    disk.for_file_name(path).set_hidden(path, hidden)
 
 
 def _undo_snapshot(done, vdi_path, base_path, snap_path):

@@ -11,13 +11,12 @@ import os
 import re
 import stat
 
+from .. import disk
 from ..errors import NoSpaceError, SRError, VhdportError
-from ..vhd import VhdFile
-from ..vhd.chain import file_identity
+from ..fsutil import file_identity
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}"
                      r"-[0-9a-fA-F]{12}$")
-SUFFIX = ".vhd"
 
 
 def is_uuid(text):
@@ -25,10 +24,9 @@ def is_uuid(text):
 
 
 def uuid_of_name(name):
-    """``<uuid>.vhd`` -> uuid; anything else -> None (scans ignore such names)."""
-    if name.endswith(SUFFIX) and is_uuid(name[:-len(SUFFIX)]):
-        return name[:-len(SUFFIX)]
-    return None
+    """``<uuid>.vhd`` (any known format's suffix) -> uuid; else None (scans ignore it)."""
+    stem = disk.stem_of(name)
+    return stem if is_uuid(stem) else None
 
 
 def os_error(e, path, action):
@@ -72,60 +70,60 @@ class VdiInfo(object):
             " error={!r}".format(self.error) if self.error else "")
 
 
-def _named_uuids(disk, names):
+def _named_uuids(described, names):
     """Uuids of SR files that any locator or the parent name names, by file name.
 
     Different readers try locators in different orders (tapdisk by slot, vhdport MacX
     first): every file named here may be read through, so GC must keep it.
     """
-    texts = list(disk.locator_paths())
-    if disk.header is not None and disk.header.parent_name:
-        texts.append(disk.header.parent_name)
     found = set()
-    for text in texts:
+    for text in described.parent_names:
         u = uuid_of_name(os.path.basename(text.replace("\\", "/")))
         if u is not None and u in names:
             found.add(u)
     return found
 
 
-def _resolved_parent(disk, names):
+def _resolved_parent(path_of_disk, described, names):
     """(parent VDI uuid, error): the file the chain reader really opens, as an SR VDI.
 
     The reader (Chain, vhd-util alike) takes the first locator naming an existing file;
     judging the link by any other rule (e.g. the first name that looks like a VDI) can
     pick a different file than the one the data is read from.
     """
-    path = disk.parent_locator_path()
+    path = described.parent_path
+    fmt = disk.for_file_name(path_of_disk)
     if path is None:
         return None, "differencing disk whose locators name no parent"
     u = uuid_of_name(os.path.basename(path))
-    sr_dir = os.path.dirname(disk.path)
+    sr_dir = os.path.dirname(path_of_disk)
     in_sr = os.path.dirname(os.path.normpath(path)) == os.path.normpath(sr_dir)
     if u is None:
-        return None, "its parent resolves to {}, not a <uuid>.vhd of this SR".format(path)
+        return None, "its parent resolves to {}, not a {} of this SR".format(
+            path, fmt.file_name("<uuid>"))
     if not os.path.lexists(path):
         if in_sr:
             return u, None          # a missing parent: the caller decides (GC aborts)
         return None, "its parent resolves to {}, which does not exist".format(path)
     if u not in names or not in_sr \
             or file_identity(path) != file_identity(names[u]):
-        return None, "its parent resolves to {}, not to the SR's {}{}".format(path, u, SUFFIX)
+        return None, "its parent resolves to {}, not to the SR's {}".format(
+            path, fmt.file_name(u))
     return u, None
 
 
 def _read_one(path, uuid, names):
     info = VdiInfo(uuid, path)
-    with VhdFile.open(path) as disk:
-        info.type = disk.type_name
-        info.hidden = disk.hidden
-        info.virtual_size = disk.virtual_size
-        info.physical_size = disk.physical_size
-        info.vhd_uuid = str(disk.uuid)
-        if disk.is_differencing:
-            info.parent_vhd_uuid = str(disk.parent_uuid)
-            info.parent_uuid, info.error = _resolved_parent(disk, names)
-            info.named = _named_uuids(disk, names)
+    described = disk.for_file_name(path).describe(path)
+    info.type = described.type_name
+    info.hidden = described.hidden
+    info.virtual_size = described.virtual_size
+    info.physical_size = described.physical_size
+    info.vhd_uuid = described.uuid
+    if described.is_differencing:
+        info.parent_vhd_uuid = described.parent_uuid
+        info.parent_uuid, info.error = _resolved_parent(path, described, names)
+        info.named = _named_uuids(described, names)
     return info
 
 
@@ -169,8 +167,8 @@ def scan(sr_path):
         parent.children.append(info.uuid)
         if parent.vhd_uuid is not None and info.error is None \
                 and parent.vhd_uuid != info.parent_vhd_uuid:
-            info.error = ("parent {}.vhd has VHD uuid {} but this child records {} "
-                          "(broken link)".format(parent.uuid, parent.vhd_uuid,
+            info.error = ("parent {} has uuid {} but this child records {} "
+                          "(broken link)".format(os.path.basename(parent.path), parent.vhd_uuid,
                                                  info.parent_vhd_uuid))
     for info in vdis.values():
         info.children.sort()

@@ -16,12 +16,12 @@ import shutil
 import stat
 import uuid as uuidlib
 
+from .. import disk
 from ..errors import ChainError, SRError, VhdportError
 from ..fsutil import fsync_dir
-from ..vhd import Chain, VhdFile, set_parent
 from .lock import FileLock, open_lock_file, try_flock, write_owner
 from .recover import recover
-from .scan import SUFFIX, is_uuid, os_error
+from .scan import is_uuid, os_error
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ class Staging(object):
         links = []
         try:
             for i, src in enumerate(paths):
-                dst = os.path.join(self.path, "{}{}".format(i, SUFFIX))
+                dst = os.path.join(self.path, disk.for_file_name(src).file_name(i))
                 try:
                     os.link(src, dst)
                 except OSError as e:
@@ -259,11 +259,13 @@ class Staging(object):
 
     # --------------------------------------------------------------- download
 
-    def adopt(self, staged, uuids=None):
+    def adopt(self, staged, uuids=None, checked=False):
         """Rename staged files (leaf first) to ``<uuid>.vhd``, relink them, validate the chain.
 
-        The VDI uuid is the file name; each VHD keeps its internal uuid, and
-        ``set_parent`` records the parent's internal uuid in the child.
+        The VDI uuid is the file name; each disk keeps its internal uuid, and the
+        relink records the parent's internal uuid in the child.  Before anything is
+        touched the chain rule (:func:`vhdport.disk.check_chain`) is applied, unless
+        the caller says it already did (``checked``), as the download pipeline does.
         """
         staged = [os.path.abspath(p) for p in staged]
         if not staged:
@@ -272,11 +274,15 @@ class Staging(object):
             if os.path.dirname(p) != self.path:
                 raise SRError("{} is not in staging directory {}".format(p, self.path))
         uuids = self._choose_uuids(len(staged), uuids)
-        _check_staged_order(staged)
-        new_paths = self._rename_all(staged, [os.path.join(self.path, u + SUFFIX) for u in uuids])
+        if not checked:
+            # before touching anything, so a misordered chain is never relinked into a lie
+            check_chain_here(staged, "the chain is out of order or its files do not belong "
+                                     "together", structural=True)
+        new_paths = self._rename_all(staged, [
+            os.path.join(self.path, disk.for_file_name(p).file_name(u)) for p, u in zip(staged, uuids)])
         for child, parent in zip(new_paths, new_paths[1:]):
             try:
-                set_parent(child, os.path.basename(parent))
+                disk.for_file_name(child).relink(child, os.path.basename(parent))
             except OSError as e:
                 raise os_error(e, child, "relink")
         validate_chain(new_paths)
@@ -309,7 +315,7 @@ class Staging(object):
         if uuids is None:
             while True:
                 chosen = [str(uuidlib.uuid4()) for _ in range(count)]
-                if not any(os.path.lexists(self.sr.vdi_path(u)) for u in chosen):
+                if not any(self.sr.vdi_exists(u) for u in chosen):
                     return chosen
         uuids = list(uuids)
         if len(uuids) != count:
@@ -322,46 +328,37 @@ class Staging(object):
         dup = sorted(set(u for u in normal if normal.count(u) > 1))
         if dup:
             raise SRError("uuid {} given more than once".format(", ".join(dup)))
-        taken = [u for u in normal if os.path.lexists(self.sr.vdi_path(u))]
+        taken = [u for u in normal if self.sr.vdi_exists(u)]
         if taken:
             raise SRError("uuid {} already in SR {}; choose new uuids".format(
                 ", ".join(taken), self.sr.path))
         return normal
 
 
-def check_recorded_links(paths, shown, hint):
-    """Each file (leaf first) must record the uuid of the next one as its parent, and the
-    last must not be differencing.  ``shown`` are the names used in messages."""
-    prev = None
-    for i, path in enumerate(paths):
-        with VhdFile.open(path) as disk:
-            if prev is not None and prev != disk.uuid:
-                raise ChainError("{} records parent uuid {} but the next file {} has uuid {}: {}"
-                                 .format(shown[i - 1], prev, shown[i], disk.uuid, hint))
-            prev = disk.parent_uuid if disk.is_differencing else None
-    if prev is not None:
-        raise ChainError("{} is differencing but is the last file given: its parent is missing "
-                         "(pass the whole chain down to the base)".format(shown[-1]))
+def _chain_error(text, _name):
+    return ChainError(text)
 
 
-def _check_staged_order(staged):
-    """Before touching anything, so a misordered bundle is never relinked into a lie."""
-    with VhdFile.open(staged[0]) as leaf:
-        if leaf.hidden:
-            raise SRError("{}: hidden leaf refused: XenServer's GC would delete it".format(
-                staged[0]))
-    check_recorded_links(staged, staged,
-                          "the chain is out of order or its files do not belong together")
+def _hidden_leaf_error(text, _name):
+    return SRError(text)
+
+
+def check_chain_here(paths, hint, structural=False):
+    """The chain rule on files in staging or the SR, in the SR's error types."""
+    disk.check_chain(paths, names=paths, what="file", error=_chain_error,
+                     hidden_error=_hidden_leaf_error, hint=hint, structural=structural)
 
 
 def _check_links(links, sources):
-    check_recorded_links(links, sources, "the chain changed (coalesce?) -- retry")
+    """The links made for an upload still form the chain the SR scan found."""
+    disk.check_chain(links, names=sources, what="file", error=_chain_error,
+                     hint="the chain changed (coalesce?) -- retry", refuse_hidden_leaf=False)
 
 
 def validate_chain(paths):
-    """Open the chain from the leaf (links and uuids), then vhd.check's full check if present."""
+    """After the relink: the chain opens from the leaf and resolves to exactly ``paths``."""
     try:
-        chain = Chain.open(paths[0])
+        chain = disk.for_file_name(paths[0]).open_chain(paths[0])
     except VhdportError as e:
         raise ChainError("staged chain is not valid: {}".format(e))
     try:
@@ -370,11 +367,3 @@ def validate_chain(paths):
         chain.close()
     if [os.path.abspath(p) for p in got] != [os.path.abspath(p) for p in paths]:
         raise ChainError("staged chain resolves to {} instead of {}".format(got, paths))
-    try:
-        from ..vhd.check import check_chain
-    except ImportError:
-        return
-    defects = check_chain(paths[0])
-    if defects:
-        raise ChainError("staged chain fails the check: {}".format(
-            "; ".join(str(d) for d in defects)))

@@ -1,10 +1,33 @@
-"""The small verb set every image store speaks.
+"""The small verb set every image store speaks: the contract a new store meets.
 
-A store knows images (records plus opaque bytes), never VHDs.  The record keeps
-Glance v2's field names so the local store and Glance look the same to callers.
+A store knows images (records plus opaque bytes), never disk formats.  The record
+keeps Glance v2's field names so every store looks the same to callers.
+
+The contract, for a new store (S3, Swift, ...):
+
+- One class per URL scheme, registered in ``stores/__init__.py`` (``SCHEMES``);
+  ``open_store(url, **options)`` builds it.  Options a store does not use are ignored.
+- ``create`` / ``update`` / ``get`` / ``list`` / ``delete`` manage records;
+  ``open(image_id, offset)`` streams an active image's bytes.
+- ``upload_image`` stores one image's data in one call.  The default creates a
+  queued record and ``put``s the bytes into it; an object store may override it
+  with a multipart upload.  Either way a failed upload never leaves an image that
+  looks complete, and an image the call created is removed again.
+- Stores *report*, they do not judge: ``put`` / ``upload_image`` return an
+  UploadResult of what was sent (size, md5, sha512) and, where the store can
+  tell, the record it holds afterwards; :mod:`vhdport.transfer` compares the two
+  and decides whether the store kept what was sent.
+- Errors are StoreError subclasses (``ImageNotFound``, ``AuthError``,
+  ``ImageStateError``, ``TransientStoreError``).  An HTTP store signs requests
+  through ``Endpoint(auth=...)`` (stores/http.py), a hook called once per request.
 """
 
 import hashlib
+import logging
+
+from vhdport.errors import VhdportError
+
+log = logging.getLogger(__name__)
 
 #: statuses an image moves through (Glance v2 names)
 QUEUED, SAVING, ACTIVE, KILLED = "queued", "saving", "active", "killed"
@@ -70,12 +93,19 @@ class StreamDigest(object):
 
 
 class UploadResult(object):
-    """What a store measured while it sent or stored an image's data."""
+    """What a store measured while it sent or stored an image's data.
 
-    __slots__ = ("size", "md5", "sha512")
+    ``record`` is the image's record as the store holds it after the upload (None
+    when the store cannot tell).  ``upload_image`` also fills in ``image_id`` and
+    ``created`` (whether the call made the image, so a caller that rejects the
+    result knows to remove it).
+    """
 
-    def __init__(self, size, md5, sha512):
+    __slots__ = ("size", "md5", "sha512", "record", "image_id", "created")
+
+    def __init__(self, size, md5, sha512, record=None, image_id=None, created=False):
         self.size, self.md5, self.sha512 = size, md5, sha512
+        self.record, self.image_id, self.created = record, image_id, created
 
     def __repr__(self):
         return "UploadResult(size={}, md5={})".format(self.size, self.md5)
@@ -108,9 +138,38 @@ class Store(object):
         """Upload data into a *queued* image from an iterable of bytes.
 
         If ``chunks`` raises, the upload is aborted so that the image never looks
-        complete, and the exception propagates.  Returns an UploadResult of what was sent.
+        complete, and the exception propagates.  Returns an UploadResult of what was
+        sent, with the record read back after the upload where the store can.
         """
         raise NotImplementedError
+
+    def upload_image(self, chunks, image_id=None, name=None, disk_format="vhd",
+                     container_format="ovf", properties=None, size=None):
+        """Store one image's data in one call; return the UploadResult (with ``image_id``).
+
+        ``image_id`` names an existing *queued* image to fill; otherwise a new image
+        called ``name`` is made.  This default is create + put, removing the image it
+        created if the put fails; a store may override it (e.g. a multipart upload).
+        """
+        created = image_id is None
+        if created:
+            image_id = self.create(name, disk_format, container_format,
+                                   properties=properties)["id"]
+        try:
+            result = self.put(image_id, chunks, size=size)
+        except BaseException:
+            if created:
+                self._discard_quietly(image_id)
+            raise
+        result.image_id, result.created = image_id, created
+        return result
+
+    def _discard_quietly(self, image_id):
+        """Remove a half-made image; the caller's own error is the one to report."""
+        try:
+            self.delete(image_id)
+        except VhdportError as e:
+            log.warning("could not remove the failed image %s: %s", image_id, e)
 
     def open(self, image_id, offset=0):
         """Return a readable stream (``read(n)``, ``close()``) of the image data.

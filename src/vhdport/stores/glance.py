@@ -1,33 +1,24 @@
 """OpenStack Glance as an image store: API v2 here, legacy v1 in glance_v1.
 
 Why these rules: uploads go only into a *queued* image (Glance would accept
-the whole stream and then answer 409), the terminating chunk is sent only on
-success (a failed upload must never look complete), and every upload is read
-back and compared with what we sent.  Custom properties are Glance v2's
+the whole stream and then answer 409), and the terminating chunk is sent only on
+success (a failed upload must never look complete).  Whether Glance stored what
+was sent is judged by transfer, from what ``put`` reports (see stores/base.py).  Custom properties are Glance v2's
 top-level string attributes and keep their names exactly.
 """
 
 import json
-import logging
 import re
 import urllib.parse
 
-from vhdport.errors import ImageStateError, IntegrityError, StoreError
-from vhdport.stores.base import ACTIVE, QUEUED, RECORD_FIELDS, Store, new_record
+from vhdport.errors import ImageStateError, StoreError
+from vhdport.stores.base import QUEUED, RECORD_FIELDS, Store, new_record
+from vhdport.stores.glance_common import (CORE_ATTRIBUTES, api_version_of, custom_properties,
+                                          image_path)
 from vhdport.stores.http import Endpoint
 from vhdport.stores.http_download import HttpDownload
 
-log = logging.getLogger("vhdport.stores.glance")
-
 JSON_PATCH = "application/openstack-images-v2.1-json-patch"
-
-#: attributes Glance v2 owns; every other top-level key of an image is a custom property
-CORE_ATTRIBUTES = frozenset((
-    "id", "name", "status", "visibility", "protected", "checksum", "owner", "size",
-    "virtual_size", "min_ram", "min_disk", "disk_format", "container_format",
-    "created_at", "updated_at", "tags", "self", "file", "schema", "os_hash_algo",
-    "os_hash_value", "os_hidden", "direct_url", "locations", "stores",
-))
 
 _VERSION_SUFFIX = re.compile(r"/v[12](\.\d+)?$")
 
@@ -44,17 +35,16 @@ class GlanceStore(Store):
     api_version = 2
 
     def __new__(cls, url=None, api_version=2, *args, **kwargs):
-        if cls is GlanceStore:
-            version = _api_version(api_version)
-            if version == 1:
-                from vhdport.stores.glance_v1 import GlanceV1Store
-                cls = GlanceV1Store
+        # GlanceStore(url, api_version=1) gives the v1 subclass (stores/__init__ imports it)
+        version = api_version_of(api_version)
+        if version != cls.api_version:
+            cls = next((sub for sub in cls.__subclasses__() if sub.api_version == version), cls)
         return super().__new__(cls)
 
     def __init__(self, url, api_version=2, auth_token=None, extra_headers=None, cacert=None,
                  insecure=False, timeout=60, retries=5, chunk_size=1 << 20,
                  retry_delay=1.0, page_size=100, token_source=None):
-        if _api_version(api_version) != self.api_version:
+        if api_version_of(api_version) != self.api_version:
             raise StoreError("{} speaks Glance API v{}, not v{}".format(
                 type(self).__name__, self.api_version, api_version))
         self._http = Endpoint(_without_version(url), auth_token=auth_token,
@@ -83,7 +73,7 @@ class GlanceStore(Store):
         body = {"name": name, "disk_format": disk_format, "container_format": container_format}
         if visibility:
             body["visibility"] = visibility
-        for key, value in _custom(properties).items():
+        for key, value in custom_properties(properties).items():
             body[key] = value
         reply = self._http.request("POST", "/v2/images", body=_json(body),
                                    headers={"Content-Type": "application/json"},
@@ -95,15 +85,15 @@ class GlanceStore(Store):
         ops = []
         if name is not None:
             ops.append({"op": "replace", "path": "/name", "value": name})
-        for key, value in sorted(_custom(properties).items()):
+        for key, value in sorted(custom_properties(properties).items()):
             # with the v2.1 patch type, "add" on an existing property replaces it
             ops.append({"op": "add", "path": "/" + _pointer(key), "value": value})
         for key in remove:
-            _custom({key: ""})
+            custom_properties({key: ""})
             ops.append({"op": "remove", "path": "/" + _pointer(key)})
         if not ops:
             return self.get(image_id)
-        path = _image_path(image_id)
+        path = image_path(image_id)
         # removing twice answers 409, so only a patch without removals is replayable
         reply = self._http.request("PATCH", path, body=_json(ops),
                                    headers={"Content-Type": JSON_PATCH}, expect=(200,),
@@ -113,7 +103,7 @@ class GlanceStore(Store):
         return record_from_v2(reply.json("image record"))
 
     def get(self, image_id):
-        reply = self._http.request("GET", _image_path(image_id), image_id=image_id)
+        reply = self._http.request("GET", image_path(image_id), image_id=image_id)
         return record_from_v2(reply.json("image record"))
 
     def put(self, image_id, chunks, size=None):
@@ -122,14 +112,14 @@ class GlanceStore(Store):
             return glance_import.put(self, image_id, chunks, size)
         self._require_queued(image_id)
         _, sent = self._http.upload(
-            "PUT", _image_path(image_id) + "/file", chunks,
+            "PUT", image_path(image_id) + "/file", chunks,
             headers={"Content-Type": "application/octet-stream"}, expect=(204,),
             image_id=image_id, size=size)
-        self._verify_upload(image_id, sent)
+        sent.record = self.get(image_id)  # reported; transfer judges it
         return sent
 
     def open(self, image_id, offset=0):
-        return HttpDownload(self._http, _image_path(image_id) + "/file", image_id,
+        return HttpDownload(self._http, image_path(image_id) + "/file", image_id,
                             offset=offset, block_size=self.chunk_size)
 
     def list(self):
@@ -144,14 +134,14 @@ class GlanceStore(Store):
             path = self._next_path(doc.get("next")) if images else None
 
     def delete(self, image_id):
-        self._http.request("DELETE", _image_path(image_id), expect=(200, 204),
+        self._http.request("DELETE", image_path(image_id), expect=(200, 204),
                            image_id=image_id)
 
     # --- helpers shared with v1 -------------------------------------------
 
     def url_of(self, image_id):
         """Where an image lives, for messages."""
-        return self._http.url(_image_path(image_id, self.api_version))
+        return self._http.url(image_path(image_id, self.api_version))
 
     def _require_queued(self, image_id):
         record = self.get(image_id)
@@ -160,27 +150,6 @@ class GlanceStore(Store):
                                   expected="{} (only a queued image accepts data)".format(QUEUED),
                                   url=self.url_of(image_id))
         return record
-
-    def _verify_upload(self, image_id, sent):
-        """Read the record back: Glance must have stored exactly what we sent."""
-        record = self.get(image_id)
-        subject = "uploaded image {} at {}".format(image_id, self.url_of(image_id))
-        if record["status"] != ACTIVE:
-            raise ImageStateError(image_id=image_id, status=record["status"],
-                                  expected=ACTIVE + " after upload", url=self.url_of(image_id))
-        if record["size"] is not None and int(record["size"]) != sent.size:
-            raise IntegrityError(what="size", subject=subject, expected=sent.size,
-                                 actual=record["size"])
-        if record["checksum"] and record["checksum"] != sent.md5:
-            raise IntegrityError(what="md5 checksum", subject=subject, expected=sent.md5,
-                                 actual=record["checksum"])
-        algo = record.get("os_hash_algo")
-        if record.get("os_hash_value") and algo == "sha512":
-            if record["os_hash_value"] != sent.sha512:
-                raise IntegrityError(what="sha512 (os_hash_value)", subject=subject,
-                                     expected=sent.sha512, actual=record["os_hash_value"])
-        elif algo:
-            log.debug("image %s: os_hash_algo %s not compared (we hash sha512)", image_id, algo)
 
     def _missing_properties(self, image_id, remove, current, **fields):
         """A StoreError naming the properties in ``remove`` not in ``current``, or None."""
@@ -199,7 +168,7 @@ class GlanceStore(Store):
         error = self._missing_properties(image_id, remove, current, status=409)
         if error is not None:
             return error
-        return self._http.status_error(409, "Conflict", "PATCH", _image_path(image_id),
+        return self._http.status_error(409, "Conflict", "PATCH", image_path(image_id),
                                        image_id, reply.body)
 
     def _next_path(self, link):
@@ -272,40 +241,11 @@ def record_from_v2(doc):
     return record
 
 
-def _api_version(value):
-    try:
-        version = int(float(str(value).lstrip("vV")))
-    except ValueError:
-        version = None
-    if version not in (1, 2):
-        raise StoreError("unsupported Glance API version {!r}; use 2 (default) or 1".format(value))
-    return version
-
-
 def _without_version(url):
     """Accept catalog URLs ending in /v2 or /v1: requests add the version themselves."""
     parts = urllib.parse.urlsplit(url)
     path = _VERSION_SUFFIX.sub("", parts.path.rstrip("/"))
     return urllib.parse.urlunsplit(parts._replace(path=path))
-
-
-def _image_path(image_id, version=2):
-    if not isinstance(image_id, str) or not image_id or image_id in (".", ".."):
-        raise StoreError("bad image id {!r}".format(image_id))
-    return "/v{}/images/{}".format(version, urllib.parse.quote(image_id, safe=""))
-
-
-def _custom(properties):
-    """Custom properties as str -> str; Glance's own attributes are refused."""
-    out = {}
-    for key, value in (properties or {}).items():
-        if not isinstance(key, str) or not key:
-            raise StoreError("bad property name {!r}".format(key))
-        if key in CORE_ATTRIBUTES:
-            raise StoreError("{!r} is a Glance image attribute, not a custom property; "
-                             "pick another name".format(key))
-        out[key] = value if isinstance(value, str) else str(value)
-    return out
 
 
 def _pointer(name):

@@ -4,7 +4,7 @@ Why: a current cloud may refuse ``PUT /file`` (an import-only policy answers 403
 take images only as *stage* (``PUT /v2/images/{id}/stage``) then *import*
 (``POST /v2/images/{id}/import``), done by Glance in the background; and it may have
 several backends, named by ``/v2/info/stores``.  The data still streams once, and the
-record is still read back and compared with what was sent.
+record after the import is reported with what was sent, for transfer to compare.
 
 The settings live on the GlanceStore (see :func:`configure`); a store never configured
 uploads directly, as before.
@@ -79,8 +79,8 @@ def _say(store, text):
 
 
 def _path(store, image_id):
-    from vhdport.stores.glance import _image_path   # the one place image ids are checked
-    return _image_path(image_id)
+    from vhdport.stores.glance_common import image_path   # where image ids are checked
+    return image_path(image_id)
 
 
 def discover(store):
@@ -150,7 +150,7 @@ def put(store, image_id, chunks, size=None):
                         "the interoperable import (glance-direct) instead".format(store.display))
             return import_upload(store, image_id, chunks, size)
         raise
-    store._verify_upload(image_id, sent)
+    sent.record = store.get(image_id)   # reported; transfer judges it
     return sent
 
 
@@ -194,9 +194,9 @@ def import_upload(store, image_id, chunks, size=None):
     all_stores = getattr(store, "all_stores", False)
     _start_import(store, image_id, "glance-direct", targets, all_stores)
     wanted = info.stores if all_stores else targets
-    wait_for_import(store, image_id, wanted, "importing {} bytes".format(sent.size))
-    store._verify_upload(image_id, sent)
-    return sent
+    sent.record = wait_for_import(store, image_id, wanted,
+                                  "importing {} bytes".format(sent.size))
+    return sent   # with the record after the import; transfer judges it
 
 
 def copy_image(store, image_id, stores=None, all_stores=False):

@@ -12,7 +12,8 @@ import urllib.parse
 
 from vhdport.errors import StoreError
 from vhdport.stores.base import RECORD_FIELDS, new_record
-from vhdport.stores.glance import GlanceStore, PageGuard, _custom, _image_path
+from vhdport.stores.glance import GlanceStore, PageGuard
+from vhdport.stores.glance_common import custom_properties, image_path
 from vhdport.stores.http_download import HttpDownload
 
 META = "x-image-meta-"
@@ -47,7 +48,7 @@ class GlanceV1Store(GlanceStore):
         headers = {}
         if name is not None:
             headers[META + "name"] = _header_value(name, "name")
-        wanted = _custom(properties)
+        wanted = custom_properties(properties)
         if remove:
             # v1 can only drop properties by restating the full set with purge-props
             current = self.get(image_id)["properties"]
@@ -61,12 +62,12 @@ class GlanceV1Store(GlanceStore):
         headers.update(_property_headers(wanted))
         if not headers:
             return self.get(image_id)
-        reply = self._http.request("PUT", _image_path(image_id, 1), headers=headers,
+        reply = self._http.request("PUT", image_path(image_id, 1), headers=headers,
                                    expect=(200,), image_id=image_id)
         return record_from_v1_json(reply.json("image record").get("image"))
 
     def get(self, image_id):
-        reply = self._http.request("HEAD", _image_path(image_id, 1), image_id=image_id)
+        reply = self._http.request("HEAD", image_path(image_id, 1), image_id=image_id)
         return record_from_v1_headers(reply.headers, image_id)
 
     def put(self, image_id, chunks, size=None):
@@ -76,13 +77,13 @@ class GlanceV1Store(GlanceStore):
                    META + "disk-format": record["disk_format"] or "vhd",
                    META + "container-format": record["container_format"] or "ovf"}
         headers.update(_property_headers(record["properties"]))
-        _, sent = self._http.upload("PUT", _image_path(image_id, 1), chunks, headers=headers,
+        _, sent = self._http.upload("PUT", image_path(image_id, 1), chunks, headers=headers,
                                     expect=(200,), image_id=image_id, size=size)
-        self._verify_upload(image_id, sent)
+        sent.record = self.get(image_id)  # reported; transfer judges it
         return sent
 
     def open(self, image_id, offset=0):
-        return HttpDownload(self._http, _image_path(image_id, 1), image_id, offset=offset,
+        return HttpDownload(self._http, image_path(image_id, 1), image_id, offset=offset,
                             md5_headers=_MD5_HEADERS, block_size=self.chunk_size)
 
     def list(self):
@@ -103,7 +104,7 @@ class GlanceV1Store(GlanceStore):
             marker = images[-1].get("id") if isinstance(images[-1], dict) else None
 
     def delete(self, image_id):
-        self._http.request("DELETE", _image_path(image_id, 1), expect=(200, 204),
+        self._http.request("DELETE", image_path(image_id, 1), expect=(200, 204),
                            image_id=image_id)
 
 
@@ -140,7 +141,7 @@ def record_from_v1_json(doc):
 
 def _property_headers(properties):
     headers = {}
-    for key, value in _custom(properties).items():
+    for key, value in custom_properties(properties).items():
         if not _SAFE_NAME.match(key):
             raise StoreError(
                 "property name {!r} cannot travel in a Glance v1 header (v1 lowercases names "

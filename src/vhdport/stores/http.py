@@ -128,7 +128,7 @@ class Endpoint(object):
 
     def __init__(self, url, auth_token=None, extra_headers=None, cacert=None,
                  insecure=False, timeout=60, retries=5, retry_delay=1.0, sleep=time.sleep,
-                 token_source=None):
+                 auth=None, token_source=None):
         parts = urllib.parse.urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme.startswith("glance+"):
@@ -150,6 +150,9 @@ class Endpoint(object):
         self._token = _Secret(auth_token) if auth_token else None
         self.token_source = token_source
         self._extra = dict(extra_headers or {})
+        #: per-request hook ``auth(method, path, headers)``: a store that signs requests
+        #: (S3, Swift temp URLs) adds its headers here, on every attempt and retry
+        self._auth = auth
         check_headers(self._token, self._extra)
         try:
             self.timeout = float(timeout)
@@ -225,7 +228,8 @@ class Endpoint(object):
                                                context=self._tls)
         return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
 
-    def headers(self, extra=None):
+    def headers(self, extra=None, method=None, path=None):
+        """Headers of one request; ``method`` and ``path`` (with prefix) feed the auth hook."""
         hdrs = {"Accept-Encoding": "identity", "User-Agent": "vhdport"}
         hdrs.update(self._extra)
         if self.token_source is not None:
@@ -234,6 +238,8 @@ class Endpoint(object):
             hdrs["X-Auth-Token"] = self._token.value
         if extra:
             hdrs.update(extra)
+        if self._auth is not None:
+            self._auth(method, path, hdrs)
         return hdrs
 
     def delay(self, attempt, retry_after=None):
@@ -334,7 +340,7 @@ class Endpoint(object):
                 with deadline:
                     conn.connect()
                     sent = True
-                    conn.request(method, full, body=body, headers=self.headers(headers))
+                    conn.request(method, full, body=body, headers=self.headers(headers, method, full))
                     resp = conn.getresponse()
                     if stream and (resp.status in expect or resp.status in accept):
                         deadline.cancel()   # the data itself may take long; only silence counts
@@ -403,7 +409,7 @@ class Endpoint(object):
         ``chunks`` untouched, so the caller may send them another way.
         """
         full = self.prefix + path
-        hdrs = self.headers(headers)
+        hdrs = self.headers(headers, method, full)
         hdrs["Transfer-Encoding"] = "chunked"
         if wait_continue:
             hdrs["Expect"] = "100-continue"

@@ -25,9 +25,9 @@ import uuid
 from contextlib import contextmanager
 
 from vhdport import errors
-from vhdport.fsutil import fsync_dir, unlink_quietly, write_all
+from vhdport.fsutil import fsync_dir, unlink_quietly, write_all, write_atomic
 from vhdport.stores import base
-from vhdport.stores.local_records import (DAMAGED, MAX_RECORD_BYTES, damaged_record,
+from vhdport.stores.local_records import (MAX_RECORD_BYTES, damaged_record,
                                           open_nofollow, validate_record)
 
 log = logging.getLogger("vhdport.stores.local")
@@ -75,19 +75,7 @@ def _os_errors(path, action):
 
 
 def _write_atomic(path, data):
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".rec-", suffix=".tmp")
-    try:
-        try:
-            write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        unlink_quietly(tmp)
-        raise
-    fsync_dir(directory)
+    write_atomic(path, data, prefix=".rec-")
 
 
 def _marker_text():

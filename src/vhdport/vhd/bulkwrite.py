@@ -7,11 +7,10 @@ bitmap cache, so this is a mixin of VhdFile, not a separate object.
 import os
 
 from ..errors import FormatError
-from ..format import batmap as batmaps
-from ..format import bitmap as bitmaps
-from ..format.bat import UNUSED
-
-SECTOR = 512
+from .format import SECTOR
+from .format import batmap as batmaps
+from .format import bitmap as bitmaps
+from .format.bat import UNUSED
 
 
 class BulkWrites(object):

@@ -9,20 +9,11 @@ import itertools
 import os
 
 from ..errors import ChainError, LimitError
-from ..format.bat import UNUSED
+from ..fsutil import file_identity
+from .format.bat import UNUSED
 from .disk import SECTOR, VhdFile
 
 MAX_DEPTH = 30
-
-
-def file_identity(path):
-    """(device, inode) of ``path``: the same file under any name (hard link, symlink,
-    ``..``), which is what a cycle check must compare.  The real path if it cannot be stat'ed."""
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError):
-        return os.path.realpath(path)
-    return (st.st_dev, st.st_ino)
 
 
 def resolve_parent(disk):

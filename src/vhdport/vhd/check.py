@@ -13,17 +13,16 @@ import stat
 import time
 
 from ..errors import ChecksumError, FormatError, VhdportError
-from ..format import batmap as batmaps
-from ..format import bitmap as bitmaps
-from ..format.bat import UNUSED, padded_size
-from ..format.footer import (CREATOR_TAP, CREATOR_VERSION_TAP, DISK_FIXED, FEATURES_RESERVED,
+from .format import batmap as batmaps
+from .format.bat import padded_size
+from .format.footer import (CREATOR_TAP, CREATOR_VERSION_TAP, DISK_FIXED, FEATURES_RESERVED,
                              FORMAT_VERSION, NO_DATA_OFFSET, from_vhd_time)
-from ..format.geometry import chs_for_size, pack_geometry
-from ..format.header import HEADER_SIZE, HEADER_VERSION, LOCATORS_OFFSET, PARENT_NAME_SIZE
-from ..format.layout import batmap_offset, block_count
-from ..format.locator import (CODE_MACX, CODE_NONE, CODE_W2KU, CODE_W2RU, LOCATOR_SIZE,
+from .format.geometry import chs_for_size, pack_geometry
+from .format.header import HEADER_SIZE, HEADER_VERSION, LOCATORS_OFFSET, PARENT_NAME_SIZE
+from .format.layout import batmap_offset, block_count
+from .format.locator import (CODE_MACX, CODE_NONE, CODE_W2KU, CODE_W2RU, LOCATOR_SIZE,
                               decode_path)
-from ..format.layout import MAX_LOCATOR_BYTES
+from .format.layout import MAX_LOCATOR_BYTES
 from .chain import MAX_DEPTH, file_identity
 from .checkbat import check_bat, check_batmap_bits
 from .disk import MAX_VIRTUAL_SIZE, SECTOR, VhdFile
@@ -89,7 +88,7 @@ def defect_from_error(path, err):
     offset = fields.get("offset")
     offset = offset if isinstance(offset, int) else 0
     if isinstance(err, ChecksumError):
-        what = str(fields.get("what", "structure")).split(" (")[0]
+        what = str(fields.get("field") or fields.get("what", "structure"))
         field = "header checksum" if what == "dynamic header" else what + " checksum"
         message = "stored 0x{:08x}, computed 0x{:08x}".format(fields["stored"], fields["computed"])
         return Defect(field, offset, message, path)

@@ -13,8 +13,8 @@ import heapq
 import itertools
 import operator
 
-from ..format import bitmap as bitmaps
-from ..format.bat import UNUSED
+from .format import bitmap as bitmaps
+from .format.bat import UNUSED
 
 SECTOR = 512
 #: entries sorted at once (a list of Python ints); more are sorted in runs and merged

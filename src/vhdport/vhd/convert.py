@@ -9,7 +9,7 @@ import errno
 import os
 
 from ..errors import FormatError, IntegrityError, NoSpaceError
-from ..format.header import DEFAULT_BLOCK_SIZE
+from .format.header import DEFAULT_BLOCK_SIZE
 from .chain import Chain
 from .create import check_size, create_dynamic, create_fixed
 from .disk import SECTOR, VhdFile

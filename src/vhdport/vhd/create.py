@@ -9,15 +9,15 @@ then the footer.  Creator ``tap`` version 1.3, as XenServer's own files.
 import os
 
 from ..errors import ChainError, FormatError, LimitError
-from ..format import batmap as batmaps
-from ..format.bat import Bat
-from ..format.footer import (DISK_DIFFERENCING, DISK_DYNAMIC, DISK_FIXED, FOOTER_SIZE,
+from .format import batmap as batmaps
+from .format.bat import Bat
+from .format.footer import (DISK_DIFFERENCING, DISK_DYNAMIC, DISK_FIXED, FOOTER_SIZE,
                              NO_DATA_OFFSET, Footer, to_vhd_time, vhd_now)
-from ..format.geometry import chs_for_size
-from ..format.header import DEFAULT_BLOCK_SIZE, DynamicHeader, encode_name
-from ..format.layout import (HEADER_OFFSET, MAX_BAT_ENTRIES, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE,
+from .format.geometry import chs_for_size
+from .format.header import DEFAULT_BLOCK_SIZE, DynamicHeader, encode_name
+from .format.layout import (HEADER_OFFSET, MAX_BAT_ENTRIES, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE,
                              TABLE_OFFSET, batmap_offset, block_count)
-from ..format.locator import (CODE_MACX, CODE_W2KU, CODE_W2RU, SLOT_SIZE, ParentLocator,
+from .format.locator import (CODE_MACX, CODE_W2KU, CODE_W2RU, SLOT_SIZE, ParentLocator,
                               encode_path)
 from .disk import MAX_VIRTUAL_SIZE, SECTOR, VhdFile, new_uuid
 

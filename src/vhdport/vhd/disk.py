@@ -11,19 +11,17 @@ import stat
 import uuid as uuidlib
 
 from ..errors import ChecksumError, CorruptError, FormatError, NoSpaceError, ReadOnlyError
-from ..format import bitmap as bitmaps
-from ..format import batmap as batmaps
-from ..format.bat import UNUSED, Bat
-from ..format.footer import (CREATOR_TAP, DISK_DIFFERENCING, DISK_DYNAMIC, DISK_FIXED,
-                             FOOTER_SIZE, HIDDEN_OFFSET, Footer)
-from ..format.header import HEADER_SIZE, DynamicHeader
-from ..format.layout import (MAX_LOCATOR_BYTES, MAX_VIRTUAL_SIZE, batmap_offset,
-                             dynamic_limits_problem)
-from ..format.locator import decode_path
+from .format import SECTOR
+from .format import bitmap as bitmaps
+from .format import batmap as batmaps
+from .format.bat import UNUSED, Bat
+from .format.footer import (COOKIE as FOOTER_COOKIE, CREATOR_TAP, DISK_DIFFERENCING,
+                             DISK_DYNAMIC, DISK_FIXED, FOOTER_SIZE, HIDDEN_OFFSET, Footer)
+from .format.header import HEADER_SIZE, DynamicHeader
+from .format.layout import (DATA_ALIGN, MAX_LOCATOR_BYTES, MAX_VIRTUAL_SIZE, batmap_offset,
+                            dynamic_limits_problem)
+from .format.locator import CODE_MACX, decode_path
 from .bulkwrite import BulkWrites
-
-SECTOR = 512
-DATA_ALIGN = 4096
 _BITMAP_CACHE = 64
 
 
@@ -99,12 +97,12 @@ class VhdFile(BulkWrites):
     def _read_footer(self):
         at = max(0, self.file_size - FOOTER_SIZE)
         tail = _full_read(self._f, at, FOOTER_SIZE)
-        if len(tail) == FOOTER_SIZE and tail[:8] == b"conectix":
+        if len(tail) == FOOTER_SIZE and tail[:8] == FOOTER_COOKIE:
             return self._parse_footer(tail, at), at
-        if tail[-511:][:8] == b"conectix":     # pre-2004 511-byte footer
+        if tail[-511:][:8] == FOOTER_COOKIE:     # pre-2004 511-byte footer
             return self._parse_footer(tail[-511:], self.file_size - 511), self.file_size - 511
         head = _full_read(self._f, 0, FOOTER_SIZE)
-        if head[:8] == b"conectix":
+        if head[:8] == FOOTER_COOKIE:
             short = self._truncation(head)
             if short:
                 raise CorruptError(
@@ -155,7 +153,8 @@ class VhdFile(BulkWrites):
             self.backup_footer = Footer.parse(backup, self.path, 0)
         except ChecksumError as e:
             raise ChecksumError(path=self.path, what="backup footer (copy at offset 0)",
-                                offset=0, stored=e.stored, computed=e.computed)
+                                field="backup footer", offset=0, stored=e.stored,
+                                computed=e.computed)
         except CorruptError:
             raise CorruptError("backup footer (copy at offset 0) has a bad cookie",
                                path=self.path, offset=0, field="backup footer")
@@ -267,7 +266,7 @@ class VhdFile(BulkWrites):
     def allocated_blocks(self):
         if not self.footer.is_dynamic:
             return 0
-        return len(self.bat) - self.bat.entries.count(UNUSED)
+        return self.bat.allocated_count()
 
     def locator_paths(self):
         """Parent paths named by the locators (MacX first), as written."""
@@ -275,7 +274,7 @@ class VhdFile(BulkWrites):
         if not self.is_differencing:
             return found
         ordered = sorted((loc for loc in self.header.locators if loc.in_use),
-                         key=lambda loc: loc.code != 0x4D616358)
+                         key=lambda loc: loc.code != CODE_MACX)
         for loc in ordered:
             if loc.data_length == 0 or loc.data_length > MAX_LOCATOR_BYTES \
                     or loc.data_offset + loc.data_length > self.footer_offset:

@@ -3,10 +3,10 @@
 import os
 
 from ..errors import ChainError, FormatError
-from ..format.footer import to_vhd_time
-from ..format.header import encode_name
-from ..format.layout import MAX_LOCATOR_BYTES
-from ..format.locator import encode_path
+from .format.footer import to_vhd_time
+from .format.header import encode_name
+from .format.layout import MAX_LOCATOR_BYTES
+from .format.locator import encode_path
 from .chain import file_identity
 from .create import parent_link
 from .disk import VhdFile

@@ -6,7 +6,7 @@ it to skip bitmap reads; vhd-util check verifies its checksum.
 
 import struct
 
-from ..errors import ChecksumError, CorruptError
+from ...errors import ChecksumError, CorruptError
 from .checksum import ones_complement
 
 COOKIE = b"tdbatmap"

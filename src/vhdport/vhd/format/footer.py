@@ -4,7 +4,7 @@ import struct
 import time
 import uuid as uuidlib
 
-from ..errors import ChecksumError, CorruptError
+from ...errors import ChecksumError, CorruptError
 from .checksum import ones_complement, seal
 from .geometry import pack_geometry, unpack_geometry
 

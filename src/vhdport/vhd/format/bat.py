@@ -3,7 +3,7 @@
 import array
 import sys
 
-from ..errors import CorruptError
+from ...errors import CorruptError
 
 UNUSED = 0xFFFFFFFF
 ENTRY_SIZE = 4
@@ -45,7 +45,7 @@ class Bat(object):
         """Read ``count`` entries at ``offset`` of ``fileobj`` straight into the array.
 
         One buffer of 4 bytes per entry, no intermediate copy.  The caller bounds
-        ``count`` (see :func:`vhdport.format.layout.dynamic_limits_problem`).
+        ``count`` (see :func:`vhdport.vhd.format.layout.dynamic_limits_problem`).
         """
         entries = array.array("I", [UNUSED]) * count
         view = memoryview(entries).cast("B")

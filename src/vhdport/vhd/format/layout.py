@@ -8,9 +8,9 @@ from .bat import padded_size
 from .batmap import HEADER_SIZE as BATMAP_HEADER_SIZE, map_sectors
 from .bitmap import bitmap_bytes
 from .footer import FOOTER_SIZE
+from . import SECTOR
 from .header import HEADER_SIZE
 
-SECTOR = 512
 DATA_ALIGN = 4096
 HEADER_OFFSET = FOOTER_SIZE
 TABLE_OFFSET = HEADER_OFFSET + HEADER_SIZE

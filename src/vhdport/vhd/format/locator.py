@@ -7,7 +7,7 @@ UTF-16LE).  The spec says ``data_space`` counts sectors; libvhd writes bytes.
 
 import struct
 
-from ..errors import CorruptError, FormatError
+from ...errors import CorruptError, FormatError
 
 LOCATOR_SIZE = 24
 LOCATOR_COUNT = 8

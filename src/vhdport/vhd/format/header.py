@@ -3,7 +3,7 @@
 import struct
 import uuid as uuidlib
 
-from ..errors import ChecksumError, CorruptError
+from ...errors import ChecksumError, CorruptError
 from .checksum import ones_complement, seal
 from .locator import LOCATOR_COUNT, LOCATOR_SIZE, ParentLocator
 

@@ -1,0 +1,63 @@
+"""The registry of disk formats: lookups by name, file suffix and magic."""
+
+from ..errors import FormatError
+from .vhd import VHD
+
+#: name -> DiskFormat, in sniffing order
+FORMATS = {VHD.name: VHD}
+#: the format new disks take when nothing says otherwise (a raw image's landing format)
+DEFAULT = VHD
+
+
+def register(fmt):
+    """Add a DiskFormat to the registry (a second engine's one line)."""
+    FORMATS[fmt.name] = fmt
+
+
+def by_name(name):
+    """The format called ``name`` (a record's ``disk_format``), or None."""
+    return FORMATS.get(name)
+
+
+def suffixes():
+    """File name suffixes of every known format."""
+    return tuple(fmt.suffix for fmt in FORMATS.values())
+
+
+def for_file_name(file_name):
+    """The format a file name's suffix says, or None."""
+    for fmt in FORMATS.values():
+        if file_name.endswith(fmt.suffix):
+            return fmt
+    return None
+
+
+def stem_of(file_name):
+    """``<stem>`` of ``<stem><suffix>`` for a known suffix; None for other names."""
+    fmt = for_file_name(file_name)
+    return file_name[:-len(fmt.suffix)] if fmt is not None else None
+
+
+def sniff(head):
+    """The format a stream's first bytes show, or None."""
+    for fmt in FORMATS.values():
+        if fmt.sniff(head):
+            return fmt
+    return None
+
+
+def for_path(path):
+    """The format of the file at ``path``: by suffix, else by its first bytes."""
+    fmt = for_file_name(path)
+    if fmt is not None:
+        return fmt
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError as e:
+        raise FormatError("cannot open: {}".format(e.strerror), path=path)
+    fmt = sniff(head)
+    if fmt is None:
+        raise FormatError("not a disk of a known format ({})".format(", ".join(FORMATS)),
+                          path=path)
+    return fmt

@@ -1,0 +1,1 @@
+"""QCOW2 byte layouts: the header and its extensions, table entries, refcount blocks."""
