@@ -12,10 +12,10 @@ CORE_EXCLUDE := (/cli/|/cli\.py)
 
 all: test
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[cli,test]'
+	$(BIN)/python -m pip install -q -e '.[cli,test,openstack]'
 	@# isal speeds up gzip; optional, so a failure here is not fatal
 	-$(BIN)/python -m pip install -q isal
 	touch $(STAMP)

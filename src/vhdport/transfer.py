@@ -50,10 +50,10 @@ def payload_kind(record):
 class VerifyingReader(object):
     """Pass bytes through while counting and hashing them; supports a small peek."""
 
-    def __init__(self, stream, progress=None, total=None):
+    def __init__(self, stream, progress=None, total=None, hash_algo=None):
         self._stream = stream
         self._pending = b""
-        self.digest = StreamDigest()
+        self.digest = StreamDigest(hash_algo)
         self._progress = progress
         self._total = total
         # the bundle reader may pull from a read-ahead thread; keep pulls (and hashing) in order
@@ -111,8 +111,13 @@ def verify_against_record(digest, record, subject):
     """Compare what streamed with what the store recorded; raise IntegrityError on a mismatch."""
     checks = [("size", record.get("size"), digest.size),
               ("md5 checksum", record.get("checksum"), digest.md5)]
-    if (record.get("os_hash_algo") or "sha512") == "sha512":
-        checks.append(("sha512 hash", record.get("os_hash_value"), digest.sha512))
+    algo = record.get("os_hash_algo") or "sha512"
+    computed = digest.hexdigest(algo) if hasattr(digest, "hexdigest") else (
+        digest.sha512 if algo == "sha512" else None)
+    if computed is not None:
+        checks.append(("{} hash".format(algo), record.get("os_hash_value"), computed))
+    elif record.get("os_hash_value"):
+        log.warning("%s: os_hash_algo %s cannot be computed here; not compared", subject, algo)
     if all(expected is None for _what, expected, _actual in checks[1:]):
         log.warning("%s: the store records no md5 or sha512; only the size can be checked", subject)
     for what, expected, actual in checks:
@@ -161,7 +166,8 @@ def download(store, image_id, sr_path, uuids=None, progress=None):
     subject = "image {} from {}".format(image_id, store.display)
     with sr.staging() as staging:
         with store.open(image_id) as stream:
-            reader = VerifyingReader(stream, progress, record.get("size"))
+            reader = VerifyingReader(stream, progress, record.get("size"),
+                                     record.get("os_hash_algo"))
             try:
                 staged = _extract(kind, fmt, reader, staging.path, record)
             except (BundleError, FormatError) as e:

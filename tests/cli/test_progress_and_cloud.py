@@ -1,14 +1,8 @@
-"""Progress reporters, and --os-cloud through a stand-in openstacksdk module."""
+"""Progress reporters (--os-cloud against a real Keystone: test_cloud.py)."""
 
 import io
 import json
-import sys
-import types
-import uuid
 
-import pytest
-
-from tests.cli.helpers import assert_failed_cleanly, run
 from vhdport.cli import progress
 
 
@@ -70,44 +64,3 @@ def test_rich_bar_speaks_one_unit_system():
 def test_mib_speed():
     assert progress.mib_speed(3 * progress.MIB / 2) == "1.5 MiB/s"
     assert progress.mib_speed(None) == "? MiB/s"
-
-
-@pytest.fixture
-def fake_openstack(monkeypatch):
-    """A stand-in for openstacksdk: connect(cloud=...) with a token and an image endpoint."""
-    calls = {}
-
-    def install(endpoint, token, verify=True, fail=None):
-        def connect(cloud=None):
-            calls["cloud"] = cloud
-            if fail:
-                raise fail
-            session = types.SimpleNamespace(verify=verify)
-            return types.SimpleNamespace(
-                auth_token=token, session=session,
-                endpoint_for=lambda service: endpoint if service == "image" else None)
-        monkeypatch.setitem(sys.modules, "openstack", types.SimpleNamespace(connect=connect))
-        return calls
-
-    return install
-
-
-def test_os_cloud_takes_token_and_endpoint_from_the_catalog(glance_401, fake_openstack):
-    secret = "cloud-" + uuid.uuid4().hex
-    calls = fake_openstack(glance_401.url, secret)
-    result = run("image", "ls", "--os-cloud", "prod")
-    assert_failed_cleanly(result, "401")
-    assert calls["cloud"] == "prod"
-    assert glance_401.tokens == [secret]
-    assert secret not in result.stdout + result.stderr
-
-
-def test_os_cloud_auth_failure_is_one_line(fake_openstack):
-    fake_openstack(None, None, fail=RuntimeError("bad password"))
-    assert_failed_cleanly(run("image", "ls", "--os-cloud", "prod"),
-                          "keystone authentication failed", "bad password")
-
-
-def test_os_cloud_without_image_endpoint(fake_openstack):
-    fake_openstack(None, "t")
-    assert_failed_cleanly(run("image", "ls", "--os-cloud", "prod"), "no image (Glance) endpoint")

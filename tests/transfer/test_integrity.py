@@ -140,6 +140,20 @@ def test_other_hash_algo_still_checks_md5(env):
     assert_refused_unchanged(env, image_id, "md5")
 
 
+def test_os_hash_algo_of_the_record_is_computed_and_compared(env):
+    """A Glance with os_hash_algo = sha256: the download hashes with sha256 too."""
+    image_id = uploaded(env)
+    with open(env.data_path(image_id), "rb") as f:
+        right = hashlib.sha256(f.read()).hexdigest()
+    wrong = hashlib.sha256(b"not the image").hexdigest()
+    env.edit_record(image_id, os_hash_algo="sha256", os_hash_value=wrong)
+    err = assert_refused_unchanged(env, image_id, "sha256 hash")
+    assert wrong in str(err) and right in str(err)
+    env.edit_record(image_id, os_hash_value=right)
+    result = transfer.download(env.store, image_id, env.dst)
+    assert result["root"]["uuid"] in SR(env.dst).vdis()
+
+
 @pytest.mark.parametrize("which", ["missing", "directory"])
 def test_import_of_unreadable_file_creates_nothing(env, tmp_path, which):
     from vhdport.errors import VhdportError

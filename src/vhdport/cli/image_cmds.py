@@ -4,6 +4,8 @@ import click
 
 from vhdport.cli.common import (human_size, json_option, parse_properties, print_fields,
                                 print_json, print_table, property_option)
+from vhdport.cli.import_opts import (apply_import_options, import_options, say,
+                                     split_stores)
 from vhdport.cli.progress import progress_option, reporter
 from vhdport.cli.storeopts import store_options
 
@@ -37,7 +39,8 @@ def show(image_id, store, as_json):
     if as_json:
         print_json(record)
         return
-    rows = [(key, value) for key, value in sorted(record.items()) if key != "properties"]
+    rows = [(key, ", ".join(value) if key == "stores" and isinstance(value, list) else value)
+            for key, value in sorted(record.items()) if key != "properties"]
     rows += [("property " + key, value)
              for key, value in sorted((record.get("properties") or {}).items())]
     print_fields(image_id, rows)
@@ -61,12 +64,15 @@ def rm(image_ids, store):
 @click.option("--container-format", default="ovf", show_default=True,
               help="Glance container_format (ovf for a tgz bundle, bare for a lone disk).")
 @property_option
+@import_options
 @store_options
 @progress_option
-def import_cmd(file, name, disk_format, container_format, properties, store, progress_mode):
+def import_cmd(file, name, disk_format, container_format, properties, store, progress_mode,
+               use_import, target_stores, all_stores):
     """Store FILE as a new image (like `openstack image create --file`); print its id."""
     from vhdport import transfer
 
+    apply_import_options(store, use_import, target_stores, all_stores)
     with reporter(progress_mode, "import") as progress:
         image_id = transfer.import_image(store, file, name, disk_format=disk_format,
                                          container_format=container_format,
@@ -92,3 +98,28 @@ def gc_cmd(min_age, store, as_json):
         return
     for line in removed:
         click.echo(line)
+
+
+@image.command()
+@click.argument("image_id")
+@click.option("--stores", "target_stores", metavar="ID,ID",
+              help="Copy into these stores of a multi-store Glance.")
+@click.option("--all-stores", is_flag=True, help="Copy into every store it is not in yet.")
+@store_options
+@json_option
+def copy(image_id, target_stores, all_stores, store, as_json):
+    """Copy an image into more Glance stores (copy-image; admin-only by default)."""
+    from vhdport.stores import glance_import
+
+    stores = split_stores(target_stores)
+    if bool(stores) == bool(all_stores):
+        raise click.UsageError("give --stores ID,ID or --all-stores")
+    if getattr(store, "api_version", None) != 2:
+        raise click.UsageError("image copy needs a Glance store (API v2), not {}".format(
+            store.display))
+    record = glance_import.copy_image(store, image_id, stores, all_stores)
+    if as_json:
+        print_json(record)
+    else:
+        say("image {} is in stores {}".format(image_id, ", ".join(record.get("stores") or [])))
+        click.echo(image_id)

@@ -1,8 +1,8 @@
 """The store options every store-using command shares, in one decorator.
 
 ``@store_options`` adds --store, --api-version, --os-auth-token, --cacert, --insecure,
---os-cloud, --timeout, --retries and, for s3:// and swift:// stores, --endpoint-url,
---region, --connections and --part-size, opens the store
+--os-cloud, --os-region-name, --os-interface, --timeout, --retries and, for s3:// and
+swift:// stores, --endpoint-url, --region, --connections and --part-size, opens the store
 (``vhdport.stores.open_store``) before the command runs, passes it as ``store`` and
 closes it afterwards.  Tokens are never printed.
 """
@@ -17,7 +17,8 @@ OPENSTACK_HINT = "pip install 'vhdport[openstack]'"
 
 
 class CloudAuth(object):
-    """Token, image endpoint and TLS setting found through openstacksdk for a named cloud."""
+    """Token, endpoint and TLS setting found through openstacksdk for a named cloud (Swift;
+    Glance goes through cli/cloud.py, whose tokens renew themselves)."""
 
     def __init__(self, token, endpoint, verify):
         self.token, self.endpoint, self.verify = token, endpoint, verify
@@ -74,12 +75,18 @@ def _object_store_options(url, options, object_options, token, os_cloud):
 
 def open_store_from_options(store, api_version=2, os_auth_token=None, cacert=None,
                             insecure=False, os_cloud=None, timeout=None, retries=None,
-                            object_options=None):
-    """Open the store the options describe (local, Glance, S3 or Swift)."""
+                            object_options=None, os_region_name=None, os_interface=None):
+    """Open the store the options describe (local, Glance, S3 or Swift).
+
+    For Glance, Keystone is used with --os-cloud, or when OS_AUTH_URL is set and neither
+    --store nor a token is given; the store then gets a token source that renews its token.
+    """
+    from vhdport.cli.cloud import env_cloud_configured, keystone_auth
     from vhdport.stores import open_store
 
     token = os_auth_token
     url = store
+    tokens = None
     if os_cloud and url and url.lower().startswith("swift://"):
         options = {"insecure": insecure}
         if cacert:
@@ -89,9 +96,10 @@ def open_store_from_options(store, api_version=2, os_auth_token=None, cacert=Non
                 options[name] = value
         return open_store(url, **_object_store_options(url, options, object_options, token,
                                                         os_cloud))
-    if os_cloud:
-        auth = cloud_auth(os_cloud)
-        token = token or auth.token
+    if os_cloud or (not store and not token and env_cloud_configured()):
+        auth = keystone_auth(os_cloud, region=os_region_name, interface=os_interface)
+        if not token:
+            tokens = auth.tokens
         url = url or auth.endpoint
         if cacert is None and isinstance(auth.verify, str):
             cacert = auth.verify
@@ -103,6 +111,8 @@ def open_store_from_options(store, api_version=2, os_auth_token=None, cacert=Non
     options = {"api_version": api_version, "insecure": insecure}
     if token:
         options["auth_token"] = token
+    elif tokens is not None and url.lower().startswith(("http://", "https://")):
+        options["token_source"] = tokens
     if cacert:
         options["cacert"] = cacert
     if timeout is not None:
@@ -126,7 +136,13 @@ _OPTIONS = (
                  help="Do not verify the store's TLS certificate (unsafe)."),
     click.option("--os-cloud", envvar="OS_CLOUD", show_envvar=True, metavar="CLOUD",
                  help="Authenticate through keystone with this clouds.yaml entry "
-                      "(needs vhdport[openstack]); the image endpoint comes from the catalog."),
+                      "(needs vhdport[openstack]); the image endpoint comes from the catalog. "
+                      "Without it, OS_AUTH_URL and the other OS_* variables are used."),
+    click.option("--os-region-name", envvar="OS_REGION_NAME", show_envvar=True,
+                 metavar="REGION", help="Region of the image endpoint in the catalog."),
+    click.option("--os-interface", envvar="OS_INTERFACE", show_envvar=True,
+                 type=click.Choice(["public", "internal", "admin"]),
+                 help="Interface of the image endpoint in the catalog [default: public]."),
     click.option("--timeout", type=click.FloatRange(min=0.1), metavar="SECONDS",
                  help="Give up on a silent or too slow store after this long [default: 60]."),
     click.option("--retries", type=click.IntRange(min=0), metavar="N",
@@ -135,7 +151,7 @@ _OPTIONS = (
 )
 
 _NAMES = ("store", "api_version", "os_auth_token", "cacert", "insecure", "os_cloud",
-          "timeout", "retries")
+          "os_region_name", "os_interface", "timeout", "retries")
 _PASS_THROUGH = (click.exceptions.ClickException, click.exceptions.Exit,
                  click.exceptions.Abort, KeyboardInterrupt, BrokenPipeError)
 

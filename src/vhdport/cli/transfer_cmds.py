@@ -6,6 +6,7 @@ import click
 
 from vhdport.cli.common import (UUID, json_option, parse_properties, print_json,
                                 property_option)
+from vhdport.cli.import_opts import apply_import_options, import_options
 from vhdport.cli.progress import progress_option, reporter
 from vhdport.cli.storeopts import store_options
 
@@ -62,17 +63,19 @@ def download(image, sr_path, uuids, store, as_json, progress_mode):
 @property_option
 @click.option("--compression-level", type=click.IntRange(1, 9), default=6, show_default=True,
               help="gzip level of the bundle.")
+@import_options
 @store_options
 @json_option
 @progress_option
 def upload(vdi_uuid, sr_path, image_id, name, properties, compression_level, store, as_json,
-           progress_mode):
+           progress_mode, use_import, target_stores, all_stores):
     """Upload VDI_UUID's chain from the SR to the store; print the image id."""
     from vhdport import transfer
 
     if bool(image_id) == bool(name):
         raise click.UsageError("give exactly one of --image ID or --name NAME")
     refuse_overlap(store, sr_path)
+    apply_import_options(store, use_import, target_stores, all_stores)
     props = parse_properties(properties)
     with reporter(progress_mode, "upload") as progress:
         new_id = transfer.upload(sr_path, vdi_uuid, store, image_id=image_id, name=name,

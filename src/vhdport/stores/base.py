@@ -51,15 +51,34 @@ def new_record(**fields):
 class StreamDigest(object):
     """Size, md5 and sha512 of bytes seen so far; the integrity triple Glance records."""
 
-    def __init__(self):
+    def __init__(self, extra_algo=None):
         self.size = 0
         self._md5 = hashlib.md5()
         self._sha512 = hashlib.sha512()
+        # a Glance configured with another os_hash_algo (sha256, sha3_512 ...) records that
+        self._extra = None
+        if extra_algo and extra_algo not in ("md5", "sha512"):
+            try:
+                self._extra = (extra_algo, hashlib.new(extra_algo))
+            except (ValueError, TypeError):
+                self._extra = None
 
     def update(self, data):
         self.size += len(data)
         self._md5.update(data)
         self._sha512.update(data)
+        if self._extra is not None:
+            self._extra[1].update(data)
+
+    def hexdigest(self, algo):
+        """The hex digest under ``algo`` if this digest computed it, else None."""
+        if algo == "sha512":
+            return self.sha512
+        if algo == "md5":
+            return self.md5
+        if self._extra is not None and self._extra[0] == algo:
+            return self._extra[1].hexdigest()
+        return None
 
     @property
     def md5(self):

@@ -28,7 +28,8 @@ class GlanceStore(Store):
 
     ``GlanceStore(url, api_version=1, ...)`` gives the v1 flavour (a subclass).
     ``retry_delay`` is the first backoff pause (doubling per attempt), ``page_size``
-    the ``limit`` of list requests.
+    the ``limit`` of list requests; ``token_source`` (keystone_auth.SessionTokens)
+    supplies and renews Keystone tokens instead of a fixed ``auth_token``.
     """
 
     api_version = 2
@@ -42,13 +43,14 @@ class GlanceStore(Store):
 
     def __init__(self, url, api_version=2, auth_token=None, extra_headers=None, cacert=None,
                  insecure=False, timeout=60, retries=5, chunk_size=1 << 20,
-                 retry_delay=1.0, page_size=100):
+                 retry_delay=1.0, page_size=100, token_source=None):
         if api_version_of(api_version) != self.api_version:
             raise StoreError("{} speaks Glance API v{}, not v{}".format(
                 type(self).__name__, self.api_version, api_version))
         self._http = Endpoint(_without_version(url), auth_token=auth_token,
                               extra_headers=extra_headers, cacert=cacert, insecure=insecure,
-                              timeout=timeout, retries=retries, retry_delay=retry_delay)
+                              timeout=timeout, retries=retries, retry_delay=retry_delay,
+                              token_source=token_source)
         self.display = self._http.display
         try:
             self.chunk_size = int(chunk_size)
@@ -105,6 +107,9 @@ class GlanceStore(Store):
         return record_from_v2(reply.json("image record"))
 
     def put(self, image_id, chunks, size=None):
+        from vhdport.stores import glance_import
+        if glance_import.configured(self):   # import workflow, stores, refusal fallback
+            return glance_import.put(self, image_id, chunks, size)
         self._require_queued(image_id)
         _, sent = self._http.upload(
             "PUT", image_path(image_id) + "/file", chunks,
@@ -224,6 +229,8 @@ def record_from_v2(doc):
     if not isinstance(doc, dict) or "id" not in doc:
         raise StoreError("not a Glance image record: {!r}".format(doc)[:200])
     record = new_record(**{f: doc.get(f) for f in RECORD_FIELDS if f != "properties"})
+    if isinstance(doc.get("stores"), str):   # multi-store Glance: the backends holding it
+        record["stores"] = [s for s in doc["stores"].split(",") if s]
     try:
         record["properties"] = {
             key: value if isinstance(value, str) else json.dumps(value)

@@ -23,6 +23,7 @@ from vhdport.stores.base import StreamDigest
 from vhdport.stores.http_bounds import (  # noqa: F401  (redact_text: used by cli and plugin)
     MAX_ERROR_BYTES, MAX_METADATA_BYTES, Deadline, check_headers, read_capped, redact_text,
     secret_forms)
+from vhdport.stores.http_continue import await_continue
 
 log = logging.getLogger("vhdport.stores.http")
 
@@ -59,9 +60,11 @@ class _Attempt(Exception):
     refused), so even a non-idempotent POST may be tried again.
     """
 
-    def __init__(self, error, transient, sent=True, retry_after=None, refused=False):
+    def __init__(self, error, transient, sent=True, retry_after=None, refused=False,
+                 status=None):
         super().__init__(str(error))
         self.error, self.transient, self.sent = error, transient, sent
+        self.status = status
         self.retry_after = retry_after
         self.refused = refused
 
@@ -117,11 +120,15 @@ def _is_cert_failure(exc):
 
 
 class Endpoint(object):
-    """One HTTP(S) service root: URL prefix, TLS, auth header, timeouts and retries."""
+    """One HTTP(S) service root: URL prefix, TLS, auth header, timeouts and retries.
+
+    ``token_source`` (e.g. keystone_auth.SessionTokens) replaces a fixed ``auth_token``:
+    each request asks it for a token, and a 401 makes it renew the token once.
+    """
 
     def __init__(self, url, auth_token=None, extra_headers=None, cacert=None,
                  insecure=False, timeout=60, retries=5, retry_delay=1.0, sleep=time.sleep,
-                 auth=None):
+                 auth=None, token_source=None):
         parts = urllib.parse.urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme.startswith("glance+"):
@@ -141,6 +148,7 @@ class Endpoint(object):
         #: the URL as it may appear in messages: no userinfo, no query
         self.display = "{}://{}{}".format(scheme, netloc, self.prefix)
         self._token = _Secret(auth_token) if auth_token else None
+        self.token_source = token_source
         self._extra = dict(extra_headers or {})
         #: per-request hook ``auth(method, path, headers)``: a store that signs requests
         #: (S3, Swift temp URLs) adds its headers here, on every attempt and retry
@@ -192,6 +200,8 @@ class Endpoint(object):
     def secrets(self):
         """The credentials this endpoint sends (for redaction; never for display)."""
         secrets = [self._token.value] if self._token is not None else []
+        if self.token_source is not None:
+            secrets += self.token_source.secrets()
         secrets += [v for k, v in self._extra.items()
                     if any(w in k.lower() for w in ("token", "auth", "secret", "password",
                                                     "key", "cookie"))]
@@ -222,7 +232,9 @@ class Endpoint(object):
         """Headers of one request; ``method`` and ``path`` (with prefix) feed the auth hook."""
         hdrs = {"Accept-Encoding": "identity", "User-Agent": "vhdport"}
         hdrs.update(self._extra)
-        if self._token is not None:
+        if self.token_source is not None:
+            hdrs["X-Auth-Token"] = self.token_source.token()
+        elif self._token is not None:
             hdrs["X-Auth-Token"] = self._token.value
         if extra:
             hdrs.update(extra)
@@ -290,10 +302,16 @@ class Endpoint(object):
         unread and the caller must close the returned connection.
         """
         attempt = 0
+        renewed = False
         while True:
             try:
                 return self._attempt(method, path, body, headers, expect, accept, image_id, stream)
             except _Attempt as failed:
+                if failed.status == 401 and self.token_source is not None and not renewed:
+                    # the token ran out (or was revoked) mid-way: one more try with a new one
+                    renewed = True
+                    self.token_source.renew()
+                    continue
                 retry_ok = failed.transient and (idempotent or not failed.sent)
                 limit = min(self.retries, REFUSED_RETRIES) if failed.refused else self.retries
                 if not retry_ok or attempt >= limit:
@@ -356,7 +374,8 @@ class Endpoint(object):
                     retry_after = float(resp.getheader("Retry-After", ""))
                 except ValueError:
                     pass
-            raise _Attempt(err, resp.status in TRANSIENT_STATUSES, retry_after=retry_after)
+            raise _Attempt(err, resp.status in TRANSIENT_STATUSES, retry_after=retry_after,
+                           status=resp.status)
         finally:
             if conn is not None:
                 conn.close()
@@ -375,17 +394,25 @@ class Endpoint(object):
             method, self.url(path), self.redact(str(exc))[:200]), url=self.url(path),
             image_id=image_id)
 
-    def upload(self, method, path, chunks, headers, expect, image_id, size=None):
+    def upload(self, method, path, chunks, headers, expect, image_id, size=None,
+               wait_continue=None):
         """Send ``chunks`` as a chunked body, once (an iterator cannot be replayed).
 
         The terminating zero-length chunk goes out only after every chunk was sent
         (and, with ``size``, the byte count matched), so a failed upload never looks
         complete to the server.  Exceptions raised by ``chunks`` propagate unchanged
         after the socket is closed.  Returns (Reply, UploadResult).
+
+        With ``wait_continue`` (seconds) the request says ``Expect: 100-continue`` and
+        waits that long for the server's verdict before the first byte of data: a refusal
+        (e.g. 403 under an import-only policy) then raises with ``before_data=True`` and
+        ``chunks`` untouched, so the caller may send them another way.
         """
         full = self.prefix + path
         hdrs = self.headers(headers, method, full)
         hdrs["Transfer-Encoding"] = "chunked"
+        if wait_continue:
+            hdrs["Expect"] = "100-continue"
         digest = StreamDigest()
         conn = self.connect()
         finished = False
@@ -397,6 +424,8 @@ class Endpoint(object):
                 conn.endheaders()
             except (OSError, http.client.HTTPException) as exc:
                 raise self.connection_error(exc, method, path, image_id, "upload start")[0]
+            if wait_continue:
+                await_continue(self, conn, wait_continue, method, path, image_id)
             source = iter(chunks)
             while True:
                 chunk = next(source, _END)  # the caller's exceptions propagate as they are
