@@ -45,7 +45,7 @@ def keystone_auth(cloud, region=None, interface=None):
         raise OperationFailed("--os-cloud needs the OpenStack client libraries, which are not "
                               "installed; run: {}".format(OPENSTACK_HINT)) from None
     from vhdport.errors import StoreError
-    from vhdport.stores.keystone_auth import SessionTokens
+    from vhdport.stores import SessionTokens
 
     overrides = {}
     if region:

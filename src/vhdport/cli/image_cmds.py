@@ -109,15 +109,13 @@ def gc_cmd(min_age, store, as_json):
 @json_option
 def copy(image_id, target_stores, all_stores, store, as_json):
     """Copy an image into more Glance stores (copy-image; admin-only by default)."""
-    from vhdport.stores import glance_import
-
     stores = split_stores(target_stores)
     if bool(stores) == bool(all_stores):
         raise click.UsageError("give --stores ID,ID or --all-stores")
     if getattr(store, "api_version", None) != 2:
         raise click.UsageError("image copy needs a Glance store (API v2), not {}".format(
             store.display))
-    record = glance_import.copy_image(store, image_id, stores, all_stores)
+    record = store.copy_to_stores(image_id, stores, all_stores)
     if as_json:
         print_json(record)
     else:

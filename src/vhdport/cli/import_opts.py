@@ -7,8 +7,6 @@ data instead, saying so.  ``--import`` goes through stage + import from the star
 
 import click
 
-from vhdport.stores import glance_import
-
 _OPTIONS = (
     click.option("--import", "use_import", is_flag=True,
                  help="Glance: stage the data and import it (glance-direct) instead of a "
@@ -46,6 +44,5 @@ def apply_import_options(store, use_import=False, target_stores=None, all_stores
             raise click.UsageError("--import, --stores and --all-stores need a Glance store "
                                    "(API v2), not {}".format(store.display))
         return store
-    method = glance_import.IMPORT if use_import else glance_import.AUTO
-    return glance_import.configure(store, method, stores=stores, all_stores=all_stores,
-                                   notice=say)
+    store.place_uploads(use_import, stores=stores, all_stores=all_stores, notice=say)
+    return store

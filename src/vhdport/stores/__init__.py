@@ -10,8 +10,9 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from vhdport import errors
 from vhdport.stores.base import ACTIVE, QUEUED, Store, StreamDigest, UploadResult
 from vhdport.stores.http_bounds import redact_text
+from vhdport.stores.keystone_auth import SessionTokens
 
-__all__ = ["open_store", "safe_url", "redact_text", "register", "SCHEMES", "Store",
+__all__ = ["open_store", "safe_url", "redact_text", "register", "SCHEMES", "SessionTokens", "Store",
            "StreamDigest", "UploadResult", "ACTIVE", "QUEUED"]
 
 

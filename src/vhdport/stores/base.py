@@ -25,7 +25,7 @@ The contract, for a new store (S3, Swift, ...):
 import hashlib
 import logging
 
-from vhdport.errors import VhdportError
+from vhdport.errors import StoreError, VhdportError
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,22 @@ class Store(object):
         sent, with the record read back after the upload where the store can.
         """
         raise NotImplementedError
+
+    def place_uploads(self, use_import=False, stores=None, all_stores=False, notice=None):
+        """Choose how later uploads reach the store's backends (a multi-store Glance).
+
+        ``use_import``: stage and import instead of a direct upload; ``stores`` (ids) or
+        ``all_stores``: which backends.  A store with one backend takes none of them;
+        asked for any, it refuses.  ``notice`` (a callable taking a line) hears progress.
+        """
+        if use_import or stores or all_stores:
+            raise StoreError("--import, --stores and --all-stores need a Glance store (API v2), "
+                             "not {}".format(self.display))
+
+    def copy_to_stores(self, image_id, stores=None, all_stores=False):
+        """Copy an active image into more of the store's backends; return its record."""
+        raise StoreError("image copy needs a Glance store (API v2) with several stores, not "
+                         "{}".format(self.display))
 
     def upload_image(self, chunks, image_id=None, name=None, disk_format="vhd",
                      container_format="ovf", properties=None, size=None):

@@ -118,6 +118,16 @@ class GlanceStore(Store):
         sent.record = self.get(image_id)  # reported; transfer judges it
         return sent
 
+    def place_uploads(self, use_import=False, stores=None, all_stores=False, notice=None):
+        from vhdport.stores import glance_import
+        method = glance_import.IMPORT if use_import else glance_import.AUTO
+        glance_import.configure(self, method, stores=stores, all_stores=all_stores,
+                                notice=notice)
+
+    def copy_to_stores(self, image_id, stores=None, all_stores=False):
+        from vhdport.stores import glance_import
+        return glance_import.copy_image(self, image_id, stores, all_stores)
+
     def open(self, image_id, offset=0):
         return HttpDownload(self._http, image_path(image_id) + "/file", image_id,
                             offset=offset, block_size=self.chunk_size)
