@@ -40,7 +40,7 @@ _COMMON_KEYS = ("image_id", "store", "endpoint", "api_version", "auth_token", "e
                 "sr_path", "cacert", "insecure")
 DOWNLOAD_KEYS = frozenset(_COMMON_KEYS + ("uuid_stack",))
 UPLOAD_KEYS = frozenset(_COMMON_KEYS + ("vdi_uuids", "vdi_uuid", "name", "properties",
-                                        "compression_level"))
+                                        "compression_level", "threads"))
 
 
 # --- secrets ----------------------------------------------------------------------------------
@@ -259,11 +259,17 @@ def upload_vhd(session, args, fn="upload_vhd"):
     if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9:
         raise PluginError("{}: params 'compression_level' must be an integer 0-9, got {!r}"
                           .format(fn, level))
+    threads = params.get("threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or threads < 1):
+        raise PluginError("{}: params 'threads' must be a positive integer (compression "
+                          "threads; default: the usable cores), got {!r}".format(fn, threads))
     log.info("%s %s", fn, describe(params))
     from . import transfer
     with _open_store(params, fn) as store:
         new_id = transfer.upload(sr_path, leaf, store, image_id=image_id, name=name,
-                                 properties=properties, compression_level=level)
+                                 properties=properties, compression_level=level,
+                                 threads=threads)
     log.info("%s VDI %s -> image %s", fn, leaf, new_id)
     return json.dumps({"image_id": new_id})
 

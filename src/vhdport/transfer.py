@@ -252,8 +252,10 @@ class _Counting(object):
 
 
 def upload(sr_path, leaf_uuid, store, image_id=None, name=None, properties=None,
-           compression_level=6, progress=None):
+           compression_level=6, progress=None, threads=None):
     """Upload the chain of VDI ``leaf_uuid`` as a vhd/ovf bundle; return the image id.
+
+    ``threads``: deflate workers (None: one per usable core; see bundle.pgzip).
 
     The chain is hard-linked into staging first, so a coalesce or GC cannot pull
     a file from under the upload; each VHD is checked before a byte is sent.
@@ -278,7 +280,7 @@ def upload(sr_path, leaf_uuid, store, image_id=None, name=None, properties=None,
                 store.update(image_id, name=name, properties=properties)
         members = [("{}.vhd".format(i), path) for i, path in enumerate(linked)]
         try:
-            chunks = bundle.write_bundle(members, level=compression_level)
+            chunks = bundle.write_bundle(members, level=compression_level, threads=threads)
             sent = store.put(image_id, _Counting(chunks, progress))
             after = store.get(image_id)
             verify_against_record(sent, after, "uploaded image {} in {}".format(
