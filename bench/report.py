@@ -35,28 +35,49 @@ def machine():
                     break
     except OSError:
         pass
-    return {"cores": os.cpu_count(), "cpu": model, "python": platform.python_version(),
-            "kernel": platform.release(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count()
+    try:
+        with open("/proc/loadavg") as f:
+            load = f.read().split()[0]
+    except OSError:
+        load = "?"
+    return {"cores": os.cpu_count(), "usable_cores": usable, "cpu": model,
+            "python": platform.python_version(), "kernel": platform.release(),
+            "date": time.strftime("%Y-%m-%d %H:%M"), "load_at_start": load}
 
 
 def render(results):
     """Markdown: a header with the machine and sizes, then one row per measurement."""
     m = results["machine"]
     sizes = results["sizes"]
+    codecs, versions = results["codecs"], results.get("codec_versions", {})
     lines = [
-        "Machine: {} cores ({}), Python {}, Linux {}; {}; loopback, hot page cache.".format(
-            m["cores"], m["cpu"] or "unknown CPU", m["python"], m["kernel"], m["date"]),
+        "Machine: {} cores ({} usable to this process; {}), Linux {}; load average {} at the "
+        "start; {}; loopback, hot page cache.".format(
+            m["cores"], m.get("usable_cores", m["cores"]), m["cpu"] or "unknown CPU",
+            m["kernel"], m.get("load_at_start", "?"), m["date"]),
+        "vhdport ran on Python {} with {} compression threads (one per usable core). Every "
+        "vhdport row runs twice: **fast** = `{}`{} (what `pip install 'vhdport[cli]'` "
+        "installs), **stdlib** = `zlib` {} alone (`VHDPORT_CODEC=zlib`, as dom0 has "
+        "it).".format(
+            m["python"], results.get("threads", "?"), codecs["fast"],
+            " " + versions[codecs["fast"]] if codecs["fast"] in versions else "",
+            versions.get("zlib", "")),
         "Input: 3-layer chain, {} MiB virtual, {} MiB written ({} MiB of VHD files); "
-        "P5 also at {} MiB virtual. Compressor: {}.".format(
+        "P5 also at {} MiB virtual.".format(
             sizes["virtual_mib"], sizes["written_mib"], sizes["files_mib"],
-            sizes["small_virtual_mib"], results.get("compressor")),
+            sizes["small_virtual_mib"]),
         "",
-        "| # | measurement | vhdport | original / qemu-img | ratio | target | |",
-        "|---|---|---|---|---|---|---|",
+        "| # | codec | measurement | vhdport | original / qemu-img | ratio | target | |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in results["rows"]:
-        lines.append("| {} | {} | {} | {} | {} | {} | {} |".format(
-            row["id"], row["what"], row.get("vhdport", "-"), row.get("baseline", "-"),
+        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            row["id"], "{} ({})".format(row.get("codec", "-"), row.get("mode", "-")),
+            row["what"], row.get("vhdport", "-"), row.get("baseline", "-"),
             "{:.2f}x".format(row["ratio"]) if row.get("ratio") is not None else "-",
             row.get("target", ""), verdict(row.get("met"))))
     checks = results["checks"]
