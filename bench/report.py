@@ -39,14 +39,36 @@ def machine():
         usable = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         usable = os.cpu_count()
-    try:
-        with open("/proc/loadavg") as f:
-            load = f.read().split()[0]
-    except OSError:
-        load = "?"
+    load = load_average()
     return {"cores": os.cpu_count(), "usable_cores": usable, "cpu": model,
             "python": platform.python_version(), "kernel": platform.release(),
             "date": time.strftime("%Y-%m-%d %H:%M"), "load_at_start": load}
+
+
+def load_average():
+    """The 1-minute load average (a string; "?" where /proc is missing)."""
+    try:
+        with open("/proc/loadavg") as f:
+            return f.read().split()[0]
+    except OSError:
+        return "?"
+
+
+def _busy_note(m):
+    """A warning when other work shared the CPUs: ratios then say little about speed."""
+    loads = [m.get("load_at_start"), m.get("load_at_end")]
+    try:
+        worst = max(float(x) for x in loads if x not in (None, "?"))
+    except ValueError:
+        return None
+    cores = m.get("usable_cores") or m.get("cores") or 1
+    if worst <= cores:
+        return None
+    return ("**Busy machine:** the load average reached {:.1f} on {} cores during this run "
+            "(other work shared the CPUs), so every process got a fraction of a core and wall "
+            "times are longer and noisier than on a quiet machine. The CPU-s columns are the "
+            "steadier measure; re-run `make bench` on a quiet machine for the ratios.".format(
+                worst, cores))
 
 
 def render(results):
@@ -56,9 +78,9 @@ def render(results):
     codecs, versions = results["codecs"], results.get("codec_versions", {})
     lines = [
         "Machine: {} cores ({} usable to this process; {}), Linux {}; load average {} at the "
-        "start; {}; loopback, hot page cache.".format(
+        "start, {} at the end; {}; loopback, hot page cache.".format(
             m["cores"], m.get("usable_cores", m["cores"]), m["cpu"] or "unknown CPU",
-            m["kernel"], m.get("load_at_start", "?"), m["date"]),
+            m["kernel"], m.get("load_at_start", "?"), m.get("load_at_end", "?"), m["date"]),
         "vhdport ran on Python {} with {} compression threads (one per usable core). Every "
         "vhdport row runs twice: **fast** = `{}`{} (what `pip install 'vhdport[cli]'` "
         "installs), **stdlib** = `zlib` {} alone (`VHDPORT_CODEC=zlib`, as dom0 has "
@@ -71,6 +93,11 @@ def render(results):
             sizes["virtual_mib"], sizes["written_mib"], sizes["files_mib"],
             sizes["small_virtual_mib"]),
         "",
+    ]
+    busy = _busy_note(m)
+    if busy:
+        lines += [busy, ""]
+    lines += [
         "| # | codec | measurement | vhdport | original / qemu-img | ratio | target | |",
         "|---|---|---|---|---|---|---|---|",
     ]
