@@ -1,7 +1,8 @@
 """Byte sources over a store stream: plain, or gunzipped on the fly, in bounded pieces.
 
-Decompression is capped per call (``max_length``) so a gzip bomb never expands
-more than one chunk ahead of what the tar reader has asked for.
+Decompression is capped per call (``max_length``) and the inflating thread holds at
+most INFLATE_AHEAD chunks, so a gzip bomb never expands more than a few chunks ahead
+of what the tar reader has asked for.
 """
 
 import queue
