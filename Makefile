@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # the dom0 core: everything but the CLI layer must run on Python 3.6
 CORE_EXCLUDE := (/cli/|/cli\.py)
 
-.PHONY: all demo test test-fast vermin sysdeps clean
+.PHONY: all venv demo test vermin sysdeps clean
 
 all: test
 
@@ -28,7 +28,7 @@ vermin: $(STAMP)
 	$(BIN)/vermin -q -t=3.6- --no-tips --violations --exclude-regex '$(CORE_EXCLUDE)' src/vhdport
 
 test: $(STAMP) sysdeps vermin
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	$(BIN)/python -m pytest -q -rs -p no:cacheprovider tests
 
 demo: $(STAMP)
 	$(BIN)/vhdport demo
@@ -55,7 +55,7 @@ bench-quick: $(STAMP)
 FUZZ_SECONDS ?= 300
 .PHONY: test-hostile fuzz
 test-hostile: $(STAMP) sysdeps
-	VHDPORT_WRITE_RELIABILITY=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/hostile
+	VHDPORT_WRITE_RELIABILITY=1 $(BIN)/python -m pytest -q -rs -p no:cacheprovider tests/hostile
 
 fuzz: $(STAMP)
 	$(BIN)/python -m pip install -q atheris

@@ -7,9 +7,11 @@ Every vhdport row runs twice: with the fast codec (isal, as `pip install 'vhdpor
 installs it) and with the standard library alone (VHDPORT_CODEC=zlib, as dom0 has it);
 the original path and qemu-img run once per input.
 Prints a markdown table (met / not met per target) and writes JSON.  Exit status
-is 1 only when an output of vhdport is WRONG (contents differ from the reference);
-slow is reported, never fatal.  Peers that are missing (nginx, curl, qemu-img,
-Glance) turn their rows into "skipped".
+is 1 when an output of vhdport is WRONG (contents differ from the reference), or when
+--doc was asked for and the run cannot write it; slow is reported, never fatal.  Peers
+that are missing (nginx, curl, qemu-img, Glance) turn their rows into "skipped", and a
+run with skipped rows (or --quick / --no-glance) never writes --doc: the document must
+show every row of a full run.
 """
 
 import argparse
@@ -49,6 +51,7 @@ class Bench(object):
         self.work = args.work or tempfile.mkdtemp(prefix="vhdport-bench-")
         os.makedirs(self.work, exist_ok=True)
         self.rows, self.checks, self.notes = [], [], []
+        self.skipped = []       # notes of rows that did not run: no --doc from this run
         self.data = {}
         self.nginx = None
         self.glance = None
@@ -241,7 +244,7 @@ class Bench(object):
         try:
             self.glance = start_glance(self.path("glance"))
         except Exception as e:   # not installable / will not start: say so, go on
-            self.notes.append("Glance rows skipped: {}".format(e))
+            self.skip("Glance rows skipped: {}".format(e))
             return
         url = self.glance.url
         store = GlanceStore(url)
@@ -281,7 +284,7 @@ class Bench(object):
         ref, size = info["ref"], info["virtual"]
         qemu = shutil.which("qemu-img")
         if not qemu:
-            self.notes.append("P3 qemu-img rows skipped: qemu-img not installed")
+            self.skip("P3 qemu-img rows skipped: qemu-img not installed")
             return None
         ours_vhd, q_vhd = self.path("p3-ours.vhd"), self.path("p3-qemu.vhd")
         exp_q = self.path("p3-export-qemu.raw")
@@ -419,14 +422,18 @@ class Bench(object):
             finally:
                 self.nginx.stop()
         else:
-            self.notes.append("P1, P2, P5, P6 skipped: nginx or curl missing "
-                              "(run bash bench/setup.sh as root)")
+            self.skip("P1, P2, P5, P6 skipped: nginx or curl missing "
+                      "(run bash bench/setup.sh as root)")
         print("P3/P4", flush=True)
         qemu_times = self.p3_qemu(full)
         for self.mode, _env in MODES:
             self.p3(full, qemu_times)
         self.mode = "fast"
         self.p4(full)
+
+    def skip(self, note):
+        self.notes.append(note)
+        self.skipped.append(note)
 
     def results(self):
         full, small = self.data["full"], self.data["small"]
@@ -440,6 +447,7 @@ class Bench(object):
                       "written_mib": round(full["written"] / MIB),
                       "files_mib": round(full["files"] / MIB)},
             "rows": self.rows, "checks": self.checks, "notes": self.notes,
+            "skipped": self.skipped, "no_glance": self.args.no_glance,
         }
 
 
@@ -574,6 +582,17 @@ BOTTLENECKS = {
 }
 
 
+def doc_refusal(args, skipped=()):
+    """Why this run may not write --doc (empty when it may): only full runs are published."""
+    reasons = []
+    if args.quick:
+        reasons.append("--quick is a smoke run")
+    if args.no_glance:
+        reasons.append("--no-glance leaves out the Glance rows")
+    reasons.extend(skipped)
+    return reasons
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smoke run (~200 MiB); for CI")
@@ -594,13 +613,18 @@ def main(argv=None):
         if "run_notes" not in results:   # files written before run_notes existed
             results["run_notes"] = [n for n in results["notes"] if "skipped" in n]
         args_shown = results.get("args") or "(table re-rendered from {})".format(a.from_json)
-        return _finish(results, a, args_shown, write_json=False)
+        a.quick, a.no_glance = results.get("quick", False), results.get("no_glance", False)
+        return _finish(results, a, args_shown, results.get("skipped", []), write_json=False)
     if a.virtual_mib is None:
         a.virtual_mib = 256 if a.quick else 4096
     if a.small_mib is None:
         a.small_mib = max(64, a.virtual_mib // 4 // 2 * 2)
     if a.quick:
         a.no_glance = True
+    if a.doc and doc_refusal(a):
+        print("bench: not writing {}: {}".format(a.doc, "; ".join(doc_refusal(a))),
+              file=sys.stderr)
+        return 1
     bench = Bench(a)
     started = time.perf_counter()
     try:
@@ -652,7 +676,11 @@ def _finish(results, a, args_shown, write_json=True):
             "quick" if a.quick else "full"))
         with open(out, "w") as f:
             json.dump(results, f, indent=1)
-    if a.doc:
+    refused = doc_refusal(a, skipped) if a.doc else []
+    if refused:
+        print("bench: NOT writing {}: this run is partial: {}".format(a.doc, "; ".join(refused)),
+              file=sys.stderr)
+    elif a.doc:
         with open(a.doc, "w") as f:
             f.write("# vhdport benchmarks\n\nGenerated by `make bench` (`python -m bench.run "
                     "{}`) in {:.0f} s; do not edit by hand.\n\n".format(
@@ -662,7 +690,7 @@ def _finish(results, a, args_shown, write_json=True):
     if wrong:
         print("WRONG OUTPUT: " + "; ".join(c["what"] for c in wrong), file=sys.stderr)
         return 1
-    return 0
+    return 1 if refused else 0
 
 
 if __name__ == "__main__":

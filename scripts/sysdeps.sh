@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Install the real peers the tests use, when we can (root on Debian).  Elsewhere the
-# tests that need them skip with a message saying what is missing.
+# tests that need them skip with a message saying what is missing -- and fail under CI=true
+# (tests/peers/require.py), so CI never passes without them.
 set -u
 need=()
 command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
 here=$(dirname "$0")
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-        echo "sysdeps: not root on Debian; tests needing ${need[*]} will be skipped" >&2
+        echo "sysdeps: not root on Debian; tests needing ${need[*]} will be skipped (fail under CI=true)" >&2
     else
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq >/dev/null 2>&1 || true

@@ -22,6 +22,7 @@ import json
 import logging
 import logging.handlers
 import os
+import re
 import sys
 import xmlrpc.client
 
@@ -55,10 +56,33 @@ def add_secret(value):
 
 
 def redact(text):
-    text = str(text)
-    for secret in sorted(_secrets, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    return text
+    """``text`` with every registered secret hidden, in every form (repr, %-encoded, ...)."""
+    from .stores.http_bounds import redact_text
+    return redact_text(str(text), sorted(_secrets, key=len, reverse=True), REDACTED)
+
+
+# XML 1.0 allows only tab, LF, CR and U+0020.. (not surrogates, U+FFFE/U+FFFF), even escaped
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _escape_char(match):
+    code = ord(match.group(0))
+    return "\\x{:02x}".format(code) if code < 0x100 else "\\u{:04x}".format(code)
+
+
+def xml_safe(value):
+    """``value`` (str, or lists/dicts of them) with what XML 1.0 forbids spelled as \\xNN text.
+
+    Why: sr_path, a params key or a Glance error body may carry control characters or lone
+    surrogates; quoted verbatim they make the reply not XML, or crash the final write.
+    """
+    if isinstance(value, str):
+        return _NOT_XML.sub(_escape_char, value)
+    if isinstance(value, (list, tuple)):
+        return [xml_safe(item) for item in value]
+    if isinstance(value, dict):
+        return dict((xml_safe(k), xml_safe(v)) for k, v in value.items())
+    return value
 
 
 class _RedactingFilter(logging.Filter):
@@ -324,11 +348,28 @@ class Failure(Exception):
 
 
 def success_message(value):
-    return xmlrpc.client.dumps(({"Status": "Success", "Value": value},), "", True)
+    return xmlrpc.client.dumps(({"Status": "Success", "Value": xml_safe(value)},), "", True)
 
 
 def failure_message(description):
-    return xmlrpc.client.dumps(({"Status": "Failure", "ErrorDescription": description},), "", True)
+    return xmlrpc.client.dumps(({"Status": "Failure",
+                                 "ErrorDescription": xml_safe([redact(d) for d in description])},),
+                               "", True)
+
+
+def _read_call(text):
+    """(methodname, session_id, args) of the one methodCall argument; Failure if it is not one."""
+    try:
+        params, methodname = xmlrpc.client.loads(text)
+    except Exception as exc:  # expat, ValueError, TypeError...: any malformed input
+        raise Failure(PLUGIN_FAILURE, ["dispatch", exc.__class__.__name__,
+                                       "the argument is not an XML-RPC methodCall: {}".format(
+                                           str(exc)[:200])])
+    if not isinstance(methodname, str) or len(params) != 2:
+        raise Failure(PLUGIN_FAILURE, ["dispatch", "ValueError",
+                                       "expected a methodCall with params (session_id, args), "
+                                       "got {} param(s)".format(len(params))])
+    return methodname, params[0], params[1]
 
 
 def dispatch(fn_table, argv=None, out=None):
@@ -338,10 +379,13 @@ def dispatch(fn_table, argv=None, out=None):
     if len(argv) != 2:
         raise SystemExit("usage: {} <XML-RPC methodCall>  (XAPI runs this plugin; see "
                          "xe host-call-plugin)".format(argv[0] if argv else "vhdport"))
-    params, methodname = xmlrpc.client.loads(argv[1])
-    session_id, args = params[0], params[1]
+    try:
+        methodname, session_id, args = _read_call(argv[1])
+    except Failure as exc:
+        _write_reply(out, failure_message(exc.params))
+        return
     if methodname not in fn_table:
-        out.write(failure_message([UNKNOWN_FUNCTION, methodname]) + "\n")
+        _write_reply(out, failure_message([UNKNOWN_FUNCTION, methodname]))
         return
     try:
         result = fn_table[methodname](session_id, args)
@@ -352,7 +396,15 @@ def dispatch(fn_table, argv=None, out=None):
         text = failure_message(exc.params)
     except Exception as exc:
         text = failure_message([PLUGIN_FAILURE, methodname, exc.__class__.__name__, str(exc)])
-    out.write(text + "\n")
+    _write_reply(out, text)
+
+
+def _write_reply(out, text):
+    """Write the methodResponse; if the stream cannot encode it, a plain-ASCII copy instead."""
+    try:
+        out.write(text + "\n")
+    except UnicodeError:
+        out.write(text.encode("ascii", "xmlcharrefreplace").decode("ascii") + "\n")
     out.flush()
 
 
@@ -361,15 +413,16 @@ def wrap(name, fn, failure_cls):
 
     def call(session, args):
         try:
-            return fn(session, args)
+            return xml_safe(fn(session, args))
         except VhdportError as exc:
-            log.error("%s failed: %s: %s", name, exc.code, exc)
-            raise failure_cls(exc.code, [redact(exc)])
+            log.error("%s failed: %s: %s", name, exc.code, xml_safe(redact(exc)))
+            raise failure_cls(exc.code, [xml_safe(redact(exc))])
         except (SystemExit, KeyboardInterrupt):
             raise
         except Exception as exc:
             log.exception("%s failed unexpectedly", name)
-            raise failure_cls(PLUGIN_FAILURE, [name, exc.__class__.__name__, redact(exc)])
+            raise failure_cls(PLUGIN_FAILURE, [name, exc.__class__.__name__,
+                                               xml_safe(redact(exc))])
 
     call.__name__ = name
     return call

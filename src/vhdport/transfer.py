@@ -7,6 +7,7 @@ published, and a finished upload is read back and compared with what was sent.
 
 import logging
 import os
+import stat
 import threading
 
 from . import bundle
@@ -237,17 +238,18 @@ def _uuid_of(path):
 
 
 class _Counting(object):
-    """Wrap an iterable of chunks, reporting the bytes sent (the compressed total is unknown)."""
+    """Wrap an iterable of chunks, reporting the bytes sent against ``total`` when it is known
+    (an existing file's size), None when it is not (a bundle being compressed)."""
 
-    def __init__(self, chunks, progress):
-        self._chunks, self._progress = chunks, progress
+    def __init__(self, chunks, progress, total=None):
+        self._chunks, self._progress, self._total = chunks, progress, total
         self.sent = 0
 
     def __iter__(self):
         for chunk in self._chunks:
             self.sent += len(chunk)
             if self._progress is not None:
-                self._progress(self.sent, None)
+                self._progress(self.sent, self._total)
             yield chunk
 
 
@@ -358,7 +360,9 @@ def import_image(store, path, name, disk_format="vhd", container_format="ovf",
                 yield data
 
         try:
-            sent = store.put(image_id, _Counting(chunks(), progress))
+            st = os.fstat(source.fileno())
+            total = st.st_size if stat.S_ISREG(st.st_mode) else None   # a FIFO has no size
+            sent = store.put(image_id, _Counting(chunks(), progress, total))
             verify_against_record(sent, store.get(image_id), "imported image {}".format(image_id))
         except BaseException:
             _discard(store, image_id)

@@ -4,14 +4,13 @@ import subprocess
 
 import pytest
 
-from tests.bundle.helpers import FIXTURES_TGZ, QEMU_IMG, make_vhd
+from tests.bundle.helpers import FIXTURES_TGZ, make_vhd
+from tests.peers.require import require_qemu_img
 
 
 @pytest.fixture(scope="session")
 def fixtures(tmp_path_factory):
-    """The shared vhd-util fixtures, unpacked once (skip when shared/ is absent)."""
-    if not os.path.exists(FIXTURES_TGZ):
-        pytest.skip("shared fixtures not found at {}".format(FIXTURES_TGZ))
+    """The vendored vhd-util fixtures (tests/data), unpacked once."""
     root = str(tmp_path_factory.mktemp("fixtures"))
     subprocess.check_call(["tar", "-xzf", FIXTURES_TGZ, "-C", root])
     return root
@@ -20,8 +19,7 @@ def fixtures(tmp_path_factory):
 @pytest.fixture(scope="session")
 def qemu_vhds(tmp_path_factory):
     """A few VHDs made by qemu-img: dynamic and fixed, with data."""
-    if not os.path.exists(QEMU_IMG):
-        pytest.skip("qemu-img not installed")
+    require_qemu_img()
     root = str(tmp_path_factory.mktemp("qemu"))
     return {
         "dynamic": make_vhd(os.path.join(root, "dynamic.vhd"), 9, "dynamic", seed=1),

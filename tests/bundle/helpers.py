@@ -10,7 +10,8 @@ import tarfile
 from vhdport.errors import BundleError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FIXTURES_TGZ = os.path.join(os.path.dirname(REPO), "shared", "fixtures", "vhd-util-fixtures.tgz")
+# vendored with the tests (tests/data/README.md): no file from outside the repository
+FIXTURES_TGZ = os.path.join(REPO, "tests", "data", "vhd-util-fixtures.tgz")
 QEMU_IMG = "/usr/bin/qemu-img"
 MIB = 1 << 20
 

@@ -30,6 +30,18 @@ def last_line(text):
     return lines[-1].strip()
 
 
+def assert_usage_error(result, *fragments):
+    """Exit 2 in click's one style: ``Usage: ...``, a hint, ``Error: <what>``; no traceback."""
+    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
+    err = result.stderr
+    assert err.startswith("Usage: ") and "Traceback" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("Error: "), err
+    for fragment in fragments:
+        assert fragment in last, (fragment, last)
+    return last
+
+
 def assert_failed_cleanly(result, *fragments):
     """Exit 1, one ``vhdport: error:`` line on stderr, no traceback, ``fragments`` in it."""
     assert result.exit_code == 1, (result.exit_code, result.stdout, result.stderr)

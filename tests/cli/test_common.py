@@ -121,3 +121,46 @@ def test_reader_closing_the_pipe_is_not_a_traceback(tmp_path):
     err = proc.stderr.read().decode()
     proc.wait(timeout=60)
     assert err.strip() == "", err  # quiet, like cat or head: no error line, no traceback
+
+
+SR_LS_COLUMNS = ("uuid", "parent", "hidden", "type", "virtual", "physical", "leaf/base")
+
+
+def _sr_ls_rows():
+    import uuid as uuidlib
+    return [(str(uuidlib.uuid4()), str(uuidlib.uuid4()), "no", "differencing", "64.0 MiB",
+             "12.3 MiB", "leaf") for _ in range(3)]
+
+
+def test_piped_tables_are_plain_lines_with_whole_cells(capsys):
+    """Was: a rich table forced to 220 columns when stdout is not a terminal."""
+    from vhdport.cli.common import print_table
+
+    rows = _sr_ls_rows()
+    print_table("sr", SR_LS_COLUMNS, rows)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "\t".join(SR_LS_COLUMNS)
+    assert [tuple(line.split("\t")) for line in lines[1:]] == rows
+    assert max(len(line) for line in lines) < 220
+
+
+@pytest.mark.parametrize("width", [80, 140])
+def test_terminal_tables_never_break_a_uuid(monkeypatch, width):
+    """Was: uuids wrapped mid-string on an 80-column terminal."""
+    import io
+
+    from rich.console import Console
+
+    from vhdport.cli import common
+
+    out = io.StringIO()
+    monkeypatch.setattr(common, "stdout_console", lambda: Console(
+        file=out, force_terminal=True, width=width, color_system=None))
+    rows = _sr_ls_rows()
+    common.print_table("sr", SR_LS_COLUMNS, rows)
+    text = out.getvalue()
+    for row in rows:
+        for value in row[:2]:
+            assert value in text, "uuid {} broken across lines:\n{}".format(value, text)
+    if width == 140:        # wide enough: a real table
+        assert "┃ uuid" in text

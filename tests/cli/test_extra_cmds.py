@@ -8,8 +8,6 @@ from tests.cli.helpers import run, run_script
 
 
 def test_demo_end_to_end(tmp_path):
-    for module in ("vhdport.sr", "vhdport.transfer", "vhdport.bundle", "vhdport.vhd.check"):
-        pytest.importorskip(module)
     workdir = tmp_path / "demo"
     proc = run_script("demo", "--dir", workdir)
     out, err = proc.stdout.decode(), proc.stderr.decode()
@@ -60,10 +58,41 @@ def test_demo_pattern_is_deterministic_and_distinct():
 
 
 def test_plugin_install_into_root(tmp_path):
-    pytest.importorskip("vhdport.plugin_install")
     result = run("plugin", "install", "--root", tmp_path)
     assert result.exit_code == 0, (result.stdout, result.stderr)
     paths = [line for line in result.stdout.splitlines() if line.strip()]
     assert paths
     for path in paths:
         assert os.path.isfile(path) and path.startswith(str(tmp_path))
+
+
+def _quick_demo(monkeypatch, tmp_path):
+    """A stand-in scenario (one step that writes a file) and a known temp dir."""
+    from vhdport import demo
+
+    def fake_run(workdir, report=None):
+        with open(os.path.join(workdir, "made"), "w") as f:
+            f.write("x")
+        return [{"step": "create VM disk", "ok": True, "detail": "", "seconds": 0.0}]
+
+    monkeypatch.setattr(demo, "run", fake_run)
+    made = tmp_path / "vhdport-demo-x"
+    monkeypatch.setattr("tempfile.mkdtemp", lambda prefix=None: (made.mkdir(), str(made))[1])
+    return made
+
+
+def test_demo_keep_keeps_the_temp_dir_and_says_so(tmp_path, monkeypatch):
+    """Was: the demo printed its work dir, then deleted it; there was no way to keep it."""
+    made = _quick_demo(monkeypatch, tmp_path)
+    result = run("demo", "--keep")
+    assert result.exit_code == 0, result.stderr
+    assert "demo passed: 1 steps; files kept in {}".format(made) in result.stdout
+    assert (made / "made").exists()
+
+
+def test_demo_without_keep_says_the_dir_is_removed(tmp_path, monkeypatch):
+    made = _quick_demo(monkeypatch, tmp_path)
+    result = run("demo")
+    assert result.exit_code == 0, result.stderr
+    assert "work directory removed (--keep keeps it)" in result.stdout
+    assert not made.exists()

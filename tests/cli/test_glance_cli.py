@@ -41,7 +41,6 @@ def test_import_show_download_rm(glance, tmp_path):
 
 
 def test_upload_chain_then_download(glance, tmp_path):
-    pytest.importorskip("vhdport.vhd.check")
     sr_a, sr_b = tmp_path / "sr-a", tmp_path / "sr-b"
     vdi, _ = make_vdi(sr_a)
     snap = last_line(ok("sr", "snapshot", sr_a, vdi).stdout)

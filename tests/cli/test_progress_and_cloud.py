@@ -50,6 +50,25 @@ def test_rich_bar_runs_with_known_and_unknown_totals():
     bar.finish()
 
 
+def test_rich_bar_speaks_one_unit_system():
+    """Was: `5.0/5.0 MiB 232.7 MB/s` (binary sizes beside a decimal speed)."""
+    from rich.console import Console
+
+    out = io.StringIO()
+    bar = progress.RichBar("download", console=Console(file=out, force_terminal=True, width=120))
+    for done in range(0, 5 * progress.MIB + 1, progress.MIB):
+        bar(done, 5 * progress.MIB)
+    bar.finish()
+    text = out.getvalue()
+    assert "5.0/5.0 MiB" in text and "MiB/s" in text
+    assert " MB/s" not in text and " kB/s" not in text and " GB/s" not in text
+
+
+def test_mib_speed():
+    assert progress.mib_speed(3 * progress.MIB / 2) == "1.5 MiB/s"
+    assert progress.mib_speed(None) == "? MiB/s"
+
+
 @pytest.fixture
 def fake_openstack(monkeypatch):
     """A stand-in for openstacksdk: connect(cloud=...) with a token and an image endpoint."""

@@ -8,7 +8,6 @@ import pytest
 
 from tests.cli.helpers import assert_failed_cleanly, last_line, run
 
-pytest.importorskip("vhdport.sr")
 
 from vhdport.vhd import Chain, create_dynamic  # noqa: E402
 

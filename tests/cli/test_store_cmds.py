@@ -6,10 +6,10 @@ import uuid
 
 import pytest
 
-from tests.cli.helpers import assert_failed_cleanly, last_line, run
+from tests.allowed_skips import allowed_skip
 
-pytest.importorskip("vhdport.sr")
-pytest.importorskip("vhdport.transfer")
+from tests.cli.helpers import assert_failed_cleanly, assert_usage_error, last_line, run
+
 
 from vhdport.vhd import Chain, create_dynamic  # noqa: E402
 
@@ -77,7 +77,6 @@ def test_image_import_ls_show_download_rm(tmp_path):
 
 
 def test_upload_download_round_trip_with_progress(tmp_path):
-    pytest.importorskip("vhdport.vhd.check")
     store = tmp_path / "images"
     sr_a, sr_b = tmp_path / "sr-a", tmp_path / "sr-b"
     vdi, path = make_vdi(sr_a)
@@ -131,6 +130,7 @@ def test_upload_argument_errors(tmp_path):
 
 def test_download_of_missing_image_fails_cleanly(tmp_path):
     store = tmp_path / "images"
+    store.mkdir()   # an existing (empty) store: a missing store is its own error
     sr = tmp_path / "sr"
     sr.mkdir()
     missing = str(uuid.uuid4())
@@ -142,7 +142,7 @@ def test_download_of_missing_image_fails_cleanly(tmp_path):
 def test_os_cloud_without_openstack_says_what_to_install(tmp_path, monkeypatch):
     try:
         import openstack  # noqa: F401
-        pytest.skip("openstacksdk is installed here")
+        allowed_skip("openstacksdk-installed")
     except ImportError:
         pass
     monkeypatch.setenv("OS_CLOUD", "mycloud")
@@ -162,3 +162,14 @@ def test_rejected_token_is_sent_but_never_echoed(glance_401, monkeypatch):
     result = run("image", "show", str(uuid.uuid4()), "--store", glance_401.url)
     assert result.exit_code == 1 and secret not in result.stdout + result.stderr
     assert glance_401.tokens[-1] == secret
+
+
+def test_image_import_reports_the_files_size_as_total(tmp_path):
+    """Was: `{"total": null}` (a `1.0/? GiB` bar) although the file's size is known."""
+    data = tmp_path / "disk.bin"
+    data.write_bytes(b"\x05" * (3 * MIB + 17))
+    result = ok("image", "import", data, "--store", tmp_path / "images", "--name", "n",
+                "--container-format", "bare", "--disk-format", "raw", "--progress", "json")
+    lines = json_progress_lines(result.stderr)
+    assert {line["total"] for line in lines} == {3 * MIB + 17}
+    assert lines[-1]["done"] == 3 * MIB + 17

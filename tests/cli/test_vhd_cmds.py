@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.cli.helpers import assert_failed_cleanly, last_line, run
+from tests.cli.helpers import assert_failed_cleanly, assert_usage_error, last_line, run
 from vhdport.vhd import Chain, VhdFile
 
 MIB = 1 << 20
@@ -48,9 +48,21 @@ def test_create_refuses_limits_and_existing(tmp_path):
     before = path.read_bytes()
     assert_failed_cleanly(run("vhd", "create", path, "--size", "1M"))
     assert path.read_bytes() == before
-    assert_failed_cleanly(run("vhd", "create", tmp_path / "huge.vhd", "--size", "3000G"))
-    assert_failed_cleanly(run("vhd", "create", tmp_path / "odd.vhd", "--size", "8M",
-                              "--block-size", "3M"))
+    # bad values are usage errors (exit 2), refused before any file is made
+    assert_usage_error(run("vhd", "create", tmp_path / "huge.vhd", "--size", "3000G"),
+                       "'--size'", "exceeds XenServer's VHD limit of 2040 GiB")
+    assert_usage_error(run("vhd", "create", tmp_path / "odd.vhd", "--size", "8M",
+                           "--block-size", "3M"), "'--block-size'", "not a power of two")
+    assert not (tmp_path / "huge.vhd").exists() and not (tmp_path / "odd.vhd").exists()
+
+
+@pytest.mark.parametrize("size", ["0", "1000", "0M"])
+def test_create_size_zero_or_unaligned_is_a_usage_error_without_placeholder(tmp_path, size):
+    """Was: `vhdport: error: <bytes>: virtual size 0 ...`, exit 1 (a placeholder leaked)."""
+    path = tmp_path / "x.vhd"
+    last = assert_usage_error(run("vhd", "create", path, "--size", size),
+                              "Invalid value for '--size'", "positive multiple of 512")
+    assert "<bytes>" not in last and not path.exists()
 
 
 def test_snapshot_write_read_round_trip(tmp_path):
@@ -125,7 +137,6 @@ def test_set_hidden_and_set_parent(tmp_path):
 
 
 def test_info_json_and_table(tmp_path):
-    pytest.importorskip("vhdport.vhd.info")
     base, child = tmp_path / "base.vhd", tmp_path / "child.vhd"
     base_uuid = last_line(ok("vhd", "create", base, "--size", "8M").stdout)
     child_uuid = last_line(ok("vhd", "snapshot", child, "--parent", "base.vhd").stdout)
@@ -150,7 +161,6 @@ def _corrupt_copy(src, dst):
 
 
 def test_check_valid_and_corrupted(tmp_path):
-    pytest.importorskip("vhdport.vhd.check")
     good = tmp_path / "good.vhd"
     ok("vhd", "create", good, "--size", "8M")
     (tmp_path / "data").write_bytes(patterned(3 * MIB))
@@ -174,7 +184,6 @@ def test_check_valid_and_corrupted(tmp_path):
 
 
 def test_check_refuses_a_non_vhd(tmp_path):
-    pytest.importorskip("vhdport.vhd.check")
     junk = tmp_path / "junk.vhd"
     junk.write_bytes(b"\x01" * 8192)
     result = run("vhd", "check", junk)
@@ -183,7 +192,6 @@ def test_check_refuses_a_non_vhd(tmp_path):
 
 
 def test_check_chain(tmp_path):
-    pytest.importorskip("vhdport.vhd.check")
     base, child = tmp_path / "base.vhd", tmp_path / "child.vhd"
     ok("vhd", "create", base, "--size", "4M")
     ok("vhd", "snapshot", child, "--parent", "base.vhd")
@@ -203,7 +211,6 @@ def test_check_chain(tmp_path):
 
 
 def test_coalesce(tmp_path):
-    pytest.importorskip("vhdport.vhd.coalesce")
     base, child = tmp_path / "base.vhd", tmp_path / "child.vhd"
     ok("vhd", "create", base, "--size", "6M")
     (tmp_path / "a").write_bytes(b"a" * (3 * MIB))
@@ -220,7 +227,6 @@ def test_coalesce(tmp_path):
 
 @pytest.mark.parametrize("fixed", [False, True])
 def test_import_export_round_trip(tmp_path, fixed):
-    pytest.importorskip("vhdport.vhd.convert")
     raw = tmp_path / "disk.raw"
     data = bytearray(10 * MIB)
     data[:MIB] = patterned(MIB, 3)
@@ -237,3 +243,55 @@ def test_import_export_round_trip(tmp_path, fixed):
     ok("vhd", "export", vhd, out)
     back = out.read_bytes()
     assert back[:len(data)] == bytes(data) and not back[len(data):].strip(b"\0")
+
+
+def test_check_on_a_non_vhd_names_the_offset_once(tmp_path):
+    """Was: `cookie at offset 488: bad footer cookie at offset 488: not a VHD file`."""
+    junk = tmp_path / "odd.raw"
+    junk.write_bytes(b"\x01" * 1000)
+    result = run("vhd", "check", junk)
+    assert result.exit_code == 1
+    assert result.stdout.strip() == "{}: cookie: bad footer cookie at offset 488: not a VHD file" \
+        .format(junk), result.stdout
+    assert result.stdout.count("offset 488") == 1
+
+
+def test_import_of_an_unaligned_raw_says_it_pads(tmp_path):
+    """Was: a 1000-byte raw silently became a 1024-byte disk."""
+    raw = tmp_path / "odd.raw"
+    raw.write_bytes(b"\x07" * 1000)
+    result = ok("vhd", "import", raw, tmp_path / "odd.vhd")
+    assert result.stderr.strip() == ("vhdport: warning: {}: 1000 bytes is not a multiple of 512; "
+                                     "the virtual disk is 1024 bytes, the last 24 bytes zeros"
+                                     .format(raw))
+    with Chain.open(str(tmp_path / "odd.vhd")) as chain:
+        assert chain.virtual_size == 1024
+        assert bytes(chain.read(0, 1024)) == b"\x07" * 1000 + b"\x00" * 24
+    aligned = tmp_path / "ok.raw"
+    aligned.write_bytes(b"\x07" * 1024)
+    assert ok("vhd", "import", aligned, tmp_path / "ok.vhd").stderr == ""
+
+
+def test_both_uuids_of_an_sr_file_are_labelled(tmp_path):
+    """Was: `vhd import ... sr/<uuid>.vhd` printed the footer uuid with nothing saying that
+    `sr ls` shows another one (the file name)."""
+    raw = tmp_path / "d.raw"
+    raw.write_bytes(b"\x01" * 4096)
+    sr = tmp_path / "sr"
+    sr.mkdir()
+    vdi = str(uuid.uuid4())
+    out = sr / (vdi + ".vhd")
+    result = ok("vhd", "import", raw, out)
+    footer_uuid = result.stdout.strip()
+    assert footer_uuid != vdi
+    assert ("printed the disk uuid {} (in the VHD footer); the file name uuid {} is the VDI uuid "
+            "that `sr ls` shows".format(footer_uuid, vdi)) in result.stderr
+    assert vdi in ok("sr", "ls", sr).stdout
+    table = ok("vhd", "info", out).stdout
+    assert "uuid (VHD footer)\t{}".format(footer_uuid) in table
+    assert "file_uuid (VDI uuid, file name)\t{}".format(vdi) in table
+    doc = json.loads(ok("vhd", "info", out, "--json").stdout)
+    assert doc["uuid"] == footer_uuid and doc["file_uuid"] == vdi
+    # a file not named by a uuid has one uuid only: nothing to explain
+    plain = ok("vhd", "create", tmp_path / "plain.vhd", "--size", "1M")
+    assert plain.stderr == "" and "file_uuid" not in ok("vhd", "info", tmp_path / "plain.vhd").stdout

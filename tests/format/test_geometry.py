@@ -1,12 +1,12 @@
 """CHS geometry by the VHD spec algorithm, against values qemu-img and vhd-util write."""
 
 import os
-import shutil
 import subprocess
 
 import pytest
 from hypothesis import given, strategies as st
 
+from tests.peers.require import require_qemu_img
 from vhdport.format import geometry as geo
 from vhdport.format.footer import Footer
 
@@ -53,9 +53,9 @@ def test_pack_round_trip(size):
 
 
 @pytest.mark.peer
-@pytest.mark.skipif(not shutil.which("qemu-img"), reason="qemu-img not installed")
 @pytest.mark.parametrize("size", ["3M", "17M", "300M", "2G", "33G", "130G", "1T"])
 def test_same_as_qemu_img(tmp_path, size):
+    require_qemu_img()
     path = str(tmp_path / "g.vhd")
     subprocess.check_call(["qemu-img", "create", "-q", "-f", "vpc", path, size])
     with open(path, "rb") as f:

@@ -12,7 +12,8 @@ import stat
 import pytest
 
 from tests.hostile.report import (  # noqa: F401  (pytest finds hooks and fixtures by name)
-    pytest_configure, pytest_runtest_makereport, pytest_runtest_setup, pytest_sessionfinish,
+    pytest_configure, pytest_deselected, pytest_runtest_makereport, pytest_runtest_setup,
+    pytest_sessionfinish,
     reliability_case)
 from vhdport.bundle import write_bundle
 from vhdport.stores.local import LocalStore

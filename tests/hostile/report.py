@@ -22,12 +22,15 @@ may record several cases; they all share its outcome.
 
 Writing the document: only when the environment has VHDPORT_WRITE_RELIABILITY=1 (set by
 ``make test-hostile``), so ordinary ``make test`` runs never rewrite it.  The hooks live here
-and are imported by tests/hostile/conftest.py.  Suites that did not run in this session keep
-their previous section from the existing file (each section sits between
-``<!-- suite:Rn -->`` and ``<!-- /suite:Rn -->``), so running one suite file alone refreshes
-just that suite.  Text between ``<!-- static -->`` and ``<!-- /static -->`` is preserved too.
+and are imported by tests/hostile/conftest.py.  The document is written only from a complete
+run: every suite file collected, no -k / -m filter or node id, nothing deselected, every test
+run to its end, no case skipped or left unrun.  Otherwise nothing is written, the reasons are
+printed and the run exits non-zero -- a partial run would publish a table of fewer cases (or
+old rows beside new ones) as if it were the whole suite.  Text between ``<!-- static -->`` and
+``<!-- /static -->`` is preserved.
 """
 
+import glob
 import os
 import platform
 import re
@@ -48,6 +51,9 @@ SUITES = {
     "R5": "Concurrency (parallel downloads while GC runs)",
     "R6": "Disk full (small tmpfs under SR, staging and kernel dir)",
     "R7": "Security properties (kernel dir, tokens, TLS, unsafe APIs)",
+    "R9": "Paths outside the SR or store (symlinks, journals, records, lock files)",
+    "R10": "Secrets and replies (tokens in every representation, plugin replies always XML)",
+    "R11": "Server resource bounds (huge bodies, trickling servers, endless pagination, parser bombs)",
 }
 
 _STATIC_DEFAULT = """\
@@ -91,6 +97,9 @@ class Case(object):
 # nodeid -> [Case]; filled by the fixture/marker, finished by the report hook
 _cases_by_node = {}
 _order = []
+# what this session ran, to tell a complete run from a partial one
+_finished_nodes = set()
+_deselected = []
 
 
 def _register(item, suite, name, expectation):
@@ -154,6 +163,8 @@ def pytest_runtest_setup(item):
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
+    if report.when == "teardown":
+        _finished_nodes.add(item.nodeid)
     cases = _cases_by_node.get(item.nodeid)
     if not cases:
         return
@@ -186,8 +197,58 @@ def pytest_runtest_makereport(item, call):
             case.detail = detail
 
 
+def pytest_deselected(items):
+    _deselected.extend(items)
+
+
+def incomplete_reasons(session, cases, suite_files=None):
+    """Why this session cannot regenerate the document (an empty list when it can)."""
+    config = session.config
+    reasons = []
+    if config.getoption("keyword", ""):
+        reasons.append("a -k filter was given ({!r})".format(config.getoption("keyword")))
+    if config.getoption("markexpr", ""):
+        reasons.append("a -m filter was given ({!r})".format(config.getoption("markexpr")))
+    if any("::" in str(arg) for arg in config.args):
+        reasons.append("single tests were named on the command line")
+    if _deselected:
+        reasons.append("{} tests were deselected".format(len(_deselected)))
+    if suite_files is None:
+        suite_files = glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)), "test_*.py"))
+    collected = {os.path.abspath(str(item.fspath)) for item in getattr(session, "items", [])}
+    missing_files = sorted(os.path.basename(f) for f in suite_files
+                           if os.path.abspath(f) not in collected)
+    if missing_files:
+        reasons.append("suite files not run: {}".format(", ".join(missing_files)))
+    if session.testsfailed and session.shouldstop:
+        reasons.append("the run stopped early (-x / --maxfail)")
+    unfinished = [item.nodeid for item in getattr(session, "items", [])
+                  if item.nodeid not in _finished_nodes]
+    if unfinished:
+        reasons.append("{} tests did not run to the end (first: {})".format(
+            len(unfinished), unfinished[0]))
+    missing_suites = sorted(set(SUITES) - {case.suite for case in cases})
+    if missing_suites:
+        reasons.append("suites with no case: {}".format(", ".join(missing_suites)))
+    for outcome in ("skip", "not run"):
+        hit = [case for case in cases if case.outcome == outcome]
+        if hit:
+            reasons.append("{} case(s) {} (first: {} {}: {})".format(
+                len(hit), "skipped" if outcome == "skip" else "not run", hit[0].suite,
+                hit[0].name, one_line(hit[0].detail, 120)))
+    return reasons
+
+
 def pytest_sessionfinish(session, exitstatus):
-    if os.environ.get(ENV_VAR) != "1" or not _order:
+    if os.environ.get(ENV_VAR) != "1":
+        return
+    reasons = incomplete_reasons(session, _order)
+    if reasons:
+        sys.stderr.write("\nreliability: NOT writing {}: this run is not complete:\n  - {}\n"
+                         "Run `make test-hostile` (all of tests/hostile, no filter) where every "
+                         "case can run.\n".format(DOC_PATH, "\n  - ".join(reasons)))
+        if session.exitstatus == 0:
+            session.exitstatus = 1
         return
     write_document(DOC_PATH, _order)
 
@@ -230,8 +291,8 @@ def _suite_section(suite, cases):
 
 
 def render(cases, previous_text=""):
-    """The whole document: fresh sections for suites in ``cases``, old ones kept for the rest."""
-    old_sections, static = _sections(previous_text)
+    """The whole document from one complete run (only the static block of the old one is kept)."""
+    _, static = _sections(previous_text)
     by_suite = {}
     for case in cases:
         by_suite.setdefault(case.suite, []).append(case)
@@ -242,7 +303,8 @@ def render(cases, previous_text=""):
         "the tables by hand -- rerun the suite. Each row is one test case and its last result.",
         "Suites R1, R2, R6, R7: tests/hostile/test_r1_bundles.py, test_r2_vhd_fuzz.py,",
         "test_r6_disk_full.py, test_r7_security.py; R3-R5: test_r3_network.py, test_r4_crash.py,",
-        "test_r5_concurrency.py.",
+        "test_r5_concurrency.py; R9-R11: test_r9_paths.py, test_r10_secrets.py,",
+        "test_r11_bounds.py.",
         "",
         "<!-- static -->",
         (static if static is not None else _STATIC_DEFAULT).rstrip("\n") + "\n",
@@ -250,14 +312,10 @@ def render(cases, previous_text=""):
         "",
     ]
     body = "\n".join(out) + "\n"
-    for suite in sorted(SUITES):
-        if suite in by_suite:
-            body += _suite_section(suite, by_suite[suite]) + "\n"
-        elif suite in old_sections:
-            body += old_sections[suite] + "\n"
-        else:
-            body += "<!-- suite:{0} -->\n## {0} -- {1}\n\nNot run yet.\n<!-- /suite:{0} -->\n\n".format(
-                suite, SUITES[suite])
+    for suite in sorted(SUITES, key=lambda name: int(name[1:])):   # R9 before R10
+        if suite not in by_suite:
+            raise ValueError("suite {} has no case; the document needs a complete run".format(suite))
+        body += _suite_section(suite, by_suite[suite]) + "\n"
     return body.rstrip("\n") + "\n"
 
 

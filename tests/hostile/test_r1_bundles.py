@@ -17,9 +17,10 @@ import tarfile
 
 import pytest
 
-from tests.bundle.helpers import MIB, QEMU_IMG, make_vhd, read, reg, special, tar_bytes
+from tests.bundle.helpers import MIB, make_vhd, read, reg, special, tar_bytes
 from tests.bundle.test_malicious import ABS_TARGET, CASES as BUNDLE_CASES, Payloads, _raw_member
 from tests.bundle.helpers import FIXTURES_TGZ
+from tests.peers.require import require_qemu_img
 from tests.hostile.conftest import (bundle_bytes, diff_digests, make_chain, put_image,
                                     tree_digest)
 from vhdport.errors import VhdportError
@@ -33,10 +34,7 @@ ESCAPE_NAME = "vhdport-hostile-escape-{}".format(os.getpid())
 @pytest.fixture(scope="module")
 def payloads(tmp_path_factory):
     """The bundle corpus' payloads: qemu-img VHDs and the shared corrupt fixtures."""
-    if not os.path.exists(QEMU_IMG):
-        pytest.skip("qemu-img not installed")
-    if not os.path.exists(FIXTURES_TGZ):
-        pytest.skip("shared fixtures not found at {}".format(FIXTURES_TGZ))
+    require_qemu_img()
     root = str(tmp_path_factory.mktemp("r1-payloads"))
     fixtures = os.path.join(root, "fixtures")
     os.mkdir(fixtures)

@@ -19,7 +19,8 @@ from tests.hostile.scripts.chains import content_sha, random_chain
 from tests.peers.glance_server import TEST_TOKEN, glance_auth  # noqa: F401
 from tests.peers.proxies import Fault, RuleProxy
 from vhdport import transfer
-from vhdport.errors import IntegrityError, TransientStoreError, VhdportError
+from vhdport.errors import (BundleError, IntegrityError, StoreError, TransientStoreError,
+                            VhdportError)
 from vhdport.sr import SR
 from vhdport.stores.glance import GlanceStore
 from vhdport.vhd.check import check_chain
@@ -100,8 +101,8 @@ def assert_published(world, sr, before, outcome):
         assert after.get(path) == value, path
 
 
-def assert_failed_cleanly(sr, before, outcome, kind=VhdportError):
-    assert isinstance(outcome, kind), "expected {}, got {!r}".format(kind.__name__, outcome)
+def assert_failed_cleanly(sr, before, outcome, kind):
+    assert isinstance(outcome, kind), "expected {}, got {!r}".format(kind, outcome)
     after = tree_digest(sr)
     assert after == before, "SR changed by a failed download:\n" + "\n".join(
         diff_digests(before, after))
@@ -221,7 +222,7 @@ def test_download_flipped_byte_fails_cleanly(world, target, where, reliability_c
     rule = Fault("GET", "/file", times=None, flip_at=at)
     outcome, log, _ = run_download(world, target, [rule])
     assert rule.flipped >= 1
-    assert_failed_cleanly(target, before, outcome)
+    assert_failed_cleanly(target, before, outcome, (IntegrityError, BundleError))
     case.detail = "{}: {}".format(type(outcome).__name__, str(outcome)[:120])
 
 
@@ -276,7 +277,9 @@ def judge_images(world, name, scratch, image_id=None):
     return seen
 
 
-def upload_case(world, tmp_path, rules, expect_ok, image_id=None, **options):
+def upload_case(world, tmp_path, rules, expect_ok, image_id=None, expect=None, **options):
+    """Run one upload through ``rules``; ``expect`` = (error class, text in its message) when
+    it must fail, so that only the failure the case is about satisfies it."""
     name = "r3-up-" + uuid.uuid4().hex[:10]
     if image_id == "new":
         image_id = world["direct"].create(name, "vhd", "ovf")["id"]
@@ -290,7 +293,9 @@ def upload_case(world, tmp_path, rules, expect_ok, image_id=None, **options):
         assert not isinstance(outcome, Exception), "upload failed: {}".format(outcome)
         assert seen.get("active") == 1
     else:
-        assert isinstance(outcome, VhdportError), "upload should have failed"
+        kind, text = expect
+        assert isinstance(outcome, kind), "expected {}, got {!r}".format(kind.__name__, outcome)
+        assert text in str(outcome), "expected {!r} in {!r}".format(text, str(outcome))
         assert "\n" not in str(outcome).strip()
     for record in images_named(world, name, image_id):
         world["direct"].delete(record["id"])
@@ -303,7 +308,8 @@ def test_upload_reset_at_random_offset(world, tmp_path, seed, reliability_case):
     case = reliability_case("R3", "upload: TCP reset at request body offset {} (seed {})".format(
         at, seed), "typed error, no active image with wrong data, SR untouched")
     outcome, log, seen, _ = upload_case(world, tmp_path, [
-        Fault("PUT", "/file", up_drop_after=at, reset=True)], expect_ok=False)
+        Fault("PUT", "/file", up_drop_after=at, reset=True)], expect_ok=False,
+        expect=(StoreError, "during upload"))
     case.detail = "images left: {}; {}".format(seen or "none", str(outcome)[:100])
 
 
@@ -312,7 +318,7 @@ def test_upload_request_stall_times_out(world, tmp_path, reliability_case):
                             "fails in bounded time, no active image with wrong data")
     outcome, log, seen, elapsed = upload_case(world, tmp_path, [
         Fault("PUT", "/file", up_stall_after=int(world["size"] * 0.3))], expect_ok=False,
-        timeout=2)
+        expect=(StoreError, "timed out"), timeout=2)
     assert elapsed < 20
     case.detail = "failed after {:.1f} s; images left: {}".format(elapsed, seen or "none")
 
@@ -321,7 +327,8 @@ def test_upload_response_stall_after_complete_body(world, tmp_path, reliability_
     case = reliability_case("R3", "upload: whole body sent, the 204 never arrives (timeout 2 s)",
                             "typed error; the image is removed or active with the right data")
     outcome, log, seen, elapsed = upload_case(world, tmp_path, [
-        Fault("PUT", "/file", stall_head=True)], expect_ok=False, timeout=2)
+        Fault("PUT", "/file", stall_head=True)], expect_ok=False,
+        expect=(StoreError, "timed out"), timeout=2)
     case.detail = "images left: {}; {}".format(seen or "none", str(outcome)[:100])
 
 
@@ -330,7 +337,7 @@ def test_upload_put_answered_with_status(world, tmp_path, status, reliability_ca
     case = reliability_case("R3", "upload: HTTP {} to the data PUT".format(status),
                             "not replayed, typed error, the created image removed")
     outcome, log, seen, _ = upload_case(world, tmp_path, [Fault("PUT", "/file", status=status)],
-                                        expect_ok=False)
+                                        expect_ok=False, expect=(StoreError, "HTTP {}".format(status)))
     assert "HTTP {}".format(status) in str(outcome)
     assert sum(1 for m, _, _ in log if m == "PUT") == 1
     assert seen == {}
@@ -341,7 +348,7 @@ def test_upload_create_500_is_not_replayed(world, tmp_path, reliability_case):
     case = reliability_case("R3", "upload: HTTP 500 to the image create (POST)",
                             "POST not replayed, typed error, no image")
     outcome, log, seen, _ = upload_case(world, tmp_path, [Fault("POST", status=500)],
-                                        expect_ok=False)
+                                        expect_ok=False, expect=(StoreError, "HTTP 500"))
     assert sum(1 for m, _, _ in log if m == "POST") == 1 and seen == {}
 
 
@@ -365,8 +372,7 @@ def test_upload_flipped_byte_never_active(world, tmp_path, where, image_id, reli
         "IntegrityError (read-back mismatch); no active image with wrong data")
     rule = Fault("PUT", "/file", up_flip_at=at)
     outcome, log, seen, _ = upload_case(world, tmp_path, [rule], expect_ok=False,
-                                        image_id=image_id)
+                                        image_id=image_id, expect=(IntegrityError, "mismatch"))
     assert rule.flipped == 1
     case.detail = "{}; images left: {}".format(type(outcome).__name__, seen or "none")
-    if isinstance(outcome, IntegrityError):
-        assert "md5" in str(outcome) or "sha512" in str(outcome) or "size" in str(outcome)
+    assert "md5" in str(outcome) or "sha512" in str(outcome) or "size" in str(outcome)

@@ -71,7 +71,7 @@ def build_upload(root):
     os.makedirs(sr)
     chain = random_chain(sr, 3, seed=3)
     store = LocalStore(os.path.join(root, "store"))
-    store.list()  # the store directory exists from here on
+    os.makedirs(store.root, exist_ok=True)  # the store directory exists from here on
     return {"sr": sr, "store": store.root, "leaf": os.path.basename(chain[0])[:-4],
             "depth": 3, "sha": content_sha(chain[0])}
 

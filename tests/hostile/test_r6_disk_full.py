@@ -9,6 +9,8 @@ import subprocess
 
 import pytest
 
+from tests.allowed_skips import allowed_skip
+
 from tests.hostile.conftest import (MIB, bundle_bytes, diff_digests, put_image, tree_digest)
 from vhdport import kernel
 from vhdport.errors import NoSpaceError
@@ -26,7 +28,7 @@ pytestmark = pytest.mark.timeout(120)
 def tmpfs(tmp_path):
     """mount(name, size, nr_inodes=None) -> a fresh tmpfs dir; all unmounted afterwards."""
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
+        allowed_skip("tmpfs", "not root")
     mounted = []
 
     def mount(name, size, nr_inodes=None):
@@ -37,7 +39,7 @@ def tmpfs(tmp_path):
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               universal_newlines=True)
         if done.returncode != 0:
-            pytest.skip("cannot mount a tmpfs here: {}".format(done.stdout.strip()))
+            allowed_skip("tmpfs", done.stdout.strip())
         mounted.append(mnt)
         return mnt
     try:

@@ -13,6 +13,7 @@ import ast
 import json
 import logging
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -26,8 +27,9 @@ import pytest
 from tests.hostile.conftest import bundle_bytes, make_chain
 from tests.peers.glance_server import TEST_TOKEN, glance_auth  # noqa: F401
 from tests.plugin.xapi import call, params_args
+from tests.sr.helpers import make_vhd as sr_make_vhd
 from vhdport import kernel
-from vhdport.errors import PluginError, StoreError, VhdportError
+from vhdport.errors import AuthError, PluginError, StoreError, VhdportError
 from vhdport.stores.glance import GlanceStore
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -136,7 +138,8 @@ def test_kernel_removal_confined(name, kdirs, reliability_case):
     kdir, outside, victim, legit = kdirs
     path = KERNEL_CASES[name](kdir, outside, victim)
     before = _snapshot(os.path.dirname(kdir), outside)
-    with pytest.raises(PluginError) as info:
+    # refused for this path (not for the legit one, nor for some other reason)
+    with pytest.raises(PluginError, match=r"^kernel file {} ".format(re.escape(repr(path)))) as info:
         kernel.remove_kernel_files([legit, path], kernel_dir_path=kdir)
     assert _snapshot(os.path.dirname(kdir), outside) == before
     assert os.path.exists(victim) and os.path.exists(legit)
@@ -367,8 +370,9 @@ def test_token_not_in_plugin_output(mode, tmp_path, installed_plugin, reliabilit
         mode), "failure reply; token in neither the reply, stdout nor stderr (syslog->stderr)")
     token = _token()
     sr = str(tmp_path / "sr")
-    make_chain(os.path.join(str(tmp_path), "src"), 1)
     os.mkdir(sr)
+    # a real VDI of the SR: the upload must get as far as sending the token, not stop at the chain
+    vdi = sr_make_vhd(sr, writes=[(0, b"v" * 4096)])
     texts = []
     with HostileEndpoint(mode) as endpoint:
         for fn, params in (
@@ -376,10 +380,14 @@ def test_token_not_in_plugin_output(mode, tmp_path, installed_plugin, reliabilit
                                        auth_token=token)),
                 ("download_vhd2", dict(image_id=IMAGE, endpoint=endpoint.url, sr_path=sr,
                                        extra_headers={"X-Auth-Token": token})),
-                ("upload_vhd2", dict(vdi_uuid=str(uuid.uuid4()), store=endpoint.url,
+                ("upload_vhd2", dict(vdi_uuid=vdi, store=endpoint.url,
                                      sr_path=sr, name="x", auth_token=token))):
+            seen_before = len(endpoint.seen_tokens)
             reply = call(installed_plugin, fn, params_args(**params))
             assert not reply.ok
+            # each call reached the endpoint with the token (the path under test really ran)
+            assert token in endpoint.seen_tokens[seen_before:], (fn, reply.error)
+            assert reply.error[0] in ("AUTH_FAILED", "STORE_ERROR"), reply.error
             texts += [reply.stdout, reply.stderr, repr(reply.struct)]
     _assert_no_token(token, *texts)
     case.detail = " ".join(reply.error)
@@ -415,7 +423,7 @@ def test_token_not_in_output_with_real_glance(glance_auth, tmp_path, installed_p
         assert reply.ok == ok, reply
         texts += [reply.stdout, reply.stderr, repr(reply.struct)]
     store = GlanceStore(glance_auth.url, auth_token=wrong, retries=0)
-    with pytest.raises(VhdportError) as info:
+    with pytest.raises(AuthError, match="token rejected") as info:
         store.get(image_id)
     texts.append(_all_text(info.value))
     _assert_no_token(TEST_TOKEN, *texts)
@@ -432,10 +440,7 @@ def test_token_not_in_output_with_real_glance(glance_auth, tmp_path, installed_p
 def tls_glance(glance_auth, tmp_path_factory):  # noqa: F811
     """(https URL, cacert) of a TLS proxy with a self-signed cert in front of the real Glance."""
     from tests.peers.proxies import TlsProxy, make_self_signed_cert
-    try:
-        cert, key = make_self_signed_cert(str(tmp_path_factory.mktemp("tls")))
-    except (OSError, subprocess.SubprocessError) as e:
-        pytest.skip("openssl cannot make a certificate: {}".format(e))
+    cert, key = make_self_signed_cert(str(tmp_path_factory.mktemp("tls")))
     port = int(glance_auth.url.rsplit(":", 1)[1])
     proxy = TlsProxy(port, cert, key)
     try:
@@ -468,17 +473,13 @@ def test_tls_verified_by_default_without_glance(tmp_path, reliability_case):
     from tests.peers.proxies import TlsProxy, make_self_signed_cert
     case = reliability_case("R7", "TLS: self-signed endpoint without cacert (no Glance needed)",
                             "refused before any request; with cacert the request gets through")
-    try:
-        cert, key = make_self_signed_cert(str(tmp_path))
-    except (OSError, subprocess.SubprocessError) as e:
-        pytest.skip("openssl cannot make a certificate: {}".format(e))
+    cert, key = make_self_signed_cert(str(tmp_path))
     with HostileEndpoint("401") as endpoint:
         proxy = TlsProxy(int(endpoint.url.rsplit(":", 1)[1]), cert, key)
         try:
             with pytest.raises(StoreError, match="could not be verified") as info:
                 GlanceStore(proxy.url, auth_token="tok-tls-1234", retries=0).get(IMAGE)
             assert endpoint.seen_tokens == []          # the token never left over bad TLS
-            from vhdport.errors import AuthError
             with pytest.raises(AuthError):
                 GlanceStore(proxy.url, auth_token="tok-tls-1234", cacert=cert,
                             retries=0).get(IMAGE)
@@ -494,23 +495,36 @@ def test_kernel_copy_names_are_confined(tmp_path, reliability_case):
     kdir = str(tmp_path / "k")
     for bad in ("../../etc/passwd", "/etc/passwd", "..", "x" * 36,
                 "6B5A3F3E-1111-4222-8333-944445555666"):
-        with pytest.raises(PluginError) as info:
+        with pytest.raises(PluginError, match=r"^vdi uuid {} is not a canonical uuid".format(
+                re.escape(repr(bad)))) as info:
             kernel.copy_kernel(str(tmp_path), bad, 512, kernel_dir_path=kdir)
     assert not os.path.exists(kdir) or os.listdir(kdir) == []
     case.detail = str(info.value)
 
 
 @pytest.mark.peer
-def test_tls_wrong_host_name_refused(tls_glance, reliability_case):
-    """The cert is for 127.0.0.1/localhost; an alias it does not name must fail even with cacert."""
+def test_tls_wrong_host_name_refused(glance_auth, tmp_path, reliability_case):  # noqa: F811
+    """A certificate the client trusts (it is the cacert) but for another name, served on the
+    address the client dials: the chain verifies, so only host-name checking can refuse it."""
+    from tests.peers.proxies import TlsProxy, make_self_signed_cert
     case = reliability_case("R7", "TLS: host name not in the certificate (cacert given)",
-                            "refused")
-    url, cert = tls_glance
-    port = url.rsplit(":", 1)[1]
-    store = GlanceStore("https://127.0.0.2:{}".format(port), auth_token=TEST_TOKEN, cacert=cert,
-                        retries=0, timeout=5)
-    with pytest.raises(StoreError) as info:
-        list(store.list())
+                            "refused by host-name checking (IP address mismatch)")
+    cert, key = make_self_signed_cert(str(tmp_path), host="glance.example",
+                                      names="DNS:glance.example")
+    port = int(glance_auth.url.rsplit(":", 1)[1])
+    proxy = TlsProxy(port, cert, key)
+    try:
+        store = GlanceStore(proxy.url, auth_token=TEST_TOKEN, cacert=cert, retries=0, timeout=10)
+        with pytest.raises(StoreError, match="could not be verified") as info:
+            list(store.list())
+        # the cause is the host name (OpenSSL's verify result during a real handshake), not
+        # the chain (the CA is trusted) nor a dead socket
+        assert "IP address mismatch, certificate is not valid for '127.0.0.1'" in str(info.value)
+        # the control: the same trusted certificate with the host name not checked gets through
+        control = GlanceStore(proxy.url, auth_token=TEST_TOKEN, insecure=True, retries=0)
+        list(control.list())
+    finally:
+        proxy.stop()
     case.detail = str(info.value)
 
 

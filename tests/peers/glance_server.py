@@ -26,6 +26,8 @@ import urllib.request
 
 import pytest
 
+from tests.peers.require import require_peer
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PEERS_DIR = os.path.dirname(os.path.abspath(__file__))
 SETUP_SCRIPT = os.path.join(REPO, "scripts", "glance-setup.sh")
@@ -301,7 +303,7 @@ def _fixture(mode):
     try:
         server = acquire_glance(mode)
     except GlanceUnavailable as e:
-        pytest.skip("real Glance unavailable: {}".format(e))
+        require_peer("Glance (glance-api)", False, str(e))
     try:
         yield server
     finally:

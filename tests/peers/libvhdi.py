@@ -2,11 +2,10 @@
 
 import contextlib
 
-import pytest
-
+from tests.peers.require import import_peer
 from vhdport.vhd import Chain
 
-pyvhdi = pytest.importorskip("pyvhdi")
+pyvhdi = import_peer("pyvhdi", "libvhdi (pip libvhdi-python)")
 
 READ_CHUNK = 1024 * 1024
 

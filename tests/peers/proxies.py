@@ -241,14 +241,19 @@ class TlsProxy(_ProxyBase):
         self._pump(upstream, tls)
 
 
-def make_self_signed_cert(directory, host="127.0.0.1"):
-    """(certfile, keyfile) of a fresh self-signed certificate for ``host`` (openssl CLI)."""
+def make_self_signed_cert(directory, host="127.0.0.1", names=None):
+    """(certfile, keyfile) of a fresh self-signed certificate for ``host`` (openssl CLI).
+
+    ``names``: the subjectAltName value instead of ``IP:<host>,DNS:localhost`` (e.g.
+    ``DNS:glance.example`` for a certificate that does not name the address it is served on).
+    """
     cert = os.path.join(directory, "cert.pem")
     key = os.path.join(directory, "key.pem")
+    san = names or "IP:{},DNS:localhost".format(host)
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256",
          "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN={}".format(host),
-         "-addext", "subjectAltName=IP:{},DNS:localhost".format(host)],
+         "-addext", "subjectAltName=" + san],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         check=True, timeout=60)
     return cert, key

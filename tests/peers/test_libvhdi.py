@@ -10,9 +10,7 @@ import pytest
 from vhdport.vhd import (Chain, VhdFile, coalesce, create_dynamic, create_fixed, create_snapshot,
                          import_raw_stream, set_parent)
 
-pyvhdi = pytest.importorskip("pyvhdi")
-
-from tests.peers.libvhdi import libvhdi_chain, libvhdi_read_all  # noqa: E402
+from tests.peers.libvhdi import libvhdi_chain, libvhdi_read_all, pyvhdi
 
 KiB, MiB = 1024, 1024 * 1024
 

@@ -7,12 +7,17 @@ import subprocess
 
 import pytest
 
+from tests.peers.require import require_qemu_img
 from vhdport.vhd import Chain, VhdFile, create_dynamic, create_fixed, export_raw, import_raw
 
 QEMU_IMG = "/usr/bin/qemu-img"
 KiB, MiB = 1024, 1024 * 1024
 
-pytestmark = pytest.mark.skipif(not os.path.exists(QEMU_IMG), reason="qemu-img not installed")
+
+
+@pytest.fixture(autouse=True)
+def _qemu_img_present():
+    require_qemu_img()
 
 # (offset, length): unaligned, crossing sectors and 2 MiB / 512 KiB block boundaries
 ODD_WRITES = [(0, 1), (511, 2), (4095, 10000), (2 * MiB - 7, 20), (512 * KiB + 3, 700000),

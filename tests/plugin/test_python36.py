@@ -7,12 +7,19 @@ import zipfile
 
 import pytest
 
+from tests.allowed_skips import allowed_skip
+
 from vhdport.vhd import Chain, create_dynamic
 from tests.plugin.chains import virtual_bytes
 from tests.plugin.xapi import call, params_args, python36
 
 PY36 = python36()
-pytestmark = pytest.mark.skipif(PY36 is None, reason="no Python 3.6 interpreter here")
+
+
+@pytest.fixture(autouse=True)
+def _python36_present():
+    if PY36 is None:
+        allowed_skip("python3.6")
 
 
 def test_every_core_module_imports_under_36(installed):

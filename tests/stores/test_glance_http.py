@@ -94,7 +94,7 @@ def test_urls_lose_credentials_and_version_suffix():
     assert store.display == "https://cloud.example:9292/image"
     assert "secret" not in repr(store) and "t0k" not in repr(vars(store))
     assert GlanceStore("http://h/v1", api_version=1).display == "http://h"
-    with pytest.raises(StoreError) as err:
+    with pytest.raises(StoreError, match=r"not an http\(s\) URL: 'ftp://h/x'") as err:
         GlanceStore("ftp://user:secret@h/x")
     assert "secret" not in str(err.value)
 

@@ -285,9 +285,31 @@ def test_list_is_sorted_by_creation_and_seen_by_another_instance(store):
         assert stream.read() == b"data"
 
 
-def test_list_of_a_missing_store_is_empty_and_creates_nothing(tmp_path):
-    assert LocalStore(str(tmp_path / "nothing")).list() == []
+@pytest.mark.parametrize("verb", ["list", "get", "open", "delete", "update"])
+def test_reading_a_missing_store_says_so_and_creates_nothing(tmp_path, verb):
+    store = LocalStore(str(tmp_path / "nothing"))
+    call = {"list": lambda: list(store.list()),
+            "get": lambda: store.get("12345678-1234-1234-1234-1234567890ab"),
+            "open": lambda: store.open("12345678-1234-1234-1234-1234567890ab"),
+            "delete": lambda: store.delete("12345678-1234-1234-1234-1234567890ab"),
+            "update": lambda: store.update("12345678-1234-1234-1234-1234567890ab", name="x")}
+    with pytest.raises(errors.StoreError, match="no image store there .the directory does "
+                                                 "not exist"):
+        call[verb]()
     assert not (tmp_path / "nothing").exists()
+    assert LocalStore(str(tmp_path)).list() == []   # an existing empty directory: no images
+
+
+def test_a_store_is_created_only_where_its_parent_exists(tmp_path):
+    deep = LocalStore(str(tmp_path / "no" / "such" / "store"))
+    with pytest.raises(errors.StoreError, match="parent directory .*no/such does not exist"):
+        deep.create("img")
+    assert not (tmp_path / "no").exists()
+    assert not deep.created
+    fresh = LocalStore(str(tmp_path / "store"))
+    fresh.create("img")
+    assert fresh.created and (tmp_path / "store" / local.MARKER).is_file()
+    assert not LocalStore(str(tmp_path / "store")).created
 
 
 def test_a_foreign_directory_is_not_taken_over(tmp_path):
@@ -414,3 +436,21 @@ def test_open_store_hands_http_urls_and_options_to_glance(monkeypatch, url):
     store = open_store(url, token="t0k", timeout=5)
     assert isinstance(store, GlanceStore)
     assert (store.url, store.options) == (url, {"token": "t0k", "timeout": 5})
+
+
+def test_an_upload_whose_record_does_not_read_back_active_fails(store, monkeypatch):
+    """The record read back after the data is stored decides success, not the write call."""
+    image_id = store.create("img")["id"]
+    real_save = LocalStore._save
+
+    def lost_update(self, *args):
+        record = dict(args[-2])
+        if record.get("status") == ACTIVE:
+            record["status"] = QUEUED   # as if the final write never took effect
+        real_save(self, *(args[:-2] + (record, args[-1])))
+    monkeypatch.setattr(LocalStore, "_save", lost_update)
+    with pytest.raises(errors.ImageStateError, match="is queued, expected active after upload"):
+        store.put(image_id, [b"data"])
+    monkeypatch.undo()
+    assert store.get(image_id)["status"] == QUEUED
+    assert not os.path.exists(os.path.join(store.images_dir, image_id + ".data"))

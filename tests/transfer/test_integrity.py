@@ -147,7 +147,8 @@ def test_import_of_unreadable_file_creates_nothing(env, tmp_path, which):
     with pytest.raises(VhdportError) as info:
         transfer.import_image(env.store, path, "nothing")
     assert path in str(info.value)
-    assert list(env.store.list()) == []
+    # a store that was never made holds no image (reading it is an error since #10)
+    assert not os.path.isdir(env.store.root) or list(env.store.list()) == []
 
 
 def test_damaged_structure_in_transit_is_blamed_on_the_transfer(env):

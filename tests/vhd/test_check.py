@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from tests.peers.require import require_qemu_img
 from vhdport.errors import ChainError, LimitError
 from vhdport.format import batmap as batmaps
 from vhdport.format.footer import Footer, to_vhd_time
@@ -391,10 +392,10 @@ def test_depth_limit(tmp_path):
 
 
 @pytest.mark.peer
-@pytest.mark.skipif(not os.path.exists("/usr/bin/qemu-img"), reason="qemu-img not installed")
 @pytest.mark.parametrize("subformat,size", [("dynamic", "9M"), ("fixed", "5M"), ("dynamic", "300G")])
 def test_qemu_img_files_pass(tmp_path, subformat, size):
     """Strict, but not stricter than the format: qemu's layout (no batmap, packed blocks) is valid."""
+    require_qemu_img()
     import subprocess
     raw = tmp_path / "raw.img"
     with open(str(raw), "wb") as f:

@@ -112,10 +112,7 @@ def sources(tmp_path_factory, request):
     create_fixed(os.path.join(d, "fixed.vhd"), MIB)
     _write_pattern(os.path.join(d, "fixed.vhd"), [(0, 4096, 8)])
     found = {name: (d, name) for name in ("dyn.vhd", "diff.vhd", "tiny.vhd", "fixed.vhd")}
-    try:
-        fx = request.getfixturevalue("vhd_fixtures")
-    except pytest.skip.Exception:
-        return found
+    fx = request.getfixturevalue("vhd_fixtures")
     for name in ("dynamic.vhd", "chain/mid.vhd", "chain/leaf.vhd", "fixed511.vhd"):
         found["fx:" + name] = (str(fx / os.path.dirname(name)), os.path.basename(name))
     return found

@@ -38,6 +38,57 @@ class SizeType(click.ParamType):
 
 SIZE = SizeType()
 
+# Bad argument values are usage errors (exit 2, click's "Usage: ... Error: Invalid value"),
+# checked here before any work starts, so no half-made file is left and every such mistake
+# looks the same; exit 1 ("vhdport: error: ...") is kept for operations that failed.
+
+MAX_VIRTUAL_SIZE = 2040 << 30       # XenServer's VHD limit (vhdport.vhd.disk.MAX_VIRTUAL_SIZE)
+
+
+class VirtualSizeType(SizeType):
+    """A virtual disk size: a positive multiple of 512 bytes, at most 2040 GiB."""
+
+    def convert(self, value, param, ctx):
+        size = super().convert(value, param, ctx)
+        if size <= 0 or size % 512:
+            self.fail("{!r} is not a usable virtual size: give a positive multiple of 512 "
+                      "bytes, e.g. 20M or 2G".format(value), param, ctx)
+        if size > MAX_VIRTUAL_SIZE:
+            self.fail("{!r} exceeds XenServer's VHD limit of 2040 GiB".format(value), param, ctx)
+        return size
+
+
+class BlockSizeType(SizeType):
+    """A dynamic disk's block size: a power of two from 512 B to 2 GiB."""
+
+    def convert(self, value, param, ctx):
+        size = super().convert(value, param, ctx)
+        if size < 512 or size & (size - 1) or size > 1 << 31:
+            self.fail("{!r} is not a power of two between 512 and 2G (e.g. 2M)".format(value),
+                      param, ctx)
+        return size
+
+
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+class UuidType(click.ParamType):
+    """A VDI uuid as XenServer writes it: canonical, lowercase."""
+
+    name = "UUID"
+
+    def convert(self, value, param, ctx):
+        text = str(value)
+        if not UUID_RE.match(text):
+            self.fail("{!r} is not a uuid like 01234567-89ab-cdef-0123-456789abcdef".format(text),
+                      param, ctx)
+        return text
+
+
+VIRTUAL_SIZE = VirtualSizeType()
+BLOCK_SIZE = BlockSizeType()
+UUID = UuidType()
+
 
 def human_size(n):
     """``64.0 MiB`` style text for tables (exact byte counts stay in --json output)."""
@@ -78,25 +129,59 @@ def print_json(obj):
 
 
 def stdout_console():
-    """Rich console for stdout; when piped, wide enough that uuids and paths stay whole."""
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=max(console.width, 220))
-    return console
+    return Console()
 
 
 def stderr_console():
     return Console(stderr=True)
 
 
+#: columns whose values must never be broken (ids, paths): they get their full width
+WHOLE_COLUMNS = ("uuid", "id", "parent", "image", "vdi", "path", "file", "value")
+
+
+def _whole(name):
+    return any(word in name.lower().split() or name.lower().endswith(word)
+               for word in WHOLE_COLUMNS)
+
+
+def _table_width(columns, cells, folded_min=8):
+    """Narrowest rich table with whole uuid/id/path cells and other columns folded."""
+    total = 3 * len(columns) + 1                # borders and padding
+    for index, name in enumerate(columns):
+        natural = max([len(name)] + [len(row[index]) for row in cells])
+        total += natural if _whole(name) else min(natural, folded_min)
+    return total
+
+
 def print_table(title, columns, rows):
-    """A rich table on stdout; ``columns`` are header names, ``rows`` sequences of cells."""
+    """Rows on stdout: a rich table on a terminal; plain tab-separated lines when piped.
+
+    Piped output is for scripts (``cut -f``, ``awk -F'\\t'``): one header line, one line per
+    row, cells whole however long.  On a terminal, uuid/id/path columns are never wrapped
+    mid-value; other columns give way first, and a terminal too narrow for that gets the
+    plain lines too.
+    """
+    cells = [["-" if cell is None else str(cell) for cell in row] for row in rows]
+    console = stdout_console()
+    if not console.is_terminal or _table_width(columns, cells) > console.width:
+        lines = ["\t".join(columns)] + ["\t".join(c.replace("\t", " ").replace("\n", " ")
+                                                  for c in row) for row in cells]
+        for line in lines:
+            if console.is_terminal:
+                console.print(line, markup=False, highlight=False, soft_wrap=True)
+            else:
+                click.echo(line)
+        return
     table = Table(title=title, show_lines=False)
     for name in columns:
-        table.add_column(name, overflow="fold")
-    for row in rows:
-        table.add_row(*["-" if cell is None else str(cell) for cell in row])
-    stdout_console().print(table)
+        if _whole(name):
+            table.add_column(name, no_wrap=True, overflow="ignore")
+        else:
+            table.add_column(name, overflow="fold")
+    for row in cells:
+        table.add_row(*row)
+    console.print(table, crop=False)
 
 
 def print_fields(title, pairs):

@@ -28,12 +28,13 @@ def install(root):
 @click.command()
 @click.option("--dir", "workdir", type=click.Path(file_okay=False),
               help="Work in this directory and keep it (default: a fresh temp dir, removed on success).")
-def demo(workdir):
+@click.option("--keep", is_flag=True, help="Keep the work directory afterwards (and say where).")
+def demo(workdir, keep):
     """The main job on the embedded default: SR -> snapshot -> local store -> second SR, verified."""
     from vhdport import demo as scenario
 
     console = stderr_console()
-    keep = workdir is not None
+    keep = keep or workdir is not None
     if workdir is None:
         workdir = tempfile.mkdtemp(prefix="vhdport-demo-")
     else:
@@ -57,5 +58,6 @@ def demo(workdir):
     if failed:
         raise OperationFailed("demo failed at step {!r}: {} (files kept in {})".format(
             failed[0]["step"], failed[0]["detail"], workdir))
-    click.echo("demo passed: {} steps{}".format(
-        len(steps), "; files kept in " + workdir if keep else ""))
+    click.echo("demo passed: {} steps; {}".format(
+        len(steps), "files kept in " + workdir if keep
+        else "work directory removed (--keep keeps it)"))

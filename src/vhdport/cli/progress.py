@@ -50,17 +50,39 @@ class JsonLines(object):
             self._emit(*self._last)
 
 
-class RichBar(object):
-    """A rich progress bar on stderr; an unknown total shows a pulsing bar."""
+MIB = 1 << 20
 
-    def __init__(self, label):
+
+def mib_speed(bytes_per_second):
+    """Speed in the same binary unit as the byte counts beside it (rich's own column is MB/s)."""
+    if bytes_per_second is None:
+        return "? MiB/s"
+    return "{:.1f} MiB/s".format(bytes_per_second / MIB)
+
+
+def _speed_column():
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class MibSpeedColumn(ProgressColumn):
+        def render(self, task):
+            speed = task.finished_speed or task.speed
+            return Text(mib_speed(speed), style="progress.data.speed")
+
+    return MibSpeedColumn()
+
+
+class RichBar(object):
+    """A rich progress bar on stderr in binary units (MiB, MiB/s); an unknown total pulses."""
+
+    def __init__(self, label, console=None):
         from rich.console import Console
         from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                                   TimeRemainingColumn, TransferSpeedColumn)
+                                   TimeRemainingColumn)
 
         self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                  DownloadColumn(binary_units=True), TransferSpeedColumn(),
-                                  TimeRemainingColumn(), console=Console(stderr=True),
+                                  DownloadColumn(binary_units=True), _speed_column(),
+                                  TimeRemainingColumn(), console=console or Console(stderr=True),
                                   transient=False)
         self._task = self._progress.add_task(label, total=None)
         self._progress.start()

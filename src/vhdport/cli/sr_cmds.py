@@ -2,7 +2,7 @@
 
 import click
 
-from vhdport.cli.common import human_size, json_option, print_json, print_table
+from vhdport.cli.common import UUID, human_size, json_option, print_json, print_table
 
 SR_PATH = click.Path(exists=True, file_okay=False)
 
@@ -74,7 +74,7 @@ def gc(sr_path, dry_run, as_json):
 
 @sr.command()
 @click.argument("sr_path", metavar="SR", type=SR_PATH)
-@click.argument("uuid")
+@click.argument("uuid", type=UUID)
 @json_option
 def snapshot(sr_path, uuid, as_json):
     """Snapshot VDI UUID like XenServer; print the new snapshot's uuid."""

@@ -1,15 +1,16 @@
 """The store options every store-using command shares, in one decorator.
 
-``@store_options`` adds --store, --api-version, --os-auth-token, --cacert, --insecure
-and --os-cloud, opens the store (``vhdport.stores.open_store``) before the command
-runs, passes it as ``store`` and closes it afterwards.  Tokens are never printed.
+``@store_options`` adds --store, --api-version, --os-auth-token, --cacert, --insecure,
+--os-cloud, --timeout and --retries, opens the store (``vhdport.stores.open_store``)
+before the command runs, passes it as ``store`` and closes it afterwards.  Tokens are
+never printed.
 """
 
 import functools
 
 import click
 
-from vhdport.cli.common import OperationFailed
+from vhdport.cli.common import OperationFailed, describe_exception
 
 OPENSTACK_HINT = "pip install 'vhdport[openstack]'"
 
@@ -43,7 +44,7 @@ def cloud_auth(cloud):
 
 
 def open_store_from_options(store, api_version=2, os_auth_token=None, cacert=None,
-                            insecure=False, os_cloud=None):
+                            insecure=False, os_cloud=None, timeout=None, retries=None):
     """Open the store the options describe (a LocalStore or GlanceStore)."""
     from vhdport.stores import open_store
 
@@ -65,6 +66,10 @@ def open_store_from_options(store, api_version=2, os_auth_token=None, cacert=Non
         options["auth_token"] = token
     if cacert:
         options["cacert"] = cacert
+    if timeout is not None:
+        options["timeout"] = timeout
+    if retries is not None:
+        options["retries"] = retries
     return open_store(url, **options)
 
 
@@ -82,9 +87,51 @@ _OPTIONS = (
     click.option("--os-cloud", envvar="OS_CLOUD", show_envvar=True, metavar="CLOUD",
                  help="Authenticate through keystone with this clouds.yaml entry "
                       "(needs vhdport[openstack]); the image endpoint comes from the catalog."),
+    click.option("--timeout", type=click.FloatRange(min=0.1), metavar="SECONDS",
+                 help="Give up on a silent or too slow store after this long [default: 60]."),
+    click.option("--retries", type=click.IntRange(min=0), metavar="N",
+                 help="Retry a failed store request this often [default: 5; a refused "
+                      "connection at most 3 times, 1 s apart]."),
 )
 
-_NAMES = ("store", "api_version", "os_auth_token", "cacert", "insecure", "os_cloud")
+_NAMES = ("store", "api_version", "os_auth_token", "cacert", "insecure", "os_cloud",
+          "timeout", "retries")
+_PASS_THROUGH = (click.exceptions.ClickException, click.exceptions.Exit,
+                 click.exceptions.Abort, KeyboardInterrupt, BrokenPipeError)
+
+
+def _secrets_of(settings, opened):
+    secrets = [settings.get("os_auth_token")]
+    endpoint = getattr(opened, "_http", None)
+    if endpoint is not None:
+        secrets += endpoint.secrets()
+    return [s for s in secrets if s]
+
+
+def _say_created(opened):
+    if getattr(opened, "created", False):
+        click.echo("vhdport: created a new image store at {}".format(opened.root), err=True)
+
+
+_LIBRARY_TLS_HINT = "; pass cacert="
+
+
+def tls_hint(message, cacert):
+    """The library's TLS failure message with its hint in CLI terms (--cacert, --insecure).
+
+    The library speaks keyword arguments (cacert=..., insecure=True); a CLI user needs the
+    options.  When the host name is what failed, a CA file would not help: say what would.
+    """
+    head = message.split(_LIBRARY_TLS_HINT, 1)[0]
+    lowered = head.lower()
+    if "mismatch" in lowered or "not valid for" in lowered or "doesn't match" in lowered:
+        return ("{}; the certificate is valid but issued for another host name: give --store "
+                "the host name the certificate names".format(head))
+    if cacert:
+        return ("{}; the certificate is not signed by the CA in --cacert {}: give the CA "
+                "bundle that issued it".format(head, cacert))
+    return ("{}; for a private CA give its bundle with --cacert FILE (--insecure turns "
+            "verification off: only for tests)".format(head))
 
 
 def store_options(func):
@@ -92,10 +139,30 @@ def store_options(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from vhdport.errors import StoreError
+
         settings = {name: kwargs.pop(name) for name in _NAMES}
         settings["api_version"] = int(settings["api_version"])
-        with open_store_from_options(**settings) as opened:
-            return func(*args, store=opened, **kwargs)
+        opened = None
+        try:
+            with open_store_from_options(**settings) as opened:
+                try:
+                    return func(*args, store=opened, **kwargs)
+                finally:
+                    _say_created(opened)
+        except _PASS_THROUGH:
+            raise
+        except Exception as exc:
+            # a token must not show in any form (raw, repr, %-encoded ...) in the error line
+            from vhdport.stores.http_bounds import redact_text
+            text = describe_exception(exc)
+            clean = redact_text(text, _secrets_of(settings, opened))
+            debug = click.get_current_context().find_root().params.get("debug")
+            if isinstance(exc, StoreError) and "could not be verified" in clean and not debug:
+                raise OperationFailed(tls_hint(clean, settings["cacert"])) from None
+            if clean == text:
+                raise
+            raise OperationFailed(clean) from None
 
     for option in reversed(_OPTIONS):
         wrapper = option(wrapper)

@@ -1,17 +1,40 @@
 """``vhdport download`` and ``vhdport upload``: the two pipelines between a store and an SR."""
 
+import os
+
 import click
 
-from vhdport.cli.common import json_option, parse_properties, print_json, property_option
+from vhdport.cli.common import (UUID, json_option, parse_properties, print_json,
+                                property_option)
 from vhdport.cli.progress import progress_option, reporter
 from vhdport.cli.storeopts import store_options
+
+
+def refuse_overlap(store, sr_path):
+    """A local store and an SR must be separate trees: an SR is scanned and garbage-collected
+    by XenServer, a store holds image files and records; either one inside the other mixes
+    them (e.g. the store's files would show up as SR content, or the SR's GC would see them)."""
+    root = getattr(store, "root", None)
+    if root is None:            # a Glance store: nothing on this machine to collide with
+        return
+    store_dir, sr_dir = os.path.realpath(root), os.path.realpath(sr_path)
+    if store_dir == sr_dir:
+        why = "are the same directory"
+    elif store_dir.startswith(sr_dir.rstrip(os.sep) + os.sep):
+        why = "overlap: the store is inside the SR"
+    elif sr_dir.startswith(store_dir.rstrip(os.sep) + os.sep):
+        why = "overlap: the SR is inside the store"
+    else:
+        return
+    raise click.UsageError("--store {} and --sr {} {}; keep the image store and the SR in "
+                           "separate directories".format(root, sr_path, why))
 
 
 @click.command()
 @click.argument("image")
 @click.option("--sr", "sr_path", required=True, type=click.Path(exists=True, file_okay=False),
               help="Storage repository directory (<uuid>.vhd files).")
-@click.option("--uuid", "uuids", multiple=True, metavar="UUID",
+@click.option("--uuid", "uuids", multiple=True, type=UUID,
               help="UUID for the arriving VDIs, leaf first (repeatable; default: fresh ones).")
 @store_options
 @json_option
@@ -20,6 +43,7 @@ def download(image, sr_path, uuids, store, as_json, progress_mode):
     """Download IMAGE from the store into the SR; print the leaf VDI uuid."""
     from vhdport import transfer
 
+    refuse_overlap(store, sr_path)
     with reporter(progress_mode, "download") as progress:
         result = transfer.download(store, image, sr_path, uuids=list(uuids) or None,
                                    progress=progress)
@@ -30,7 +54,7 @@ def download(image, sr_path, uuids, store, as_json, progress_mode):
 
 
 @click.command()
-@click.argument("vdi_uuid")
+@click.argument("vdi_uuid", type=UUID)
 @click.option("--sr", "sr_path", required=True, type=click.Path(exists=True, file_okay=False),
               help="Storage repository directory holding the VDI.")
 @click.option("--image", "image_id", help="Upload into this existing (queued) image.")
@@ -50,6 +74,7 @@ def upload(vdi_uuid, sr_path, image_id, name, properties, compression_level, thr
 
     if bool(image_id) == bool(name):
         raise click.UsageError("give exactly one of --image ID or --name NAME")
+    refuse_overlap(store, sr_path)
     props = parse_properties(properties)
     with reporter(progress_mode, "upload") as progress:
         new_id = transfer.upload(sr_path, vdi_uuid, store, image_id=image_id, name=name,

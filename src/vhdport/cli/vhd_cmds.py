@@ -4,11 +4,35 @@ import sys
 
 import click
 
-from vhdport.cli.common import (SIZE, OperationFailed, human_size, json_option, print_fields,
-                                print_json)
+from vhdport.cli.common import (BLOCK_SIZE, SIZE, UUID_RE, VIRTUAL_SIZE, OperationFailed,
+                                human_size, json_option, print_fields, print_json)
 
 #: bytes moved per Chain.read / Chain.write call when streaming (memory stays flat)
 CHUNK = 4 << 20
+
+
+def warn(text):
+    click.echo("vhdport: warning: {}".format(text), err=True)
+
+
+def file_uuid(path):
+    """The uuid in a ``<uuid>.vhd`` file name (the VDI uuid of an SR), or None."""
+    import os
+
+    name = os.path.basename(str(path))
+    if name.endswith(".vhd") and UUID_RE.match(name[:-4]):
+        return name[:-4]
+    return None
+
+
+def note_two_uuids(path, disk_uuid):
+    """Two uuids name a VHD in an SR: the file name (the VDI uuid XenServer and `sr ls` use)
+    and the disk's own uuid in its footer (what a child records as its parent uuid).  They
+    usually differ; when a command prints one and the file name shows the other, say which."""
+    named = file_uuid(path)
+    if named is not None and named != str(disk_uuid):
+        click.echo("vhdport: note: printed the disk uuid {} (in the VHD footer); the file name "
+                   "uuid {} is the VDI uuid that `sr ls` shows".format(disk_uuid, named), err=True)
 
 
 @click.group()
@@ -18,9 +42,10 @@ def vhd():
 
 @vhd.command()
 @click.argument("path", type=click.Path(dir_okay=False))
-@click.option("--size", required=True, type=SIZE, help="Virtual size: bytes, or 20M, 2G, ...")
+@click.option("--size", required=True, type=VIRTUAL_SIZE,
+              help="Virtual size: bytes, or 20M, 2G, ... (a multiple of 512, at most 2040G)")
 @click.option("--fixed", is_flag=True, help="A fixed disk (all space allocated) instead of dynamic.")
-@click.option("--block-size", type=SIZE, default=None,
+@click.option("--block-size", type=BLOCK_SIZE, default=None,
               help="Block size of a dynamic disk (a power of two; default 2M).")
 def create(path, size, fixed, block_size):
     """Create a new VHD at PATH; print its uuid."""
@@ -35,6 +60,7 @@ def create(path, size, fixed, block_size):
     else:
         uuid = create_dynamic(path, size)
     click.echo(str(uuid))
+    note_two_uuids(path, uuid)
 
 
 @vhd.command()
@@ -45,17 +71,25 @@ def snapshot(child, parent):
     """Create CHILD, a differencing disk on top of PARENT; print its uuid."""
     from vhdport.vhd import create_snapshot
 
-    click.echo(str(create_snapshot(child, parent)))
+    uuid = create_snapshot(child, parent)
+    click.echo(str(uuid))
+    note_two_uuids(child, uuid)
 
 
-def _info_rows(doc):
+#: labels of the table rows whose key alone would not say which uuid it is
+_INFO_LABELS = {"uuid": "uuid (VHD footer)", "parent_uuid": "parent_uuid (parent's footer)"}
+
+
+def _info_rows(doc, path):
     rows = []
     for key in ("type", "uuid", "virtual_size", "physical_size", "block_size",
                 "allocated_blocks", "hidden", "parent", "parent_uuid", "depth"):
         value = doc.get(key)
         if key in ("virtual_size", "physical_size", "block_size") and value is not None:
             value = "{} ({})".format(human_size(value), value)
-        rows.append((key, value))
+        rows.append((_INFO_LABELS.get(key, key), value))
+        if key == "uuid" and file_uuid(path) is not None:
+            rows.append(("file_uuid (VDI uuid, file name)", file_uuid(path)))
     return rows
 
 
@@ -68,9 +102,11 @@ def info(path, as_json):
 
     doc = vhd_info(path)
     if as_json:
+        if file_uuid(path) is not None:
+            doc = dict(doc, file_uuid=file_uuid(path))
         print_json(doc)
     else:
-        print_fields(path, _info_rows(doc))
+        print_fields(path, _info_rows(doc, path))
 
 
 def _defect_doc(defect):
@@ -208,7 +244,20 @@ def export_cmd(path, out):
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--fixed", is_flag=True, help="Make a fixed VHD instead of a dynamic one.")
 def import_cmd(raw, out, fixed):
-    """Convert the raw disk image RAW to the VHD OUT; print its uuid."""
+    """Convert the raw disk image RAW to the VHD OUT; print its uuid.
+
+    A raw size that is not a multiple of 512 is padded with zeros up to the next sector
+    (as qemu-img does); a warning says so.
+    """
+    import os
+
     from vhdport.vhd.convert import import_raw
 
-    click.echo(str(import_raw(raw, out, fixed=fixed)))
+    uuid = import_raw(raw, out, fixed=fixed)
+    size = os.path.getsize(raw)
+    if size % 512:
+        padded = size + 512 - size % 512
+        warn("{}: {} bytes is not a multiple of 512; the virtual disk is {} bytes, the last "
+             "{} bytes zeros".format(raw, size, padded, padded - size))
+    click.echo(str(uuid))
+    note_two_uuids(out, uuid)

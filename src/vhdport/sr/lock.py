@@ -7,6 +7,7 @@ SIGKILL) releases its locks: a lock that can be taken means its owner is gone.
 import errno
 import fcntl
 import os
+import stat
 import threading
 import time
 
@@ -18,18 +19,32 @@ _POLL = 0.01
 
 
 def open_lock_file(path, create=True):
-    """Open (creating if asked) a lock file; None if it does not exist and create is False."""
-    flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+    """Open (creating if asked) a lock file; None if it does not exist and create is False.
+
+    Never through a symlink, and only a plain file with one name: the owner's pid is
+    written into it, so a planted link must not let us change a file elsewhere.
+    """
+    flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | os.O_NOFOLLOW | os.O_NONBLOCK
     if create:
         flags |= os.O_CREAT
     try:
-        return os.open(path, flags, 0o600)
+        fd = os.open(path, flags, 0o600)
     except OSError as e:
         if e.errno == errno.ENOENT and not create:
             return None
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise NoSpaceError(path=path)
+        if e.errno in (errno.ELOOP, errno.EMLINK):
+            raise SRError("lock file {} is a symbolic link; vhdport never follows links in "
+                          "an SR: remove it".format(path))
         raise SRError("cannot open lock file {}: {}".format(path, e.strerror))
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        raise SRError("lock file {} is not a plain file of its own ({}); vhdport refuses to "
+                      "use it: remove it".format(
+                          path, "hard link" if stat.S_ISREG(st.st_mode) else "not a file"))
+    return fd
 
 
 def try_flock(fd):

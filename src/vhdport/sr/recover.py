@@ -9,16 +9,70 @@ when the SR already depends on it, and back when nothing in the SR does yet.
 Files are recognised by inode, so a journal never acts on someone else's file.
 """
 
+import errno
 import json
 import logging
 import os
+import stat
 
 from ..fsutil import fsync_dir
-from .scan import SUFFIX, os_error
+from .scan import SUFFIX, is_uuid, os_error
 
 log = logging.getLogger(__name__)
 
 JOURNAL = ".journal.json"
+#: a journal names a chain of at most a few dozen files: anything bigger is not ours
+MAX_JOURNAL_BYTES = 64 * 1024
+#: the only file names a journal may name (``<uuid><suffix>`` directly in the SR)
+JOURNAL_SUFFIXES = (SUFFIX, ".qcow2")
+
+
+class _Untrusted(ValueError):
+    """A journal entry that could name a file outside the SR (or not a VDI of it)."""
+
+
+def _vdi_name(name):
+    """``name`` if it is a bare ``<uuid>.vhd`` (or ``.qcow2``); else _Untrusted."""
+    if isinstance(name, str):
+        for suffix in JOURNAL_SUFFIXES:
+            if name.endswith(suffix) and is_uuid(name[:-len(suffix)]):
+                return name
+    raise _Untrusted("{!r} is not a bare <uuid>{} name of this SR".format(name, SUFFIX))
+
+
+def _uuid_field(doc, key):
+    value = doc[key]
+    if not is_uuid(value):
+        raise _Untrusted("{} {!r} is not a uuid".format(key, value))
+    return value
+
+
+def _inode(value):
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise _Untrusted("{!r} is not an inode number".format(value))
+    return value
+
+
+def _read_journal(path):
+    """The journal's JSON, or None; never through a link, never more than a small file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            log.warning("journal %s is a symbolic link: ignored and left alone", path)
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_JOURNAL_BYTES:
+            log.warning("journal %s is not a small plain file: ignored and left alone", path)
+            return None
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(MAX_JOURNAL_BYTES + 1)
+        return json.loads(data.decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None   # one never completed: nothing reached the SR
+    finally:
+        os.close(fd)
 
 
 def _ino(path):
@@ -33,7 +87,8 @@ def write_journal(staging_dir, doc):
     path = os.path.join(staging_dir, JOURNAL)
     tmp = path + ".tmp"
     try:
-        with open(tmp, "w") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as f:
             json.dump(doc, f)
             f.flush()
             os.fsync(f.fileno())
@@ -67,10 +122,8 @@ def recover(sr_path, staging_dir):
 
     The caller holds the SR lock and removes the staging dir afterwards.
     """
-    try:
-        with open(os.path.join(staging_dir, JOURNAL)) as f:
-            doc = json.load(f)
-    except (OSError, ValueError):
+    doc = _read_journal(os.path.join(staging_dir, JOURNAL))
+    if not isinstance(doc, dict):
         return None   # no journal (or one never completed): nothing reached the SR
     try:
         if doc.get("op") == "publish":
@@ -79,7 +132,11 @@ def recover(sr_path, staging_dir):
             done = _recover_snapshot(sr_path, staging_dir, doc)
         else:
             return None
-    except (KeyError, TypeError, ValueError) as e:
+    except _Untrusted as e:
+        log.warning("ignoring journal in %s that names something outside SR %s: %s; "
+                    "nothing touched", staging_dir, sr_path, e)
+        return None
+    except (KeyError, TypeError, ValueError, IndexError) as e:
         log.warning("ignoring unreadable journal in %s: %s", staging_dir, e)
         return None
     if done:
@@ -89,6 +146,9 @@ def recover(sr_path, staging_dir):
 
 def _finish_publish(sr_path, staging_dir, files):
     """Leaf already in the SR: move the rest of the chain in.  Otherwise: nothing to do."""
+    if not isinstance(files, list) or not files:
+        raise _Untrusted("the file list is {!r}".format(files))
+    files = [(_vdi_name(name), _inode(ino)) for name, ino in files]
     leaf_name, leaf_ino = files[0]
     if _ino(os.path.join(sr_path, leaf_name)) != leaf_ino:
         return None
@@ -99,6 +159,10 @@ def _finish_publish(sr_path, staging_dir, files):
         if found == ino:
             continue
         src = os.path.join(staging_dir, name)
+        if found is None and _ino(src) == ino and not stat.S_ISREG(os.lstat(src).st_mode):
+            log.error("cannot finish the publish of %s: %s in staging is not a plain file",
+                      leaf_name, name)
+            break
         if found is not None or _ino(src) != ino:
             log.error("cannot finish the publish of %s: %s is %s", leaf_name, name,
                       "taken by another file" if found is not None else "missing from staging")
@@ -113,9 +177,10 @@ def _finish_publish(sr_path, staging_dir, files):
 def _recover_snapshot(sr_path, staging_dir, doc):
     """Before the VDI's rename: drop the extra name of its file.  After: finish."""
     from ..vhd import VhdFile, set_hidden
-    vdi = os.path.join(sr_path, doc["vdi"] + SUFFIX)
-    base = os.path.join(sr_path, doc["base"] + SUFFIX)
-    snap = os.path.join(sr_path, doc["snap"] + SUFFIX)
+    vdi = os.path.join(sr_path, _uuid_field(doc, "vdi") + SUFFIX)
+    base = os.path.join(sr_path, _uuid_field(doc, "base") + SUFFIX)
+    snap = os.path.join(sr_path, _uuid_field(doc, "snap") + SUFFIX)
+    _inode(doc["ino"])
     if _ino(vdi) == doc["ino"]:
         if _ino(base) == doc["ino"]:
             os.unlink(base)
@@ -126,7 +191,8 @@ def _recover_snapshot(sr_path, staging_dir, doc):
         return None   # not the state this journal describes: touch nothing
     done = []
     staged_snap = os.path.join(staging_dir, doc["snap"] + SUFFIX)
-    if _ino(snap) is None and _ino(staged_snap) is not None:
+    if _ino(snap) is None and _ino(staged_snap) is not None \
+            and stat.S_ISREG(os.lstat(staged_snap).st_mode):
         os.link(staged_snap, snap)
         fsync_dir(sr_path)
         done.append("linked snapshot " + doc["snap"])

@@ -13,6 +13,7 @@ import errno
 import logging
 import os
 import shutil
+import stat
 import uuid as uuidlib
 
 from ..errors import ChainError, SRError, VhdportError
@@ -46,6 +47,36 @@ def _unlink(path):
             raise
 
 
+def _lstat(path):
+    try:
+        return os.lstat(path)
+    except OSError as e:
+        if e.errno == errno.ENOENT:
+            return None
+        raise os_error(e, path, "inspect")
+
+
+def _kind(st):
+    if stat.S_ISLNK(st.st_mode):
+        return "a symbolic link"
+    if stat.S_ISREG(st.st_mode):
+        return "a file"
+    return "not a directory"
+
+
+def _check_root(root):
+    """The staging root's lstat, None if absent; SRError unless it is a real directory.
+
+    Why: reclaiming removes directories found here, so a symlink planted as the root
+    would make us delete directories outside the SR.
+    """
+    st = _lstat(root)
+    if st is not None and not stat.S_ISDIR(st.st_mode):
+        raise SRError("staging root {} is {}, not a directory; vhdport never follows links in "
+                      "an SR: remove it (or move it away) and retry".format(root, _kind(st)))
+    return st
+
+
 def staging_root(sr_path):
     root = os.path.join(sr_path, STAGING_DIR)
     try:
@@ -53,41 +84,86 @@ def staging_root(sr_path):
     except OSError as e:
         if e.errno != errno.EEXIST:
             raise os_error(e, root, "create the staging root")
+    _check_root(root)
     return root
 
 
+def _same_dir(path, st):
+    """``path`` is still the real directory ``st`` described (not swapped for a link)."""
+    now = _lstat(path)
+    return now is not None and stat.S_ISDIR(now.st_mode) and \
+        (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
+
+
+def _real_subdir(root, name):
+    """lstat of ``root/name`` if it is a real directory, else None (warned if it is a link)."""
+    path = os.path.join(root, name)
+    st = _lstat(path)
+    if st is None:
+        return None
+    if not stat.S_ISDIR(st.st_mode):
+        log.warning("staging entry %s is %s, not a directory: left alone", path, _kind(st))
+        return None
+    return st
+
+
 def reclaim(sr_path):
-    """Remove staging dirs whose owner is gone (lock free); return the removed dir paths."""
+    """Remove staging dirs whose owner is gone (lock free); return the removed dir paths.
+
+    Only real directories directly inside the real staging root are ever removed.
+    """
     root = os.path.join(sr_path, STAGING_DIR)
-    if not os.path.isdir(root):
+    root_st = _check_root(root)
+    if root_st is None:
         return []
     removed = []
     with FileLock(os.path.join(root, ROOT_LOCK), "staging root of " + sr_path):
+        if not _same_dir(root, root_st):
+            _check_root(root)
+            raise SRError("staging root {} changed while it was being locked; retry".format(root))
         names = set(os.listdir(root))
         for name in sorted(names):
             if name.startswith(".") or not name.endswith(LOCK_SUFFIX):
                 continue
             stem = name[:-len(LOCK_SUFFIX)]
-            fd = open_lock_file(os.path.join(root, name), create=False)
+            try:
+                fd = open_lock_file(os.path.join(root, name), create=False)
+            except SRError as e:
+                log.warning("%s: left alone", e)
+                continue
             if fd is None:
                 continue
             try:
                 if not try_flock(fd):
                     continue          # in use by a live process
-                if not _recovered(sr_path, os.path.join(root, stem)):
+                stem_st = _real_subdir(root, stem)
+                if stem in names and stem_st is None:
+                    continue          # a link or file where our dir should be: not ours
+                if stem_st is not None and not _recovered(sr_path, os.path.join(root, stem)):
                     continue          # keep the dir and its journal for the next try
-                _rmtree(os.path.join(root, stem))
+                if stem_st is not None:
+                    _remove_dir(root, root_st, stem, stem_st)
                 _unlink(os.path.join(root, name))
                 removed.append(os.path.join(root, stem))
             finally:
                 os.close(fd)
         for name in sorted(names):
-            path = os.path.join(root, name)
-            if not name.startswith(".") and name + LOCK_SUFFIX not in names \
-                    and os.path.isdir(path) and not os.path.islink(path):
-                _rmtree(path)         # its owner removed the lock last, so this is debris
-                removed.append(path)
+            if name.startswith(".") or name + LOCK_SUFFIX in names:
+                continue
+            st = _real_subdir(root, name)
+            if st is not None:        # its owner removed the lock last, so this is debris
+                _remove_dir(root, root_st, name, st)
+                removed.append(os.path.join(root, name))
     return removed
+
+
+def _remove_dir(root, root_st, name, st):
+    """rmtree of ``root/name`` only while both are still the real directories we checked."""
+    path = os.path.join(root, name)
+    if not (_same_dir(root, root_st) and _same_dir(path, st)):
+        raise SRError("{} changed while reclaiming it (replaced by a link?); left alone".format(
+            path))
+    _rmtree(path)
 
 
 def _recovered(sr_path, path):

@@ -60,8 +60,15 @@ class GlanceStore(Store):
                               extra_headers=extra_headers, cacert=cacert, insecure=insecure,
                               timeout=timeout, retries=retries, retry_delay=retry_delay)
         self.display = self._http.display
-        self.chunk_size = int(chunk_size)
-        self.page_size = max(1, int(page_size))
+        try:
+            self.chunk_size = int(chunk_size)
+            self.page_size = int(page_size)
+        except (TypeError, ValueError):
+            raise StoreError("chunk_size and page_size must be whole numbers, not {!r} and {!r}"
+                             .format(chunk_size, page_size)) from None
+        if self.chunk_size <= 0 or self.page_size <= 0:
+            raise StoreError("chunk_size and page_size must be > 0 (got {} and {})".format(
+                self.chunk_size, self.page_size))
 
     def __repr__(self):
         return "{}({!r}, api_version={})".format(type(self).__name__, self.display,
@@ -122,11 +129,11 @@ class GlanceStore(Store):
 
     def list(self):
         path = "/v2/images?" + urllib.parse.urlencode({"limit": self.page_size})
-        seen = set()
-        while path and path not in seen:
-            seen.add(path)
+        pages = PageGuard(self)
+        while path:
+            pages.turn(path)
             doc = self._http.request("GET", path).json("image list")
-            images = doc.get("images") or []
+            images = pages.fresh(doc.get("images"))
             for image in images:
                 yield record_from_v2(image)
             path = self._next_path(doc.get("next")) if images else None
@@ -202,14 +209,59 @@ class GlanceStore(Store):
         return path + ("?" + parts.query if parts.query else "")
 
 
+#: most list pages read before giving up (page_size 100: a million images)
+MAX_PAGES = 10000
+
+
+class PageGuard(object):
+    """Bounds a paginated listing: a server whose ``next`` loops or never ends is refused.
+
+    Why: a Glance that always answers a new ``next`` kept ``image ls`` running forever.
+    """
+
+    def __init__(self, store, max_pages=None):
+        self.store = store
+        self.max_pages = max_pages or getattr(store, "max_pages", MAX_PAGES)
+        self.pages, self.paths, self.ids = 0, set(), set()
+
+    def turn(self, path):
+        if path in self.paths:
+            raise StoreError("{}: the image list loops (page {} asked twice); refused".format(
+                self.store.display, path[:200]))
+        self.pages += 1
+        if self.pages > self.max_pages:
+            raise StoreError("{}: the image list goes on for more than {} pages; refused"
+                             .format(self.store.display, self.max_pages))
+        self.paths.add(path)
+
+    def fresh(self, images):
+        """The images of a page; StoreError if it is not a list or repeats only known ones."""
+        if images is None:
+            return []
+        if not isinstance(images, list):
+            raise StoreError("{}: the image list page holds {} where a list of images belongs"
+                             .format(self.store.display, type(images).__name__))
+        ids = [image.get("id") if isinstance(image, dict) else None for image in images]
+        new = [i for i in ids if i not in self.ids]
+        if images and not new:
+            raise StoreError("{}: the image list repeats images already listed (its next link "
+                             "loops); refused".format(self.store.display))
+        self.ids.update(ids)
+        return images
+
+
 def record_from_v2(doc):
     """A store record from a Glance v2 image document."""
     if not isinstance(doc, dict) or "id" not in doc:
         raise StoreError("not a Glance image record: {!r}".format(doc)[:200])
     record = new_record(**{f: doc.get(f) for f in RECORD_FIELDS if f != "properties"})
-    record["properties"] = {
-        key: value if isinstance(value, str) else json.dumps(value)
-        for key, value in doc.items() if key not in CORE_ATTRIBUTES and value is not None}
+    try:
+        record["properties"] = {
+            key: value if isinstance(value, str) else json.dumps(value)
+            for key, value in doc.items() if key not in CORE_ATTRIBUTES and value is not None}
+    except (RecursionError, ValueError):
+        raise StoreError("image {!r}: a property is nested too deeply to read".format(
+            str(doc.get("id"))[:80])) from None
     return record
 
 

@@ -12,7 +12,7 @@ import urllib.parse
 
 from vhdport.errors import StoreError
 from vhdport.stores.base import RECORD_FIELDS, new_record
-from vhdport.stores.glance import GlanceStore, _custom, _image_path
+from vhdport.stores.glance import GlanceStore, PageGuard, _custom, _image_path
 from vhdport.stores.http_download import HttpDownload
 
 META = "x-image-meta-"
@@ -87,20 +87,20 @@ class GlanceV1Store(GlanceStore):
 
     def list(self):
         marker = None
-        seen = set()
+        pages = PageGuard(self)
         while True:
             query = {"limit": self.page_size}
             if marker is not None:
                 query["marker"] = marker
             path = "/v1/images/detail?" + urllib.parse.urlencode(query)
-            images = self._http.request("GET", path).json("image list").get("images") or []
-            fresh = [image for image in images if image.get("id") not in seen]
-            for image in fresh:
-                seen.add(image.get("id"))
+            pages.turn(path)
+            images = pages.fresh(self._http.request("GET", path).json("image list")
+                                 .get("images"))
+            for image in images:
                 yield record_from_v1_json(image)
-            if len(images) < self.page_size or not fresh:
+            if len(images) < self.page_size:
                 return
-            marker = images[-1].get("id")
+            marker = images[-1].get("id") if isinstance(images[-1], dict) else None
 
     def delete(self, image_id):
         self._http.request("DELETE", _image_path(image_id, 1), expect=(200, 204),

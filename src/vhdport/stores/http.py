@@ -20,6 +20,9 @@ import urllib.parse
 from vhdport.errors import (AuthError, ImageNotFound, IntegrityError, StoreError,
                             TransientStoreError)
 from vhdport.stores.base import StreamDigest
+from vhdport.stores.http_bounds import (  # noqa: F401  (redact_text: used by cli and plugin)
+    MAX_ERROR_BYTES, MAX_METADATA_BYTES, Deadline, check_headers, read_capped, redact_text,
+    secret_forms)
 
 log = logging.getLogger("vhdport.stores.http")
 
@@ -30,6 +33,9 @@ MAX_RETRY_DELAY = 30.0
 _END = object()
 #: bytes of an error body quoted in messages
 _DETAIL_CHARS = 300
+#: a refused connection is retried at most this often, with short pauses (a few s in all)
+REFUSED_RETRIES = 3
+REFUSED_MAX_PAUSE = 1.0
 
 
 class _Secret(object):
@@ -53,10 +59,11 @@ class _Attempt(Exception):
     refused), so even a non-idempotent POST may be tried again.
     """
 
-    def __init__(self, error, transient, sent=True, retry_after=None):
+    def __init__(self, error, transient, sent=True, retry_after=None, refused=False):
         super().__init__(str(error))
         self.error, self.transient, self.sent = error, transient, sent
         self.retry_after = retry_after
+        self.refused = refused
 
 
 class Reply(object):
@@ -69,10 +76,17 @@ class Reply(object):
         return self.headers.get(name, default)
 
     def json(self, what="response"):
+        """The body as a JSON object (dict); StoreError for anything else, bombs included."""
         try:
-            return json.loads(self.body.decode("utf-8"))
+            doc = json.loads(self.body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as e:
             raise StoreError("{} is not valid JSON ({}): {!r}".format(what, e, self.body[:100]))
+        except RecursionError:
+            raise StoreError("{} is JSON nested too deeply to read ({} bytes)".format(
+                what, len(self.body))) from None
+        if not isinstance(doc, dict):
+            raise StoreError("{} is not a JSON object but {}".format(what, type(doc).__name__))
+        return doc
 
 
 def _detail(body):
@@ -84,7 +98,7 @@ def _detail(body):
             inner = next(iter(doc.values())) if len(doc) == 1 else doc
             if isinstance(inner, dict) and "message" in inner:
                 text = str(inner["message"])
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
     for tag in ("<html>", "</html>", "<head>", "</head>", "<body>", "</body>",
                 "<title>", "</title>", "<h1>", "</h1>", "<br />"):
@@ -127,8 +141,16 @@ class Endpoint(object):
         self.display = "{}://{}{}".format(scheme, netloc, self.prefix)
         self._token = _Secret(auth_token) if auth_token else None
         self._extra = dict(extra_headers or {})
-        self.timeout = float(timeout)
-        self.retries = max(0, int(retries))
+        check_headers(self._token, self._extra)
+        try:
+            self.timeout = float(timeout)
+            self.retries = int(retries)
+        except (TypeError, ValueError):
+            raise StoreError("timeout and retries must be numbers, not {!r} and {!r}".format(
+                timeout, retries)) from None
+        if not self.timeout > 0 or self.retries < 0:
+            raise StoreError("timeout must be > 0 s and retries >= 0 (got {:g} and {})".format(
+                self.timeout, self.retries))
         self.retry_delay = float(retry_delay)
         self.sleep = sleep
         self._tls = None
@@ -144,20 +166,42 @@ class Endpoint(object):
     def __repr__(self):
         return "Endpoint({!r})".format(self.display)
 
+    @property
+    def deadline(self):
+        """Longest a whole metadata answer (or the headers of a data answer) may take.
+
+        A little over the socket timeout, so plain silence is still reported (and retried)
+        as a timeout, while a server that trickles bytes is cut off soon after it.
+        """
+        return self.timeout + min(self.timeout, 5.0)
+
     def scrub(self, data):
         """``data`` (an answer's body) with our credentials masked.
 
         A reflecting proxy or error page may echo the request headers back; the body
         then travels into error messages and logs, so the token must not travel with it.
         """
+        for form in self._secret_forms():
+            data = data.replace(form.encode("utf-8", "surrogateescape"), b"***")
+        return data
+
+    def secrets(self):
+        """The credentials this endpoint sends (for redaction; never for display)."""
         secrets = [self._token.value] if self._token is not None else []
         secrets += [v for k, v in self._extra.items()
                     if any(w in k.lower() for w in ("token", "auth", "secret", "password",
                                                     "key", "cookie"))]
-        for secret in secrets:
-            if isinstance(secret, str) and len(secret) >= 4:
-                data = data.replace(secret.encode("utf-8", "replace"), b"***")
-        return data
+        return [s for s in secrets if isinstance(s, str)]
+
+    def _secret_forms(self):
+        forms = set()
+        for secret in self.secrets():
+            forms.update(secret_forms(secret))
+        return sorted(forms, key=len, reverse=True)
+
+    def redact(self, text):
+        """``text`` (a message) with every representation of our credentials masked."""
+        return redact_text(text, self.secrets())
 
     # --- plumbing ---------------------------------------------------------
 
@@ -215,6 +259,9 @@ class Endpoint(object):
                     "TLS certificate of {} could not be verified ({}); pass cacert=<CA bundle "
                     "file> for a private CA (insecure=True only for tests)".format(
                         self.display, exc), url=url), False
+        if isinstance(exc, socket.gaierror):
+            return StoreError("cannot resolve host name {!r} ({}) for {}; check the store URL"
+                              .format(self.host, exc.strerror or exc, where), url=url), False
         if isinstance(exc, socket.timeout):
             text = "timed out: no answer within {:g}s during {} of {}".format(
                 self.timeout, during, where)
@@ -222,7 +269,7 @@ class Endpoint(object):
             text = "connection refused by {} during {}".format(where, during)
         else:
             text = "connection to {} failed during {}: {}: {}".format(
-                where, during, type(exc).__name__, exc)
+                where, during, type(exc).__name__, self.redact(str(exc)))
         return TransientStoreError(text, url=url, image_id=image_id), True
 
     # --- requests ---------------------------------------------------------
@@ -241,15 +288,20 @@ class Endpoint(object):
                 return self._attempt(method, path, body, headers, expect, accept, image_id, stream)
             except _Attempt as failed:
                 retry_ok = failed.transient and (idempotent or not failed.sent)
-                if not retry_ok or attempt >= self.retries:
+                limit = min(self.retries, REFUSED_RETRIES) if failed.refused else self.retries
+                if not retry_ok or attempt >= limit:
                     err = failed.error
                     if failed.transient and attempt > 0:
                         err.args = ("{} (gave up after {} attempts)".format(err.args[0],
                                                                             attempt + 1),)
                     raise err
                 pause = self.delay(attempt, failed.retry_after)
-                log.warning("%s; retrying in %.2gs (attempt %d of %d)", failed.error, pause,
-                            attempt + 2, self.retries + 1)
+                if failed.refused:
+                    pause = min(pause, REFUSED_MAX_PAUSE)
+                # a refused connection is retried briefly and quietly (a service restarting)
+                log.log(logging.INFO if failed.refused else logging.WARNING,
+                        "%s; retrying in %.2gs (attempt %d of %d)", failed.error, pause,
+                        attempt + 2, limit + 1)
                 self.sleep(pause)
                 attempt += 1
 
@@ -257,21 +309,37 @@ class Endpoint(object):
         conn = self.connect()
         full = self.prefix + path
         sent = False
+        deadline = Deadline(conn, self.deadline)
         try:
             try:
-                conn.connect()
-                sent = True
-                conn.request(method, full, body=body, headers=self.headers(headers))
-                resp = conn.getresponse()
-                if stream and (resp.status in expect or resp.status in accept):
-                    conn_to_return, conn = conn, None
-                    return conn_to_return, resp
-                data = self.scrub(resp.read())
-            except (OSError, http.client.HTTPException) as exc:
+                with deadline:
+                    conn.connect()
+                    sent = True
+                    conn.request(method, full, body=body, headers=self.headers(headers))
+                    resp = conn.getresponse()
+                    if stream and (resp.status in expect or resp.status in accept):
+                        deadline.cancel()   # the data itself may take long; only silence counts
+                        conn_to_return, conn = conn, None
+                        return conn_to_return, resp
+                    ok = resp.status in expect or resp.status in accept
+                    data = self.scrub(read_capped(
+                        resp, MAX_METADATA_BYTES if ok else MAX_ERROR_BYTES, truncate=not ok,
+                        what="answer to {} {}".format(method, self.url(path))))
+                if deadline.fired:   # the cut-off socket may just look like an early end
+                    raise socket.error("cut off at the deadline")
+                if ok and resp.length:
+                    raise http.client.IncompleteRead(data, resp.length)
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                if deadline.fired and not isinstance(exc, socket.timeout):
+                    raise _Attempt(self.too_slow(method, path, image_id), False)
                 if isinstance(exc, ConnectionRefusedError):
                     sent = False
+                if isinstance(exc, ValueError) and not isinstance(
+                        exc, (OSError, ssl.CertificateError)):   # http.client's parser
+                    raise _Attempt(self.garbled(exc, method, path, image_id), True, sent=sent)
                 err, transient = self.connection_error(exc, method, path, image_id)
-                raise _Attempt(err, transient, sent=sent)
+                raise _Attempt(err, transient, sent=sent,
+                               refused=isinstance(exc, ConnectionRefusedError))
             if resp.status in expect or resp.status in accept:
                 return Reply(resp.status, resp.headers, data)
             err = self.status_error(resp.status, resp.reason, method, path, image_id, data)
@@ -285,6 +353,20 @@ class Endpoint(object):
         finally:
             if conn is not None:
                 conn.close()
+
+    def too_slow(self, method, path, image_id=None):
+        """The error for a server that kept talking but did not finish within the timeout."""
+        where = "{} {}".format(method, self.url(path))
+        if image_id is not None:
+            where += " (image {})".format(image_id)
+        return StoreError("no complete answer to {} within {:g}s: the server sends too slowly "
+                          "(not retried); raise --timeout if it is just slow".format(
+                              where, self.deadline), url=self.url(path), image_id=image_id)
+
+    def garbled(self, exc, method, path, image_id=None):
+        return TransientStoreError("garbled HTTP answer to {} {}: {}".format(
+            method, self.url(path), self.redact(str(exc))[:200]), url=self.url(path),
+            image_id=image_id)
 
     def upload(self, method, path, chunks, headers, expect, image_id, size=None):
         """Send ``chunks`` as a chunked body, once (an iterator cannot be replayed).
@@ -324,11 +406,19 @@ class Endpoint(object):
             if size is not None and digest.size != size:
                 raise IntegrityError(what="upload size", subject="image {}".format(image_id),
                                      expected=size, actual=digest.size)
+            deadline = Deadline(conn, self.deadline)
             try:
-                conn.send(b"0\r\n\r\n")
-                resp = conn.getresponse()
-                data = self.scrub(resp.read())
-            except (OSError, http.client.HTTPException) as exc:
+                with deadline:
+                    conn.send(b"0\r\n\r\n")
+                    resp = conn.getresponse()
+                    data = self.scrub(read_capped(
+                        resp, MAX_METADATA_BYTES if resp.status in expect else MAX_ERROR_BYTES,
+                        truncate=True, what="answer to the upload"))
+                if deadline.fired:
+                    raise socket.error("cut off at the deadline")
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                if deadline.fired and not isinstance(exc, socket.timeout):
+                    raise self.too_slow(method, path, image_id)
                 raise self._upload_broken(exc, method, path, image_id, digest.size)
             finished = True
         finally:
@@ -347,9 +437,10 @@ class Endpoint(object):
         try:
             if conn.sock is not None:
                 conn.sock.settimeout(min(self.timeout, 2.0))
-            resp = conn.getresponse()
-            data = self.scrub(resp.read(64 * 1024))
-        except (OSError, http.client.HTTPException):
+            with Deadline(conn, min(self.timeout, 5.0)):
+                resp = conn.getresponse()
+                data = self.scrub(read_capped(resp, MAX_ERROR_BYTES, truncate=True))
+        except (OSError, http.client.HTTPException, ValueError):
             return None
         return self.status_error(resp.status, resp.reason, method, path, image_id, data)
 

@@ -110,6 +110,11 @@ class HttpDownload(object):
             data = self._resp.read(n)
         except (OSError, http.client.HTTPException) as exc:
             return b"", exc
+        except ValueError as exc:   # http.client on a garbled chunk header (e.g. negative size)
+            if isinstance(exc, OSError):
+                return b"", exc
+            return b"", _BadResponse("garbled HTTP body from {}: {}".format(
+                self.url, self._endpoint.redact(str(exc))[:200]))
         if data:
             self._pos += len(data)
             if self._md5 is not None:

@@ -16,6 +16,7 @@ leaves the old state or the new one -- never an active image over partial data.
 import errno
 import fcntl
 import json
+import logging
 import os
 import re
 import tempfile
@@ -26,8 +27,13 @@ from contextlib import contextmanager
 from vhdport import errors
 from vhdport.fsutil import fsync_dir, unlink_quietly, write_all
 from vhdport.stores import base
+from vhdport.stores.local_records import (DAMAGED, MAX_RECORD_BYTES, damaged_record,
+                                          open_nofollow, validate_record)
+
+log = logging.getLogger("vhdport.stores.local")
 
 MARKER = "vhdport-store.json"
+
 STORE_KIND = "vhdport-local-store"
 STORE_VERSION = 1
 
@@ -114,7 +120,7 @@ class LocalImageStream(object):
             raise errors.StoreError(
                 "{}: offset {} is outside the image (size {})".format(path, offset, size))
         with _os_errors(path, "open image data"):
-            self._file = open(path, "rb")
+            self._file = os.fdopen(open_nofollow(path, os.O_RDONLY), "rb")
         try:
             actual = os.fstat(self._file.fileno()).st_size
             if actual != size:
@@ -148,15 +154,22 @@ class LocalStore(base.Store):
         self.images_dir = os.path.join(self.root, "images")
         self.display = display or root
         self._known = False
+        #: True once this object made a new store at ``root`` (callers tell the user)
+        self.created = False
 
     # --- layout -----------------------------------------------------------
 
     def _ready(self, create=False):
-        """Whether a store lives at the root; with ``create``, make one there if the root is empty."""
+        """Whether a store lives at the root; with ``create``, make one if the root is empty."""
         if self._known:
             return True
         marker = os.path.join(self.root, MARKER)
         with _os_errors(self.root, "read the image store"):
+            if os.path.lexists(self.images_dir) and not (
+                    os.path.isdir(self.images_dir) and not os.path.islink(self.images_dir)):
+                raise errors.StoreError("{}: is not a real directory (a symbolic link?); the "
+                                        "store never follows links: remove it".format(
+                                            self.images_dir))
             if os.path.isfile(marker):
                 with open(marker, "rb") as f:
                     text = f.read().decode("utf-8", "replace")
@@ -176,11 +189,25 @@ class LocalStore(base.Store):
                     "{}: not a vhdport image store (no {}) and not empty; give an empty or "
                     "new directory".format(self.root, MARKER))
         if not create:
+            if not os.path.isdir(self.root):
+                raise errors.StoreError(
+                    "{}: no image store there (the directory does not exist); check --store, "
+                    "or upload or import an image to create one".format(self.display))
             return False
+        parent = os.path.dirname(self.root)
+        if not os.path.isdir(self.root) and not os.path.isdir(parent):
+            raise errors.StoreError(
+                "{}: cannot create an image store there: its parent directory {} does not "
+                "exist; create it first or check --store".format(self.display, parent))
         with _os_errors(self.root, "create the image store"):
-            os.makedirs(self.images_dir, exist_ok=True)
+            if not os.path.isdir(self.root):
+                os.mkdir(self.root, 0o755)
+            if not os.path.isdir(self.images_dir):
+                os.mkdir(self.images_dir, 0o755)
             _write_atomic(marker, _marker_text().encode("utf-8"))
-            fsync_dir(os.path.dirname(self.root))
+            fsync_dir(parent)
+        self.created = True
+        log.info("created a new image store at %s", self.root)
         self._known = True
         return True
 
@@ -199,7 +226,7 @@ class LocalStore(base.Store):
     def _records_locked(self):
         path = os.path.join(self.root, "lock")
         with _os_errors(path, "lock the image store"):
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = open_nofollow(path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -210,19 +237,26 @@ class LocalStore(base.Store):
         """(record, created_ns) of an image."""
         path = self._path(image_id, "json")
         try:
-            with open(path, "rb") as f:
-                doc = json.loads(f.read().decode("utf-8"))
-            return doc["record"], doc["created_ns"]
+            with os.fdopen(open_nofollow(path, os.O_RDONLY), "rb") as f:
+                data = f.read(MAX_RECORD_BYTES + 1)
+            if len(data) > MAX_RECORD_BYTES:
+                raise ValueError("larger than {} bytes".format(MAX_RECORD_BYTES))
+            doc = json.loads(data.decode("utf-8"))
         except FileNotFoundError:
             raise errors.ImageNotFound(image_id=image_id, store=self.display) from None
         except OSError as exc:
             raise store_os_error(exc, path, "read the image record") from exc
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, RecursionError) as exc:
             raise errors.StoreError("{}: damaged image record ({}); delete the image and upload "
-                                    "it again".format(path, exc)) from exc
+                                    "it again".format(path, exc)) from None
+        return validate_record(doc, image_id, path)
 
-    def _save(self, record, created_ns):
-        path = self._path(record["id"], "json")
+    def _save(self, image_id, record, created_ns):
+        """Save the record of ``image_id`` (the path comes from that id, never the record)."""
+        if not _ID_RE.match(image_id) or record.get("id") != image_id:
+            raise errors.StoreError("refusing to save a record for {!r} as image {}".format(
+                record.get("id"), image_id))
+        path = self._path(image_id, "json")
         doc = {"record": record, "created_ns": created_ns}
         with _os_errors(path, "write the image record"):
             _write_atomic(path, json.dumps(doc, indent=1, sort_keys=True).encode("utf-8"))
@@ -233,7 +267,7 @@ class LocalStore(base.Store):
             record, created_ns = self._load(image_id)
             change(record)
             record["updated_at"] = glance_time()
-            self._save(record, created_ns)
+            self._save(image_id, record, created_ns)
         return record
 
     # --- the Store verbs ----------------------------------------------------
@@ -255,7 +289,7 @@ class LocalStore(base.Store):
             container_format=container_format, visibility=visibility or "shared",
             properties=props, created_at=glance_time(now), updated_at=glance_time(now))
         with self._records_locked():
-            self._save(record, int(now * 1e9))
+            self._save(record["id"], record, int(now * 1e9))
         return record
 
     def update(self, image_id, name=None, properties=None, remove=()):
@@ -287,7 +321,7 @@ class LocalStore(base.Store):
 
     def list(self):
         if not self._ready():
-            return []
+            return []   # an empty directory: a store not made yet
         with _os_errors(self.images_dir, "list images"):
             names = os.listdir(self.images_dir)
         found = []
@@ -299,6 +333,10 @@ class LocalStore(base.Store):
                 record, created_ns = self._load(image_id)
             except errors.ImageNotFound:
                 continue  # deleted while we listed
+            except errors.StoreError as exc:  # one bad record must not hide the others
+                log.warning("%s", exc)
+                record, created_ns = damaged_record(image_id, str(exc)), 0
+                record["created_at"] = ""
             found.append((record["created_at"], created_ns, image_id, record))
         found.sort(key=lambda entry: entry[:3])
         return [entry[3] for entry in found]
@@ -356,6 +394,7 @@ class LocalStore(base.Store):
                     record.update(status=base.ACTIVE, size=result.size, checksum=result.md5,
                                   os_hash_algo="sha512", os_hash_value=result.sha512)
                 self._modify(image_id, finish)
+                self._check_stored(image_id, result)
             except BaseException:
                 self._abort(image_id)
                 raise
@@ -365,11 +404,24 @@ class LocalStore(base.Store):
 
     # --- upload helpers -------------------------------------------------------
 
+    def _check_stored(self, image_id, result):
+        """Read the record back: an upload succeeds only as an active image with our hashes."""
+        record = self._load(image_id)[0]
+        if record["status"] != base.ACTIVE:
+            raise errors.ImageStateError(image_id=image_id, status=record["status"],
+                                         expected=base.ACTIVE + " after upload")
+        subject = "uploaded image {} in {}".format(image_id, self.display)
+        for field, want in (("size", result.size), ("checksum", result.md5),
+                            ("os_hash_value", result.sha512)):
+            if record[field] != want:
+                raise errors.IntegrityError(what=field, subject=subject, expected=want,
+                                            actual=record[field])
+
     def _lock_upload(self, image_id):
         """Hold the image's upload lock, or refuse: a second concurrent put must not succeed."""
         path = self._path(image_id, "lock")
         with _os_errors(path, "lock the image for upload"):
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = open_nofollow(path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -43,7 +43,10 @@ class Defect(collections.namedtuple("Defect", "field offset message path")):
     __slots__ = ()
 
     def __str__(self):
-        return "{}: {} at offset {}: {}".format(self.path, self.field, self.offset, self.message)
+        where = " at offset {}".format(self.offset)
+        if where + ":" in self.message or self.message.endswith(where) or where + " " in self.message:
+            where = ""      # the message already names the offset: say it once
+        return "{}: {}{}: {}".format(self.path, self.field, where, self.message)
 
 
 Defect.__new__.__defaults__ = (None,)

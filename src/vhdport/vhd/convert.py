@@ -126,7 +126,7 @@ def _copy_blocks(disk, reader, data_size, block_size, source, buf, next_data, sy
 
 def _import(reader, out_path, data_size, fixed, block_size, source):
     size = _round_up(data_size)
-    check_size(size)
+    check_size(size, out_path)
     if fixed:
         new_uuid = create_fixed(out_path, size)
     else:

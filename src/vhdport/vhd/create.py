@@ -23,17 +23,18 @@ from .disk import MAX_VIRTUAL_SIZE, SECTOR, VhdFile, new_uuid
 LOCATOR_CODES = (CODE_MACX, CODE_W2KU, CODE_W2RU)
 
 
-def check_size(size):
+def check_size(size, path="<new disk>"):
     if size <= 0 or size % SECTOR:
-        raise FormatError("virtual size {} must be a positive multiple of 512".format(size))
+        raise FormatError("virtual size {} must be a positive multiple of 512".format(size),
+                          path=path)
     if size > MAX_VIRTUAL_SIZE:
         raise LimitError("virtual size {} exceeds XenServer's VHD limit of 2040 GiB".format(size))
 
 
-def _check_block_size(block_size):
+def _check_block_size(block_size, path="<new disk>"):
     if block_size < SECTOR or block_size & (block_size - 1) or block_size > 1 << 31:
         raise FormatError("block size {} must be a power of two between 512 B and 2 GiB".format(
-            block_size))
+            block_size), path=path)
 
 
 def _footer(size, disk_type, uuid):
@@ -64,7 +65,7 @@ def _write_new(path, pieces, end):
 
 def create_fixed(path, size, uuid=None):
     """A fixed disk: ``size`` bytes of data (sparse zeros) and a footer."""
-    check_size(size)
+    check_size(size, path)
     footer = _footer(size, DISK_FIXED, uuid)
     _write_new(path, [(size, footer.pack())], size + FOOTER_SIZE)
     return footer.uuid
@@ -72,8 +73,8 @@ def create_fixed(path, size, uuid=None):
 
 def create_dynamic(path, size, block_size=DEFAULT_BLOCK_SIZE, uuid=None, _parent=None):
     """A dynamic disk (or, with ``_parent``, a differencing one) with nothing allocated."""
-    check_size(size)
-    _check_block_size(block_size)
+    check_size(size, path)
+    _check_block_size(block_size, path)
     entries = block_count(size, block_size)
     footer = _footer(size, DISK_DIFFERENCING if _parent else DISK_DYNAMIC, uuid)
     header = DynamicHeader(table_offset=TABLE_OFFSET, max_table_entries=entries,

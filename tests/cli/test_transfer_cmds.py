@@ -1,0 +1,51 @@
+"""`vhdport download` / `upload` argument checks: bad values are usage errors (exit 2) and a
+local store may not share its directory tree with the SR."""
+
+import pytest
+
+from tests.cli.helpers import assert_usage_error, run
+
+
+@pytest.fixture
+def sr(tmp_path):
+    path = tmp_path / "sr"
+    path.mkdir()
+    return path
+
+
+def test_download_uuid_that_is_not_a_uuid_is_a_usage_error(tmp_path, sr):
+    """Was: exit 1, `vhdport: error: image ... not found` (the bad --uuid never checked)."""
+    assert_usage_error(run("download", "some-image", "--store", tmp_path / "store", "--sr", sr,
+                           "--uuid", "notauuid"),
+                       "Invalid value for '--uuid'", "'notauuid' is not a uuid")
+
+
+@pytest.mark.parametrize("args", [
+    ("upload", "notauuid", "--sr", "{sr}", "--store", "{store}", "--name", "n"),
+    ("sr", "snapshot", "{sr}", "NOTAUUID"),
+])
+def test_vdi_uuid_arguments_are_checked_as_usage_errors(tmp_path, sr, args):
+    """Was: exit 1, `VDI notauuid not found in SR ...`."""
+    argv = [a.format(sr=sr, store=tmp_path / "store") for a in args]
+    assert_usage_error(run(*argv), "is not a uuid like 01234567-89ab-cdef-0123-456789abcdef")
+
+
+@pytest.mark.parametrize("command", ["download", "upload"])
+@pytest.mark.parametrize("layout", ["same", "store-in-sr", "sr-in-store"])
+def test_store_and_sr_in_one_tree_is_refused(tmp_path, command, layout):
+    """Was: `download --store D --sr D` succeeded and mixed the store's files into the SR."""
+    base = tmp_path / "d"
+    base.mkdir()
+    store, sr = {"same": (base, base), "store-in-sr": (base / "images", base),
+                 "sr-in-store": (base, base / "sr")}[layout]
+    sr.mkdir(exist_ok=True)
+    before = sorted(p.name for p in base.rglob("*"))
+    if command == "download":
+        argv = ("download", "image-1", "--store", store, "--sr", sr)
+    else:
+        argv = ("upload", "01234567-89ab-cdef-0123-456789abcdef", "--sr", sr, "--store", store,
+                "--name", "n")
+    why = {"same": "are the same directory", "store-in-sr": "the store is inside the SR",
+           "sr-in-store": "the SR is inside the store"}[layout]
+    assert_usage_error(run(*argv), why, "keep the image store and the SR in separate directories")
+    assert sorted(p.name for p in base.rglob("*")) == before
