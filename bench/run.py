@@ -637,7 +637,7 @@ def main(argv=None):
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
     results["machine"]["load_at_end"] = report.load_average()
     results["args"] = args_shown
-    return _finish(results, a, args_shown)
+    return _finish(results, a, args_shown, bench.skipped)
 
 
 def _measured(row, cores):
@@ -650,7 +650,7 @@ def _measured(row, cores):
                 theirs_s, theirs_cpu / theirs_s if theirs_s else 0))
 
 
-def _finish(results, a, args_shown, write_json=True):
+def _finish(results, a, args_shown, skipped, write_json=True):
     """Notes (general, of this run, bottlenecks of missed rows), table, JSON, doc; exit status."""
     missed = []
     for row in results["rows"]:
