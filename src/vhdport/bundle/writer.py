@@ -89,7 +89,8 @@ def write_bundle(members, level=DEFAULT_LEVEL, chunk_size=1 << 20, compression="
     or ``compression=None`` gives a plain tar.  ``engine``: "auto", "zlib" or "isal".
     ``threads``: deflate workers (None: one per usable core); they compress while
     the caller sends and hashes.  ``threaded``: also read files and frame the tar
-    in a worker thread (no gain measured once deflate runs in its own workers).
+    in a worker thread (no clear gain measured once deflate runs in its own workers:
+    zlib uploads of 442 MiB to nginx took 13.5 / 9.0 s without, 11.2 / 11.4 s with).
     Arguments are checked and every file opened (sizes taken) before this returns.
     """
     if chunk_size < tarfmt.BLOCK:
