@@ -549,7 +549,7 @@ _P3 = ("P3 bottleneck: the device. `vhd import` spends ~0.2 CPU-s per GiB of raw
        "it against the buffered metadata writes to the same file).")
 _P5 = ("P5: peak RSS is the interpreter and imported modules plus bounded buffers "
        "(read-ahead 4 x 1 MiB, inflate-ahead 2 x 1 MiB, 3 x 4 MiB write buffers; upload: "
-       "2 x threads deflate blocks of 1 MiB in flight).")
+       "threads + 2 deflate blocks of 1 MiB in flight).")
 _P6 = ("P6 bottleneck: the 4 MiB BAT of a 2040 GiB disk is read, checked and rewritten "
        "(relink) in Python on each step.")
 BOTTLENECKS = {

@@ -27,6 +27,9 @@ from . import codec
 #: spends ~15 ms on 1 MiB, isal ~1.5 ms), small enough that blocks in flight stay a few MiB
 BLOCK_SIZE = 1 << 20
 MIN_BLOCK_SIZE = 64 << 10
+#: blocks in flight beyond one per worker: finished blocks wait there for the consumer
+#: while the workers go on (memory: about (threads + 2) x 1.5 MiB, whatever the input)
+IN_FLIGHT_SLACK = 2
 #: deflate's window: how much of the previous block primes the next
 WINDOW = 32 << 10
 #: zlib level -> isal level (isal has 0 fastest .. 3 best)
@@ -121,7 +124,7 @@ class ParallelGzip(object):
         self._level = ISAL_LEVELS[level] if self.engine == "isal" else level
         self._header = gzip_header(level)
         self._block_size = block_size
-        self._in_flight = max(2, in_flight or 2 * self.threads)
+        self._in_flight = max(2, in_flight or self.threads + IN_FLIGHT_SLACK)
         self._pool = ThreadPoolExecutor(self.threads)
         self._queued = collections.deque()
         self._pieces = []   # input not yet in a block, and its length
