@@ -7,12 +7,12 @@ and --timeout / --retries choose the rest.
 """
 
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
+from tests.peers.tiny_http import LocalHttpServer
 from tests.cli.helpers import assert_failed_cleanly, run, run_script
 
 
@@ -78,7 +78,7 @@ def test_a_refused_connection_is_retried_briefly_and_quietly():
     assert elapsed < 10, elapsed   # 3 retries, 1 s apart (before: ~31 s)
 
 
-class _Server(object):
+class _Server(LocalHttpServer):
     """Counts requests; answers 503, or says nothing at all (``silent``)."""
 
     def __init__(self, silent=False):
@@ -98,18 +98,7 @@ class _Server(object):
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = "http://127.0.0.1:{}".format(self.server.server_address[1])
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.mark.parametrize("retries", [0, 2])

@@ -105,9 +105,11 @@ def test_write_from_stdin_and_out_of_range(tmp_path):
     assert_failed_cleanly(run("vhd", "write", path, "--offset", str(2 * MIB - 100),
                               "--from", tmp_path / "big"), "nothing written")
     assert path.read_bytes() == before
-    # from a pipe the size is unknown up front: refused when the write passes the end
+    # from a pipe the size is unknown up front: staged, refused before anything is written
     assert_failed_cleanly(run("vhd", "write", path, "--offset", str(2 * MIB - 100),
-                              "--from", "-", input=b"y" * 4096), "outside the virtual size")
+                              "--from", "-", input=b"y" * 4096), "nothing written")
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.vhd", "big"]
     assert_failed_cleanly(run("vhd", "read", path, "--offset", "1M", "--length", "2M"),
                           "outside the virtual size")
 

@@ -18,7 +18,7 @@ def test_padded_size():
 
 def test_empty_and_pack():
     table = bat.Bat.empty(3)
-    assert list(table.entries) == [bat.UNUSED] * 3 and table.allocated() == []
+    assert list(table.entries) == [bat.UNUSED] * 3 and list(table.allocated()) == []
     table[1] = 0x01020304
     raw = table.pack()
     assert len(raw) == 512
@@ -26,7 +26,7 @@ def test_empty_and_pack():
     assert raw[12:] == bytes(500)
     assert table.pack(padded=False) == raw[:12]
     assert table.pack_entry(1) == b"\x01\x02\x03\x04"
-    assert table.allocated() == [1] and len(table) == 3 and table[1] == 0x01020304
+    assert list(table.allocated()) == [1] and len(table) == 3 and table[1] == 0x01020304
 
 
 def test_parse_is_big_endian_and_checks_length():
@@ -44,4 +44,4 @@ def test_round_trip_property(values):
     assert list(table.entries) == values
     assert table.pack(padded=False) == raw
     assert len(table.pack()) == bat.padded_size(len(values))
-    assert table.allocated() == [i for i, v in enumerate(values) if v != bat.UNUSED]
+    assert list(table.allocated()) == [i for i, v in enumerate(values) if v != bat.UNUSED]

@@ -51,9 +51,11 @@ SUITES = {
     "R5": "Concurrency (parallel downloads while GC runs)",
     "R6": "Disk full (small tmpfs under SR, staging and kernel dir)",
     "R7": "Security properties (kernel dir, tokens, TLS, unsafe APIs)",
+    "R8": "Declared-size bombs (VHD metadata that declares more than the file holds)",
     "R9": "Paths outside the SR or store (symlinks, journals, records, lock files)",
     "R10": "Secrets and replies (tokens in every representation, plugin replies always XML)",
     "R11": "Server resource bounds (huge bodies, trickling servers, endless pagination, parser bombs)",
+    "R12": "Self-reference and ambiguity (self-parent, cycles, duplicate uuids, writes past the end)",
 }
 
 _STATIC_DEFAULT = """\
@@ -259,7 +261,7 @@ def pytest_sessionfinish(session, exitstatus):
 def _sections(text):
     """{suite: section text} and the static block from a previous document."""
     sections = {}
-    for match in re.finditer(r"<!-- suite:(R\d) -->\n(.*?)<!-- /suite:\1 -->\n", text, re.S):
+    for match in re.finditer(r"<!-- suite:(R\d+) -->\n(.*?)<!-- /suite:\1 -->\n", text, re.S):
         sections[match.group(1)] = match.group(0)
     static = re.search(r"<!-- static -->\n(.*?)<!-- /static -->\n", text, re.S)
     return sections, (static.group(1) if static else None)

@@ -17,14 +17,14 @@ import os
 import secrets
 import subprocess
 import sys
-import threading
 import traceback
 import urllib.parse
 import xmlrpc.client
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
+from tests.peers.tiny_http import LocalHttpServer
 from tests.hostile.conftest import put_image
 from tests.plugin.xapi import SESSION, call, params_args, python3
 from vhdport.errors import StoreError, VhdportError
@@ -70,7 +70,7 @@ def _run_cli(args, env_extra=None, timeout=60):
                           universal_newlines=True, env=env, timeout=timeout)
 
 
-class Endpoint(object):
+class Endpoint(LocalHttpServer):
     """A Glance impostor on 127.0.0.1 answering every request with ``answer(handler)``."""
 
     def __init__(self, answer):
@@ -94,19 +94,7 @@ class Endpoint(object):
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = "http://127.0.0.1:{}".format(self.server.server_address[1])
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        super().__init__(Handler)
 
 
 # --- tokens with control characters ------------------------------------------------------

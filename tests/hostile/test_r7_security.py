@@ -17,13 +17,12 @@ import re
 import secrets
 import subprocess
 import sys
-import threading
 import traceback
-import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
+from tests.peers.tiny_http import LocalHttpServer
 from tests.hostile.conftest import bundle_bytes, make_chain
 from tests.peers.glance_server import TEST_TOKEN, glance_auth  # noqa: F401
 from tests.plugin.xapi import call, params_args
@@ -196,7 +195,7 @@ def test_plugin_kernel_removal_confined(name, kdirs, installed_plugin, reliabili
 # =====================================================================================
 
 
-class HostileEndpoint(object):
+class HostileEndpoint(LocalHttpServer):
     """A Glance impostor on 127.0.0.1: answers every request per ``mode``.
 
     401: plain refusal.  echo-400 / echo-500: an error page quoting every request
@@ -246,19 +245,7 @@ class HostileEndpoint(object):
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = "http://127.0.0.1:{}".format(self.server.server_address[1])
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        super().__init__(Handler)
 
 
 MODES = ["401", "echo-400", "echo-500", "echo-200-text", "echo-200-json"]

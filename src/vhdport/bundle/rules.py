@@ -17,7 +17,7 @@ from ..format.header import HEADER_SIZE, DynamicHeader
 from ..format.bat import ENTRY_SIZE, UNUSED, padded_size
 from ..format.batmap import HEADER_SIZE as BATMAP_HEADER_SIZE, map_sectors
 from ..format.bitmap import bitmap_bytes
-from ..format.layout import DATA_ALIGN, SECTOR, max_file_size
+from ..format.layout import DATA_ALIGN, SECTOR, dynamic_limits_problem, max_file_size
 
 GIB = 1 << 30
 #: XenServer's VHD SRs cap the virtual size at 2040 GiB
@@ -142,9 +142,8 @@ class _BatWatch(object):
             entries = array.array("I", part[:whole])
             if sys.byteorder == "little":
                 entries.byteswap()
-            used = [e for e in entries if e != UNUSED]
-            if used:
-                top = max(used)
+            top = max(filter(UNUSED.__ne__, entries), default=None)   # C-level: no list
+            if top is not None:
                 self.max_sector = top if self.max_sector is None else max(self.max_sector, top)
             self._carry = part[whole:]
         if offset + len(data) >= self.end:
@@ -205,9 +204,10 @@ def _plan_dynamic(name, head, copy, declared_size):
     if copy.current_size > MAX_VIRTUAL_SIZE:
         raise refuse(name, "virtual size {} exceeds XenServer's limit of 2040 GiB".format(
             copy.current_size))
-    if header.max_table_entries * block > MAX_VIRTUAL_SIZE + block:
-        raise refuse(name, "its BAT ({} blocks of {}) describes more than 2040 GiB".format(
-            header.max_table_entries, block))
+    data_end = declared_size - FOOTER_SIZE if declared_size is not None else 1 << 62
+    problem = dynamic_limits_problem(copy.current_size, header, data_end)
+    if problem is not None:
+        raise refuse(name, "{} (refused before reading it)".format(problem[2]))
     _check_metadata_placement(name, header)
     bound = max_file_size(copy, header)
     if declared_size is not None:

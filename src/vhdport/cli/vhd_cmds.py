@@ -176,24 +176,65 @@ def _regular_file_size(stream):
 @click.option("--from", "source", required=True, type=click.File("rb"),
               help="File whose bytes to write ('-' for stdin).")
 def write(path, offset, source):
-    """Write the bytes of a file into PATH at --offset (through the chain); print the count."""
+    """Write the bytes of a file into PATH at --offset (through the chain); print the count.
+
+    All or nothing for the length: a regular file is measured first; a pipe (stdin) is
+    staged into an anonymous temporary file beside PATH, at most as many bytes as fit,
+    so input running past the end is refused before anything is written.
+    """
+    import os
+    import tempfile
+
     from vhdport.vhd import Chain
 
-    done = 0
     with Chain.open(path, writable=True) as chain:
+        room = max(0, chain.virtual_size - offset)
         size = _regular_file_size(source)
-        if size is not None and offset + size > chain.virtual_size:
-            raise OperationFailed("{}: {} bytes at offset {} do not fit in the virtual size {}; "
-                                  "nothing written".format(path, size, offset,
-                                                           chain.virtual_size))
-        while True:
-            data = source.read(CHUNK)
-            if not data:
-                break
-            chain.write(offset + done, data)
-            done += len(data)
-        chain.flush()
+        staged = None
+        if size is None:
+            staged = tempfile.SpooledTemporaryFile(max_size=CHUNK,
+                                                   dir=os.path.dirname(os.path.abspath(path)))
+            size = _stage(source, staged, room)
+        try:
+            if size > room:
+                raise OperationFailed("{}: {} bytes at offset {} do not fit in the virtual size "
+                                      "{}; nothing written".format(
+                                          path, size if staged is None else
+                                          "more than {}".format(room), offset,
+                                          chain.virtual_size))
+            done = _copy_exactly(staged if staged is not None else source, chain, offset, size)
+            chain.flush()
+        finally:
+            if staged is not None:
+                staged.close()
     click.echo(str(done))
+
+
+def _stage(source, staged, room):
+    """Copy ``source`` into ``staged`` until EOF, or stop once more than ``room`` bytes came
+    (returned as room + 1: too long).  Returns the byte count."""
+    total = 0
+    while True:
+        data = source.read(CHUNK)
+        if not data:
+            break
+        total += len(data)
+        if total > room:
+            return room + 1
+        staged.write(data)
+    staged.seek(0)
+    return total
+
+
+def _copy_exactly(stream, chain, offset, size):
+    done = 0
+    while done < size:
+        data = stream.read(min(CHUNK, size - done))
+        if not data:
+            break
+        chain.write(offset + done, data)
+        done += len(data)
+    return done
 
 
 @vhd.command()

@@ -35,7 +35,31 @@ class Bat(object):
         entries = array.array("I")
         if entries.itemsize != 4:   # pragma: no cover - every CPython platform we run on
             entries = array.array("L")
-        entries.frombytes(bytes(buf[:need]))
+        entries.frombytes(memoryview(buf)[:need])
+        if sys.byteorder == "little":
+            entries.byteswap()
+        return cls(entries)
+
+    @classmethod
+    def read(cls, fileobj, count, path="<file>", offset=0):
+        """Read ``count`` entries at ``offset`` of ``fileobj`` straight into the array.
+
+        One buffer of 4 bytes per entry, no intermediate copy.  The caller bounds
+        ``count`` (see :func:`vhdport.format.layout.dynamic_limits_problem`).
+        """
+        entries = array.array("I", [UNUSED]) * count
+        view = memoryview(entries).cast("B")
+        fileobj.seek(offset)
+        got = 0
+        while got < len(view):
+            n = fileobj.readinto(view[got:])
+            if not n:
+                break
+            got += n
+        view.release()
+        if got < count * ENTRY_SIZE:
+            raise CorruptError("BAT at offset {} truncated: {} of {} bytes".format(
+                offset, got, count * ENTRY_SIZE), path=path, offset=offset, field="bat")
         if sys.byteorder == "little":
             entries.byteswap()
         return cls(entries)
@@ -63,5 +87,12 @@ class Bat(object):
         self.entries[index] = value
 
     def allocated(self):
-        """Indices of allocated blocks."""
-        return [i for i, sector in enumerate(self.entries) if sector != UNUSED]
+        """Indices of allocated blocks, in a compact array."""
+        return array.array("I", (i for i, sector in enumerate(self.entries) if sector != UNUSED))
+
+    def allocated_count(self):
+        return len(self.entries) - self.entries.count(UNUSED)
+
+    def last_used(self):
+        """Largest allocated sector, or None (a C-level scan: no per-entry objects kept)."""
+        return max(filter(UNUSED.__ne__, self.entries), default=None)

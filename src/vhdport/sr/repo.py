@@ -203,19 +203,40 @@ class SR(object):
             return snap_uuid, base_uuid
 
 
+def _reads_from(vdis, info):
+    """Uuids of the SR files ``info`` may read through: its parent as the reader resolves
+    it, any other file its locators name, and any file carrying the VHD uuid it records."""
+    found = set(info.named)
+    if info.parent_uuid is not None:
+        found.add(info.parent_uuid)
+    if info.parent_vhd_uuid is not None:
+        found.update(u for u, v in vdis.items()
+                     if v.vhd_uuid == info.parent_vhd_uuid and u != info.uuid)
+    return found & set(vdis)
+
+
 def garbage_order(vdis):
-    """Uuids XenServer's GC would delete, each after all its children."""
-    remaining = dict((u, set(v.children)) for u, v in vdis.items())
-    todo = sorted(u for u, v in vdis.items() if v.hidden and not v.children)
+    """Uuids XenServer's GC would delete, each after all its children.
+
+    A hidden file is garbage only when nothing left in the SR may read through it: not
+    its children, and not a file whose locators name it or which records its VHD uuid
+    (two files with one VHD uuid, or locators that disagree, are ambiguous: kept).
+    """
+    reads = dict((u, _reads_from(vdis, v)) for u, v in vdis.items())
+    readers = dict((u, set()) for u in vdis)
+    for u, targets in reads.items():
+        for target in targets:
+            readers[target].add(u)
+    todo = sorted(u for u, v in vdis.items() if v.hidden and not readers[u])
     order = []
     while todo:
         u = todo.pop(0)
         order.append(u)
-        parent = vdis[u].parent_uuid
-        if parent in remaining:
-            remaining[parent].discard(u)
-            if not remaining[parent] and vdis[parent].hidden and parent not in order:
-                todo.append(parent)
+        for target in sorted(reads[u]):
+            readers[target].discard(u)
+            if not readers[target] and vdis[target].hidden and target not in order \
+                    and target not in todo:
+                todo.append(target)
     return order
 
 

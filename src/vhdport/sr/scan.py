@@ -1,8 +1,9 @@
 """Scan a file SR: one VdiInfo per ``<uuid>.vhd``, linked into a parent/child graph.
 
-Like XenServer's SM, a child's parent is the ``<uuid>.vhd`` its locator names
-(the VDI uuid is the file name), and that file must carry the uuid the child
-recorded -- otherwise the link is reported broken rather than guessed.
+Like XenServer's SM, a child's parent is the ``<uuid>.vhd`` its locators resolve to
+(the file the chain reader opens; the VDI uuid is the file name), and that file
+must carry the uuid the child recorded -- otherwise the link is reported broken
+rather than guessed.  Every other SR file a locator names is kept in ``named``.
 """
 
 import errno
@@ -12,6 +13,7 @@ import stat
 
 from ..errors import NoSpaceError, SRError, VhdportError
 from ..vhd import VhdFile
+from ..vhd.chain import file_identity
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}"
                      r"-[0-9a-fA-F]{12}$")
@@ -40,7 +42,7 @@ class VdiInfo(object):
     """What a scan knows about one VDI; ``error`` is set when the file or its link is bad."""
 
     __slots__ = ("uuid", "path", "parent_uuid", "children", "hidden", "virtual_size",
-                 "physical_size", "type", "error", "vhd_uuid", "parent_vhd_uuid")
+                 "physical_size", "type", "error", "vhd_uuid", "parent_vhd_uuid", "named")
 
     def __init__(self, uuid, path, parent_uuid=None, children=None, hidden=False,
                  virtual_size=None, physical_size=None, type=None, error=None,
@@ -56,9 +58,12 @@ class VdiInfo(object):
         self.error = error                    # None, or why the file / its parent link is bad
         self.vhd_uuid = vhd_uuid              # uuid inside the VHD footer (str)
         self.parent_vhd_uuid = parent_vhd_uuid  # parent uuid the child recorded (str)
+        self.named = set()                    # VDI uuids any of its locators names
 
     def to_dict(self):
-        return dict((name, getattr(self, name)) for name in self.__slots__)
+        out = dict((name, getattr(self, name)) for name in self.__slots__)
+        out["named"] = sorted(self.named)
+        return out
 
     def __repr__(self):
         return "<VdiInfo {} {}{}{}{}>".format(
@@ -67,23 +72,46 @@ class VdiInfo(object):
             " error={!r}".format(self.error) if self.error else "")
 
 
-def _parent_name_uuid(disk, names):
-    """The VDI uuid of the parent, from the first locator naming a ``<uuid>.vhd``.
+def _named_uuids(disk, names):
+    """Uuids of SR files that any locator or the parent name names, by file name.
 
-    Locators naming a file present in the SR win over ones that do not.
+    Different readers try locators in different orders (tapdisk by slot, vhdport MacX
+    first): every file named here may be read through, so GC must keep it.
     """
-    candidates = list(disk.locator_paths())
+    texts = list(disk.locator_paths())
     if disk.header is not None and disk.header.parent_name:
-        candidates.append(disk.header.parent_name)
-    found = []
-    for text in candidates:
+        texts.append(disk.header.parent_name)
+    found = set()
+    for text in texts:
         u = uuid_of_name(os.path.basename(text.replace("\\", "/")))
-        if u is not None and u not in found:
-            found.append(u)
-    for u in found:
-        if u in names:
-            return u
-    return found[0] if found else None
+        if u is not None and u in names:
+            found.add(u)
+    return found
+
+
+def _resolved_parent(disk, names):
+    """(parent VDI uuid, error): the file the chain reader really opens, as an SR VDI.
+
+    The reader (Chain, vhd-util alike) takes the first locator naming an existing file;
+    judging the link by any other rule (e.g. the first name that looks like a VDI) can
+    pick a different file than the one the data is read from.
+    """
+    path = disk.parent_locator_path()
+    if path is None:
+        return None, "differencing disk whose locators name no parent"
+    u = uuid_of_name(os.path.basename(path))
+    sr_dir = os.path.dirname(disk.path)
+    in_sr = os.path.dirname(os.path.normpath(path)) == os.path.normpath(sr_dir)
+    if u is None:
+        return None, "its parent resolves to {}, not a <uuid>.vhd of this SR".format(path)
+    if not os.path.lexists(path):
+        if in_sr:
+            return u, None          # a missing parent: the caller decides (GC aborts)
+        return None, "its parent resolves to {}, which does not exist".format(path)
+    if u not in names or not in_sr \
+            or file_identity(path) != file_identity(names[u]):
+        return None, "its parent resolves to {}, not to the SR's {}{}".format(path, u, SUFFIX)
+    return u, None
 
 
 def _read_one(path, uuid, names):
@@ -96,9 +124,8 @@ def _read_one(path, uuid, names):
         info.vhd_uuid = str(disk.uuid)
         if disk.is_differencing:
             info.parent_vhd_uuid = str(disk.parent_uuid)
-            info.parent_uuid = _parent_name_uuid(disk, names)
-            if info.parent_uuid is None:
-                info.error = "differencing disk whose locators name no <uuid>.vhd parent"
+            info.parent_uuid, info.error = _resolved_parent(disk, names)
+            info.named = _named_uuids(disk, names)
     return info
 
 

@@ -4,12 +4,25 @@ Parents are found through each child's locators, relative to the child's directo
 and must carry the uuid the child recorded: a wrong parent silently returns wrong data.
 """
 
+import heapq
+import itertools
 import os
 
 from ..errors import ChainError, LimitError
+from ..format.bat import UNUSED
 from .disk import SECTOR, VhdFile
 
 MAX_DEPTH = 30
+
+
+def file_identity(path):
+    """(device, inode) of ``path``: the same file under any name (hard link, symlink,
+    ``..``), which is what a cycle check must compare.  The real path if it cannot be stat'ed."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return os.path.realpath(path)
+    return (st.st_dev, st.st_ino)
 
 
 def resolve_parent(disk):
@@ -20,6 +33,16 @@ def resolve_parent(disk):
     if not os.path.isfile(path):
         raise ChainError("{}: parent {} (uuid {}) not found".format(disk.path, path, disk.parent_uuid))
     return path
+
+
+def _disk_ranges(disk, size):
+    """(offset, length) of ``disk``'s allocated blocks below ``size``, in order."""
+    bs = disk.block_size
+    entries = disk.bat.entries
+    last = min(len(entries), (size + bs - 1) // bs)
+    flags = map(UNUSED.__ne__, entries[:last])
+    for block in itertools.compress(itertools.count(), flags):
+        yield block * bs, min(bs, size - block * bs)
 
 
 class Chain(object):
@@ -33,20 +56,27 @@ class Chain(object):
         """Open ``leaf_path`` (writable if asked: only the leaf) and all its ancestors."""
         disks = []
         seen = set()
+        uuids = set()
         path = leaf_path
         try:
             while True:
-                real = os.path.realpath(path)
-                if real in seen:
-                    raise ChainError("{}: cycle in the chain at {}".format(leaf_path, path))
-                seen.add(real)
+                key = file_identity(path)
+                if key in seen:
+                    raise ChainError("{}: cycle in the chain at {} (a file that is already in "
+                                     "the chain)".format(leaf_path, path))
+                seen.add(key)
                 disk = VhdFile.open(path, writable=writable and not disks)
                 disks.append(disk)
+                uuids.add(disk.uuid)
                 if len(disks) > max_depth:
                     raise LimitError("{}: chain deeper than {} (XenServer's limit)".format(
                         leaf_path, max_depth))
                 if not disk.is_differencing:
                     break
+                if disk.parent_uuid in uuids:
+                    raise ChainError("{}: cycle in the chain: {} records parent uuid {}, which "
+                                     "is already in the chain".format(
+                                         leaf_path, disk.path, disk.parent_uuid))
                 parent_path = resolve_parent(disk)
                 parent = VhdFile.open(parent_path)
                 if parent.uuid != disk.parent_uuid:
@@ -140,19 +170,17 @@ class Chain(object):
             offset += n
 
     def allocated_ranges(self):
-        """Sorted (offset, length) byte ranges some disk of the chain holds; the rest is zeros."""
-        ranges = []
+        """Sorted (offset, length) byte ranges some disk of the chain holds; the rest is zeros.
+
+        Each disk's blocks come in order from its BAT, merged lazily: no list per block.
+        """
+        sources = []
         for disk in self.disks:
-            size = min(disk.virtual_size, self.virtual_size)
             if not disk.footer.is_dynamic:
                 return [(0, self.virtual_size)]
-            bs = disk.block_size
-            for block, entry in enumerate(disk.bat.entries):
-                if entry != 0xFFFFFFFF and block * bs < size:
-                    ranges.append((block * bs, min(bs, size - block * bs)))
-        ranges.sort()
+            sources.append(_disk_ranges(disk, min(disk.virtual_size, self.virtual_size)))
         merged = []
-        for off, n in ranges:
+        for off, n in heapq.merge(*sources):
             if merged and off <= merged[-1][0] + merged[-1][1]:
                 last_off, last_n = merged[-1]
                 merged[-1] = (last_off, max(last_n, off + n - last_off))

@@ -23,7 +23,9 @@ from ..format.header import HEADER_SIZE, HEADER_VERSION, LOCATORS_OFFSET, PARENT
 from ..format.layout import batmap_offset, block_count
 from ..format.locator import (CODE_MACX, CODE_NONE, CODE_W2KU, CODE_W2RU, LOCATOR_SIZE,
                               decode_path)
-from .chain import MAX_DEPTH
+from ..format.layout import MAX_LOCATOR_BYTES
+from .chain import MAX_DEPTH, file_identity
+from .checkbat import check_bat, check_batmap_bits
 from .disk import MAX_VIRTUAL_SIZE, SECTOR, VhdFile
 
 #: vhd-util allows timestamps this far in the future (clock skew with NFS servers)
@@ -64,6 +66,14 @@ class _Report(object):
         self._counts[field] += 1
         if self._counts[field] <= MAX_PER_FIELD:
             self.defects.append(Defect(field, offset, message, self.path))
+
+    def room(self, field):
+        """How many more defects of ``field`` would still be listed."""
+        return max(0, MAX_PER_FIELD - self._counts[field])
+
+    def count_more(self, field, count):
+        """Count ``count`` defects of ``field`` that are not described (past the cap)."""
+        self._counts[field] += count
 
     def finish(self):
         for field, count in sorted(self._counts.items()):
@@ -225,9 +235,9 @@ def _check_dynamic(disk, reader, report):
     regions += batmap_regions
     regions += _check_locators(disk, reader, report, regions)
     end_of_metadata = max(end for _start, end, _name in regions)
-    _check_bat(disk, report, end_of_metadata, need)
+    check_bat(disk, report, end_of_metadata, need)
     if batmap_header is not None:
-        _check_batmap_bits(disk, reader, report, batmap_header)
+        check_batmap_bits(disk, reader, report, batmap_header)
 
 
 def _overlaps(a_start, a_end, b_start, b_end):
@@ -250,6 +260,9 @@ def _check_parent_fields(disk, reader, report):
         return
     if header.parent_uuid.int == 0:
         report.add("parent uuid", hat + 40, "differencing disk records no parent uuid")
+    elif header.parent_uuid == disk.uuid:
+        report.add("parent", hat + 40, "cycle: records its own uuid {} as its parent's (a disk "
+                   "cannot be its own parent)".format(disk.uuid))
     ahead = header.parent_timestamp - _now_vhd()
     if ahead > TIMESTAMP_SLACK:
         report.add("parent timestamp", hat + 56, "parent time {} s in the future".format(ahead))
@@ -299,6 +312,9 @@ def _check_locators(disk, reader, report, metadata):
         if not loc.data_length or loc.data_length > size:
             problems.append("data length {} not within its space of {} bytes".format(
                 loc.data_length, size))
+        if size > MAX_LOCATOR_BYTES:
+            problems.append("data space {} larger than the {} bytes a parent path needs".format(
+                size, MAX_LOCATOR_BYTES))
         if loc.data_offset + size > disk.footer_offset:
             problems.append("data at {}+{} lies beyond the data end {}".format(
                 loc.data_offset, size, disk.footer_offset))
@@ -332,31 +348,6 @@ def _check_locators(disk, reader, report, metadata):
     return regions
 
 
-def _check_bat(disk, report, end_of_metadata, need):
-    """Every allocated block inside [end of metadata, footer) and none overlapping another."""
-    header = disk.header
-    span = disk.bitmap_size + header.block_size
-    blocks = sorted((sector * SECTOR, index) for index, sector in enumerate(disk.bat.entries)
-                    if sector != UNUSED)
-    prev_end, prev_index = 0, None
-    for start, index in blocks:
-        at = header.table_offset + index * 4
-        if index >= need:
-            report.add("bat", at, "block {} lies beyond the virtual size yet is allocated".format(
-                index))
-        if start < end_of_metadata:
-            report.add("bat", at, "block {} at offset {} overlaps the metadata ending at {}".format(
-                index, start, end_of_metadata))
-        if start + span > disk.footer_offset:
-            report.add("bat", at, "block {} at offset {} ends beyond the footer at {}".format(
-                index, start, disk.footer_offset))
-        if prev_index is not None and start < prev_end:
-            report.add("bat", at, "block {} at offset {} overlaps block {}".format(
-                index, start, prev_index))
-        if start + span > prev_end:
-            prev_end, prev_index = start + span, index
-
-
 def _batmap_expected(disk):
     footer = disk.footer
     return footer.creator_app == CREATOR_TAP and footer.creator_version >= 0x00010002
@@ -383,6 +374,10 @@ def _check_batmap(disk, reader, report):
     elif hdr.map_sectors * SECTOR * 8 < header.max_table_entries:
         problems.append("map of {} sectors cannot cover {} BAT entries".format(
             hdr.map_sectors, header.max_table_entries))
+    elif hdr.map_sectors > batmaps.map_sectors(header.max_table_entries):
+        problems.append("map of {} sectors is larger than the {} its {} BAT entries need".format(
+            hdr.map_sectors, batmaps.map_sectors(header.max_table_entries),
+            header.max_table_entries))
     size = hdr.map_sectors * SECTOR
     if hdr.map_offset == 0 or hdr.map_offset % SECTOR:
         problems.append("map offset {} is not a non-zero multiple of 512".format(hdr.map_offset))
@@ -393,7 +388,7 @@ def _check_batmap(disk, reader, report):
         problems.append("map at {} overlaps the header, BAT or batmap header".format(hdr.map_offset))
     if problems:
         report.add("batmap", at, "; ".join(problems))
-        return regions, hdr
+        return regions, None    # its bits mean nothing: do not verify them
     regions.append((hdr.map_offset, hdr.map_offset + size, "batmap"))
     data = reader.read(hdr.map_offset, size)
     computed = batmaps.checksum(data)
@@ -403,33 +398,6 @@ def _check_batmap(disk, reader, report):
         report.add("batmap checksum", at + 24, "stored 0x{:08x}, computed 0x{:08x}".format(
             hdr.checksum, computed))
     return regions, hdr
-
-
-def _check_batmap_bits(disk, reader, report, hdr):
-    """A set batmap bit promises a fully written block: read that block's bitmap to verify."""
-    header = disk.header
-    data = reader.read(hdr.map_offset, hdr.map_sectors * SECTOR)
-    spb = header.block_size // SECTOR
-    for byte_index, value in enumerate(data):
-        if not value:
-            continue
-        for bit in range(8):
-            if not value & (0x80 >> bit):
-                continue
-            block = byte_index * 8 + bit
-            where = hdr.map_offset + byte_index
-            if block >= header.max_table_entries:
-                report.add("batmap", where, "bit set for block {} beyond the {} BAT entries".format(
-                    block, header.max_table_entries))
-                continue
-            entry = disk.bat[block]
-            if entry == UNUSED:
-                report.add("batmap", where, "marks unallocated block {} full".format(block))
-                continue
-            bm = reader.read(entry * SECTOR, disk.bitmap_size)
-            if len(bm) != disk.bitmap_size or not bitmaps.all_set(bm, spb):
-                report.add("batmap", where, "marks block {} full but its bitmap has {} of {} "
-                           "sectors".format(block, bitmaps.count_set(bm, spb) if bm else 0, spb))
 
 
 def _check_parent_link(disk, report):
@@ -447,6 +415,10 @@ def _check_parent_link(disk, report):
     if not os.path.isfile(parent_path):
         report.add("parent", hat + LOCATORS_OFFSET, "parent {} (uuid {}) not found".format(
             parent_path, disk.parent_uuid))
+        return
+    if file_identity(parent_path) == file_identity(disk.path):
+        report.add("parent", hat + LOCATORS_OFFSET, "cycle: the locators resolve to this file "
+                   "itself ({}): a disk cannot be its own parent".format(parent_path))
         return
     try:
         with VhdFile.open(parent_path) as parent:
@@ -470,19 +442,19 @@ def check_chain(leaf_path, max_depth=MAX_DEPTH):
     records, no file twice (cycle), at most ``max_depth`` files, and no child
     smaller than its parent.
     """
-    defects, seen = [], set()
+    defects, seen, uuids = [], set(), set()
     path, child = leaf_path, None
     while True:
         if len(seen) >= max_depth:
             defects.append(Defect("depth", 0, "chain deeper than {} files (XenServer's limit)"
                                   .format(max_depth), leaf_path))
             break
-        real = os.path.realpath(path)
-        if real in seen:
+        key = file_identity(path)
+        if key in seen:
             defects.append(Defect("parent", child[3] + LOCATORS_OFFSET,
                                   "cycle: parent {} is already in the chain".format(path), child[0]))
             break
-        seen.add(real)
+        seen.add(key)
         defects.extend(check_file(path, check_parent=False))
         try:
             disk = VhdFile.open(path)
@@ -501,6 +473,11 @@ def check_chain(leaf_path, max_depth=MAX_DEPTH):
             if parent_path is None or not os.path.isfile(parent_path):
                 defects.append(Defect("parent", hat + LOCATORS_OFFSET, "parent {} (uuid {}) not found"
                                       .format(parent_path, disk.parent_uuid), path))
+                break
+            uuids.add(disk.uuid)
+            if disk.parent_uuid in uuids:
+                defects.append(Defect("parent", hat + 40, "cycle: parent uuid {} is already in "
+                                      "the chain".format(disk.parent_uuid), path))
                 break
             child = (path, disk.parent_uuid, disk.virtual_size, hat)
             path = parent_path

@@ -14,7 +14,7 @@ and the child removed.
 import os
 
 from ..errors import ChainError
-from .chain import resolve_parent
+from .chain import file_identity, resolve_parent
 from .disk import SECTOR, VhdFile
 
 #: bytes of child blocks copied between two syncs of the parent
@@ -44,7 +44,13 @@ def open_parent_for_coalesce(child):
     if not child.is_differencing:
         raise ChainError("{}: {} disk has no parent to coalesce into".format(
             child.path, child.type_name))
+    if child.parent_uuid == child.uuid:
+        raise ChainError("{}: records its own uuid {} as its parent's; refusing to coalesce a "
+                         "disk into itself".format(child.path, child.uuid))
     parent_path = resolve_parent(child)
+    if file_identity(parent_path) == file_identity(child.path):
+        raise ChainError("{}: its parent locator resolves to the file itself ({}); refusing to "
+                         "coalesce a disk into itself".format(child.path, parent_path))
     parent = VhdFile.open(parent_path, writable=True)
     try:
         if parent.uuid != child.parent_uuid:

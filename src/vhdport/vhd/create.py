@@ -15,7 +15,8 @@ from ..format.footer import (DISK_DIFFERENCING, DISK_DYNAMIC, DISK_FIXED, FOOTER
                              NO_DATA_OFFSET, Footer, to_vhd_time, vhd_now)
 from ..format.geometry import chs_for_size
 from ..format.header import DEFAULT_BLOCK_SIZE, DynamicHeader, encode_name
-from ..format.layout import HEADER_OFFSET, TABLE_OFFSET, batmap_offset, block_count
+from ..format.layout import (HEADER_OFFSET, MAX_BAT_ENTRIES, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE,
+                             TABLE_OFFSET, batmap_offset, block_count)
 from ..format.locator import (CODE_MACX, CODE_W2KU, CODE_W2RU, SLOT_SIZE, ParentLocator,
                               encode_path)
 from .disk import MAX_VIRTUAL_SIZE, SECTOR, VhdFile, new_uuid
@@ -32,9 +33,10 @@ def check_size(size, path="<new disk>"):
 
 
 def _check_block_size(block_size, path="<new disk>"):
-    if block_size < SECTOR or block_size & (block_size - 1) or block_size > 1 << 31:
-        raise FormatError("block size {} must be a power of two between 512 B and 2 GiB".format(
-            block_size), path=path)
+    if block_size < MIN_BLOCK_SIZE or block_size & (block_size - 1) \
+            or block_size > MAX_BLOCK_SIZE:
+        raise FormatError("block size {} must be a power of two between {} B and {} MiB".format(
+            block_size, MIN_BLOCK_SIZE, MAX_BLOCK_SIZE >> 20), path=path)
 
 
 def _footer(size, disk_type, uuid):
@@ -76,6 +78,10 @@ def create_dynamic(path, size, block_size=DEFAULT_BLOCK_SIZE, uuid=None, _parent
     check_size(size, path)
     _check_block_size(block_size, path)
     entries = block_count(size, block_size)
+    if entries > MAX_BAT_ENTRIES:
+        raise LimitError("{} bytes in blocks of {} need {} BAT entries, more than the {} "
+                         "supported: use larger blocks".format(size, block_size, entries,
+                                                               MAX_BAT_ENTRIES))
     footer = _footer(size, DISK_DIFFERENCING if _parent else DISK_DYNAMIC, uuid)
     header = DynamicHeader(table_offset=TABLE_OFFSET, max_table_entries=entries,
                            block_size=block_size)

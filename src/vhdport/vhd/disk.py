@@ -17,13 +17,13 @@ from ..format.bat import UNUSED, Bat
 from ..format.footer import (CREATOR_TAP, DISK_DIFFERENCING, DISK_DYNAMIC, DISK_FIXED,
                              FOOTER_SIZE, HIDDEN_OFFSET, Footer)
 from ..format.header import HEADER_SIZE, DynamicHeader
-from ..format.layout import batmap_offset
+from ..format.layout import (MAX_LOCATOR_BYTES, MAX_VIRTUAL_SIZE, batmap_offset,
+                             dynamic_limits_problem)
 from ..format.locator import decode_path
 from .bulkwrite import BulkWrites
 
 SECTOR = 512
 DATA_ALIGN = 4096
-MAX_VIRTUAL_SIZE = 2040 * 1024 ** 3
 _BITMAP_CACHE = 64
 
 
@@ -123,14 +123,15 @@ class VhdFile(BulkWrites):
             footer = Footer.parse(head, self.path, 0)
             raw = _full_read(self._f, footer.data_offset, HEADER_SIZE)
             header = DynamicHeader.parse(raw, self.path, footer.data_offset)
-            raw = _full_read(self._f, header.table_offset, header.max_table_entries * 4)
-            bat = Bat.parse(raw, header.max_table_entries, self.path, header.table_offset)
+            if dynamic_limits_problem(footer.current_size, header, 1 << 62) is not None:
+                return None
+            bat = Bat.read(self._f, header.max_table_entries, self.path, header.table_offset)
         except FormatError:
             return None
-        used = [e for e in bat.entries if e != UNUSED]
-        if not used:
+        last = bat.last_used()
+        if last is None:
             return None
-        end = max(used) * SECTOR + bitmaps.bitmap_bytes(header.block_size // SECTOR) \
+        end = last * SECTOR + bitmaps.bitmap_bytes(header.block_size // SECTOR) \
             + header.block_size
         return end if end > self.file_size - FOOTER_SIZE else None
 
@@ -169,27 +170,13 @@ class VhdFile(BulkWrites):
                 footer.data_offset), path=self.path, offset=16, field="data_offset")
         raw = _full_read(self._f, footer.data_offset, HEADER_SIZE)
         self.header = header = DynamicHeader.parse(raw, self.path, footer.data_offset)
+        self._check_limits(footer.data_offset)
         bs = header.block_size
-        if bs < SECTOR or bs & (bs - 1):
-            raise CorruptError("block size {} is not a power of two >= 512".format(bs),
-                               path=self.path, offset=footer.data_offset + 32, field="block_size")
-        need = (footer.current_size + bs - 1) // bs
-        if header.max_table_entries < need:
-            raise CorruptError("BAT has {} entries, {} needed for {} bytes".format(
-                header.max_table_entries, need, footer.current_size),
-                path=self.path, offset=footer.data_offset + 28, field="max_table_entries")
-        table_bytes = header.max_table_entries * 4
-        if header.table_offset + table_bytes > self.footer_offset:
-            raise CorruptError("BAT at offset {} ({} bytes) extends beyond the end of data".format(
-                header.table_offset, table_bytes), path=self.path, offset=footer.data_offset + 16,
-                field="table_offset")
-        raw = _full_read(self._f, header.table_offset, table_bytes)
-        self.bat = Bat.parse(raw, header.max_table_entries, self.path, header.table_offset)
+        self.bat = Bat.read(self._f, header.max_table_entries, self.path, header.table_offset)
         self.spb = bs // SECTOR
         self.bitmap_size = bitmaps.bitmap_bytes(self.spb)
-        allocated = [e for e in self.bat.entries if e != UNUSED]
-        if allocated:
-            last = max(allocated)
+        last = self.bat.last_used()
+        if last is not None:
             end = last * SECTOR + self.bitmap_size + bs
             if end > self.footer_offset:
                 raise CorruptError(
@@ -197,6 +184,15 @@ class VhdFile(BulkWrites):
                     .format(last, end, self.footer_offset), path=self.path,
                     offset=header.table_offset, field="bat")
         self._load_batmap()
+
+    def _check_limits(self, header_at):
+        """Refuse declared sizes beyond what the virtual size needs, before reading them."""
+        problem = dynamic_limits_problem(self.footer.current_size, self.header,
+                                         self.footer_offset)
+        if problem is not None:
+            field, offset, message = problem
+            at = self.footer_offset + 48 if offset is None else header_at + offset
+            raise CorruptError(message, path=self.path, offset=at, field=field)
 
     @staticmethod
     def _footers_agree(a, b):
@@ -216,8 +212,9 @@ class VhdFile(BulkWrites):
         if at + batmaps.HEADER_SIZE > self.footer_offset:
             return
         hdr = batmaps.BatmapHeader.probe(_full_read(self._f, at, batmaps.HEADER_SIZE))
-        if hdr is None or hdr.map_sectors * SECTOR * 8 < self.header.max_table_entries:
-            return  # no map, or too small to cover the BAT: a lost hint; `check` reports it
+        if hdr is None or hdr.map_sectors * SECTOR * 8 < self.header.max_table_entries \
+                or hdr.map_sectors > batmaps.map_sectors(self.header.max_table_entries):
+            return  # no map, or not sized for the BAT: a lost hint; `check` reports it
         size = hdr.map_sectors * SECTOR
         if hdr.map_offset + size > self.footer_offset:
             raise CorruptError("batmap at offset {} extends beyond the data".format(hdr.map_offset),
@@ -270,7 +267,7 @@ class VhdFile(BulkWrites):
     def allocated_blocks(self):
         if not self.footer.is_dynamic:
             return 0
-        return sum(1 for e in self.bat.entries if e != UNUSED)
+        return len(self.bat) - self.bat.entries.count(UNUSED)
 
     def locator_paths(self):
         """Parent paths named by the locators (MacX first), as written."""
@@ -280,8 +277,9 @@ class VhdFile(BulkWrites):
         ordered = sorted((loc for loc in self.header.locators if loc.in_use),
                          key=lambda loc: loc.code != 0x4D616358)
         for loc in ordered:
-            if loc.data_length == 0 or loc.data_offset + loc.data_length > self.footer_offset:
-                continue
+            if loc.data_length == 0 or loc.data_length > MAX_LOCATOR_BYTES \
+                    or loc.data_offset + loc.data_length > self.footer_offset:
+                continue   # unusable (`check` reports it): never a huge read
             raw = _full_read(self._f, loc.data_offset, loc.data_length)
             text = decode_path(loc.code, raw, self.path)
             if text:

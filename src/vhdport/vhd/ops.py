@@ -1,9 +1,13 @@
 """Metadata edits vhd-util offers: set the hidden flag, relink a child to a parent."""
 
+import os
+
 from ..errors import ChainError, FormatError
 from ..format.footer import to_vhd_time
 from ..format.header import encode_name
+from ..format.layout import MAX_LOCATOR_BYTES
 from ..format.locator import encode_path
+from .chain import file_identity
 from .create import parent_link
 from .disk import VhdFile
 
@@ -23,8 +27,15 @@ def set_parent(child_path, parent_path):
     timestamp and name.  Like vhd-util it does not check ancestry: the caller
     vouches that the parent holds the data the child was made against.
     """
+    target = os.path.join(os.path.dirname(os.path.abspath(child_path)), parent_path)
+    if file_identity(target) == file_identity(child_path):
+        raise ChainError("{}: refusing to make a disk its own parent ({})".format(
+            child_path, parent_path))
     parent_uuid, mtime, name, _size = parent_link(child_path, parent_path)
     with VhdFile.open(child_path, writable=True) as disk:
+        if disk.uuid == parent_uuid:
+            raise ChainError("{}: parent {} carries this disk's own uuid {}; refusing to make a "
+                             "disk its own parent".format(child_path, parent_path, parent_uuid))
         if not disk.is_differencing:
             raise ChainError("{}: {} disk has no parent to set".format(child_path, disk.type_name))
         header = disk.header
@@ -33,6 +44,10 @@ def set_parent(child_path, parent_path):
             if not loc.in_use:
                 continue
             payload = encode_path(loc.code, name)
+            if loc.space_bytes > MAX_LOCATOR_BYTES:
+                raise ChainError("{}: {} locator declares {} bytes of space, more than a parent "
+                                 "path needs ({}): corrupt or hostile".format(
+                                     child_path, loc.name, loc.space_bytes, MAX_LOCATOR_BYTES))
             if len(payload) > loc.space_bytes:
                 raise ChainError("{}: parent name {!r} too long for the {}-byte {} locator slot"
                                  .format(child_path, name, loc.space_bytes, loc.name))
