@@ -4,7 +4,8 @@
     python -m bench.worker upload   nginx|glance URL ROOT SR LEAF NAME
     python -m bench.worker sparse   WORKDIR NGINX_URL NGINX_ROOT     (P6 steps)
 
-Prints one JSON line: {"seconds": .., "maxrss_mib": .., "result": ..}.
+Prints one JSON line: {"seconds": .., "cpu_s": .., "maxrss_mib": .., "result": ..}
+(cpu_s: user + system CPU seconds of the timed operation, all threads).
 With BENCH_PROFILE=<file> the operation runs under cProfile (written to <file>).
 """
 
@@ -27,8 +28,17 @@ def _maxrss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _cpu():
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
+
+
+_CPU = []
+
+
 def _timed(func, *args):
     profile = os.environ.get("BENCH_PROFILE")
+    cpu0 = _cpu()
     start = time.perf_counter()
     if profile:
         import cProfile
@@ -37,7 +47,9 @@ def _timed(func, *args):
         prof.dump_stats(profile)
     else:
         result = func(*args)
-    return time.perf_counter() - start, result
+    took = time.perf_counter() - start
+    _CPU.append(_cpu() - cpu0)
+    return took, result
 
 
 def download(kind, url, root, image_id, sr):
@@ -103,7 +115,8 @@ def main(argv):
         seconds, result = sparse(*argv[1:])
     else:
         raise SystemExit("unknown operation {!r}".format(op))
-    print(json.dumps({"seconds": seconds, "maxrss_mib": _maxrss_mib(), "result": result}))
+    print(json.dumps({"seconds": seconds, "cpu_s": sum(_CPU), "maxrss_mib": _maxrss_mib(),
+                      "result": result}))
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ import pytest
 ALLOWED_SKIPS = {
     "tmpfs": "mounting a tmpfs needs root and a kernel/container that permits it; the disk-full "
              "tests need a small real filesystem and cannot fake one (CI runs as root)",
-    "isal": "isal is an optional speedup that `make venv` installs when a wheel exists; without it "
-            "the zlib engine is the one in use and is tested",
+    "isal": "isal is an optional speedup that `pip install '.[cli]'` (and so `make venv`) brings "
+            "where a wheel exists; without it the zlib engine is the one in use and is tested",
     "openstacksdk-installed": "the test checks the message shown when openstacksdk is missing, "
                               "which cannot be seen where it is installed",
 }

@@ -44,7 +44,7 @@ _COMMON_KEYS = ("image_id", "store", "endpoint", "api_version", "auth_token", "e
                 "sr_path", "cacert", "insecure", "object_store")
 DOWNLOAD_KEYS = frozenset(_COMMON_KEYS + ORIGINAL_ENDPOINT_KEYS + ("uuid_stack",))
 UPLOAD_KEYS = frozenset(_COMMON_KEYS + ORIGINAL_ENDPOINT_KEYS + (
-    "vdi_uuids", "vdi_uuid", "name", "properties", "compression_level", "os_type"))
+    "vdi_uuids", "vdi_uuid", "name", "properties", "compression_level", "os_type", "threads"))
 
 
 # --- secrets ----------------------------------------------------------------------------------
@@ -341,12 +341,17 @@ def upload_vhd(session, args, fn="upload_vhd"):
     if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9:
         raise PluginError("{}: params 'compression_level' must be an integer 0-9, got {!r}"
                           .format(fn, level))
+    threads = params.get("threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or threads < 1):
+        raise PluginError("{}: params 'threads' must be a positive integer (compression "
+                          "threads; default: the usable cores), got {!r}".format(fn, threads))
     log.info("%s %s", fn, describe(params))
     from . import transfer
     with _open_store(params, fn) as store:
         new_id = transfer.upload(sr_path, leaf, store, image_id=image_id, name=name,
                                  properties=properties, compression_level=level,
-                                 member_names=member_names)
+                                 member_names=member_names, threads=threads)
     log.info("%s VDI %s -> image %s", fn, leaf, new_id)
     if original:
         return ""  # the original's answer to an upload

@@ -237,8 +237,10 @@ class _Counting(object):
 
 
 def upload(sr_path, leaf_uuid, store, image_id=None, name=None, properties=None,
-           compression_level=6, progress=None, member_names=None):
+           compression_level=6, progress=None, member_names=None, threads=None):
     """Upload the chain of VDI ``leaf_uuid`` as a vhd/ovf bundle; return the image id.
+
+    ``threads``: deflate workers (None: one per usable core; see bundle.pgzip).
 
     The chain is hard-linked into staging first, so a coalesce or GC cannot pull
     a file from under the upload; each VHD is checked before a byte is sent.
@@ -271,7 +273,7 @@ def upload(sr_path, leaf_uuid, store, image_id=None, name=None, properties=None,
         members = list(zip(names, linked))
         sent = None
         try:
-            chunks = bundle.write_bundle(members, level=compression_level)
+            chunks = bundle.write_bundle(members, level=compression_level, threads=threads)
             sent = store.upload_image(_Counting(chunks, progress), image_id=image_id, name=name,
                                       disk_format=fmt.name, container_format="ovf",
                                       properties=None if image_id else properties)

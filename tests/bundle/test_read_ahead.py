@@ -17,7 +17,7 @@ from tests.bundle.helpers import make_vhd
 
 def _alive():
     return [t for t in threading.enumerate()
-            if t.name in ("bundle-read-ahead", "vhd-writer") and t.is_alive()]
+            if t.name in ("bundle-read-ahead", "bundle-inflate", "vhd-writer") and t.is_alive()]
 
 
 def _bundle(tmp_path):

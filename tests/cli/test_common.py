@@ -96,8 +96,12 @@ def test_console_script_usage_error_exit_2(tmp_path):
     assert "Traceback" not in proc.stderr.decode()
 
 
-def test_version_and_help():
-    assert run("--version").exit_code == 0
+def test_version_and_help(monkeypatch):
+    version = run("--version")
+    assert version.exit_code == 0
+    assert "codec: " in version.stdout and "compression threads: " in version.stdout
+    monkeypatch.setenv("VHDPORT_CODEC", "zlib")
+    assert "codec: zlib" in run("--version").stdout
     result = run("--help")
     assert result.exit_code == 0
     for name in ("vhd", "sr", "image", "download", "upload", "plugin", "demo"):

@@ -99,6 +99,19 @@ def test_upload_into_a_queued_image(plugin, tmp_path):
     assert LocalStore(store).get(image_id)["status"] == "active"
 
 
+def test_upload_threads_param(plugin, tmp_path):
+    sr = str(tmp_path / "sr")
+    leaf, _ = make_chain(sr)
+    store = str(tmp_path / "store")
+    reply = call(plugin, "upload_vhd", params_args(store=store, sr_path=sr, vdi_uuid=leaf,
+                                                   name="two threads", threads=2))
+    assert LocalStore(store).get(reply.json()["image_id"])["status"] == "active"
+    code, message = call(plugin, "upload_vhd", params_args(
+        store=store, sr_path=sr, vdi_uuid=leaf, name="bad", threads=0)).error
+    assert "'threads' must be a positive integer" in message
+    assert [r["name"] for r in LocalStore(store).list()] == ["two threads"]
+
+
 def test_missing_image(plugin, image, tmp_path):
     store, _, _ = image
     sr = new_sr(tmp_path, "sr")

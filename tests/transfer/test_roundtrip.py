@@ -157,6 +157,15 @@ def test_compression_levels(env, level):
     assert_same_chain(env.src, uuids[0], env.dst, result, model.sha256())
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_upload_threads_give_the_same_chain(env, threads):
+    uuids, model = build_chain(env.src, 2, 24 * MiB, dense=True, seed=threads)
+    image_id = transfer.upload(env.src, uuids[0], env.store, name="threads",
+                               threads=threads)
+    result = transfer.download(env.store, image_id, env.dst)
+    assert_same_chain(env.src, uuids[0], env.dst, result, model.sha256())
+
+
 def test_second_generation_and_two_copies(env, tmp_path):
     """Download twice into one SR (independent chains), re-upload a copy, download again."""
     uuids, model = build_chain(env.src, 3, 16 * MiB, dense=True, seed=9)

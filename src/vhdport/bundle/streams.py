@@ -1,31 +1,27 @@
 """Byte sources over a store stream: plain, or gunzipped on the fly, in bounded pieces.
 
-Decompression is capped per call (``max_length``) so a gzip bomb never expands
-more than one chunk ahead of what the tar reader has asked for.
+Decompression is capped per call (``max_length``) and the inflating thread holds at
+most INFLATE_AHEAD chunks, so a gzip bomb never expands more than a few chunks ahead
+of what the tar reader has asked for.
 """
 
 import queue
 import threading
-import zlib
 
 from ..errors import BundleError
-
-try:  # optional: inflates about twice as fast as zlib; same results
-    from isal import isal_zlib as _isal_zlib
-except ImportError:  # pragma: no cover - depends on the machine
-    _isal_zlib = None
+from . import codec
 
 CHUNK = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 #: chunks the read-ahead thread may hold ahead of the consumer (bounded memory)
 READ_AHEAD = 4
-
-
-_IsalError = getattr(_isal_zlib, "error", zlib.error)
+#: inflated chunks the inflating thread may hold ahead (it is the slow stage: 2 suffice)
+INFLATE_AHEAD = 2
 
 
 def _decompressor():
-    return (_isal_zlib or zlib).decompressobj(31)
+    """isal inflates about twice as fast as zlib (same results); see :mod:`.codec`."""
+    return codec.module().decompressobj(31)
 
 
 class _ReadAhead(object):
@@ -37,13 +33,12 @@ class _ReadAhead(object):
     are re-raised in the caller, in order.
     """
 
-    def __init__(self, reader):
+    def __init__(self, reader, name="bundle-read-ahead", depth=READ_AHEAD):
         self._reader = reader
-        self._queue = queue.Queue(READ_AHEAD)
+        self._queue = queue.Queue(depth)
         self._stop = threading.Event()
         self._done = False
-        self._thread = threading.Thread(target=self._work, name="bundle-read-ahead",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
         self._thread.start()
 
     def _put(self, item):
@@ -68,7 +63,13 @@ class _ReadAhead(object):
         """The next chunk the reader produced (any size; ``n`` is only a hint)."""
         if self._done:
             return b""
-        data, err = self._queue.get()
+        while True:
+            try:
+                data, err = self._queue.get(timeout=0.1)
+                break
+            except queue.Empty:
+                if self._stop.is_set():   # closed under a consumer in another thread
+                    return b""
         if err is not None:
             self._done = True
             raise err
@@ -87,8 +88,9 @@ class _ReadAhead(object):
 class Source(object):
     """Reads from ``reader.read(n)``; ``where`` names what is being read, for messages."""
 
-    def __init__(self, reader, prefix=b"", read_ahead=False):
-        self._reader = _ReadAhead(reader) if read_ahead else reader
+    def __init__(self, reader, prefix=b"", read_ahead=False, thread_name="bundle-read-ahead",
+                 depth=READ_AHEAD):
+        self._reader = _ReadAhead(reader, thread_name, depth) if read_ahead else reader
         self._prefix = prefix
         self.where = "the start of the stream"
         self.consumed = 0  # bytes handed to the caller
@@ -164,21 +166,34 @@ class Source(object):
                     limit, what))
 
 
-class GzipSource(Source):
-    """Gunzips (concatenated members allowed) without ever expanding more than CHUNK at once."""
+class _GzipProblem(Exception):
+    """Bad gzip data; the message is finished by the consumer, who knows what it is reading
+    (the inflating thread runs ahead of it)."""
 
-    def __init__(self, reader, prefix=b"", read_ahead=False):
-        super(GzipSource, self).__init__(reader, prefix, read_ahead)
+    def __init__(self, template, *args):
+        super(_GzipProblem, self).__init__(template)
+        self.template, self.args_ = template, args
+
+    def message(self, where):
+        return self.template.format(*self.args_, where=where)
+
+
+class _Inflater(object):
+    """``read(n)``: up to ``n`` gunzipped bytes of ``compressed`` (a Source; concatenated
+    members allowed), never expanding more than ``n`` at once; b"" at the end."""
+
+    def __init__(self, compressed):
+        self._src = compressed
         self._gz = _decompressor()
         self._input = b""
         self.compressed = 0
 
     def _feed(self):
-        data = self._raw_read(CHUNK)
+        data = self._src.read_some(CHUNK)
         self.compressed += len(data)
         return data
 
-    def read_some(self, n):
+    def read(self, n):
         n = max(1, min(n, CHUNK))
         while True:
             if self._gz.eof:
@@ -189,20 +204,16 @@ class GzipSource(Source):
             if not data:
                 out = self._gz.decompress(b"", n)  # output zlib may still hold
                 if out:
-                    self.consumed += len(out)
                     return out
                 if self._gz.eof:
                     continue
-                raise BundleError("gzip stream truncated (after {} compressed bytes) while "
-                                  "reading {}".format(self.compressed, self.where),
-                                  where=self.where)
+                raise _GzipProblem("gzip stream truncated (after {} compressed bytes) while "
+                                   "reading {where}", self.compressed)
             try:
                 out = self._gz.decompress(data, n)
-            except (zlib.error, _IsalError) as err:
-                raise BundleError("corrupt gzip data while reading {}: {}".format(
-                    self.where, err), where=self.where)
+            except codec.errors() as err:
+                raise _GzipProblem("corrupt gzip data while reading {where}: {}", err)
             if out:
-                self.consumed += len(out)
                 return out
 
     def _next_member(self):
@@ -228,8 +239,40 @@ class GzipSource(Source):
                 extra += len(more)
                 if more.count(0) != len(more) or extra > CHUNK:
                     break
-        raise BundleError("trailing garbage after the gzip stream (compressed offset about "
-                          "{}): refused".format(self.compressed))
+        raise _GzipProblem("trailing garbage after the gzip stream (compressed offset about "
+                           "{}): refused", self.compressed)
+
+
+class GzipSource(Source):
+    """Gunzips the stream; with ``read_ahead`` in a pipeline of two threads.
+
+    One thread reads the store (and hashes what it reads, see transfer), another
+    inflates up to INFLATE_AHEAD chunks ahead of the caller (a gzip bomb expands at
+    most that far), and the caller parses and writes: hashlib, zlib and file
+    writes release the GIL, so the stages use every core while memory stays flat.
+    """
+
+    def __init__(self, reader, prefix=b"", read_ahead=False):
+        self._compressed = Source(reader, prefix, read_ahead)
+        self._inflater = _Inflater(self._compressed)
+        super(GzipSource, self).__init__(self._inflater, b"", read_ahead,
+                                         thread_name="bundle-inflate", depth=INFLATE_AHEAD)
+
+    @property
+    def compressed(self):
+        """Compressed bytes taken from the stream so far."""
+        return self._inflater.compressed
+
+    def _raw_read(self, n):
+        try:
+            return super(GzipSource, self)._raw_read(n)
+        except _GzipProblem as problem:
+            raise BundleError(problem.message(self.where), where=self.where)
+
+    def close(self):
+        # the compressed side first: its reads then end, so the inflating thread stops
+        self._compressed.close()
+        super(GzipSource, self).close()
 
 
 def open_source(reader, allow_gzip=True, read_ahead=True):

@@ -44,9 +44,24 @@ def _silence_stdout():
         pass
 
 
+def _print_version(ctx, _param, value):
+    """The version and what makes transfers fast or slow here: codec, threads, Python."""
+    if not value or ctx.resilient_parsing:
+        return
+    import platform
+
+    from vhdport.bundle import codec
+
+    click.echo("vhdport, version {}\n{}; Python {}".format(
+        __version__, codec.describe(), platform.python_version()))
+    ctx.exit()
+
+
 @click.group(cls=VhdportGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
-@click.version_option(__version__, prog_name="vhdport")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=_print_version,
+              help="Show the version, the gzip codec (isal / zlib) and threads, and exit.")
 @click.pass_context
 def cli(ctx, debug):
     """Move XenServer VHD chains between image stores and storage repositories."""

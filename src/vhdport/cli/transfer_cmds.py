@@ -63,12 +63,14 @@ def download(image, sr_path, uuids, store, as_json, progress_mode):
 @property_option
 @click.option("--compression-level", type=click.IntRange(1, 9), default=6, show_default=True,
               help="gzip level of the bundle.")
+@click.option("--threads", type=click.IntRange(1, 256), default=None,
+              help="Compression threads (default: one per usable core).")
 @import_options
 @store_options
 @json_option
 @progress_option
-def upload(vdi_uuid, sr_path, image_id, name, properties, compression_level, store, as_json,
-           progress_mode, use_import, target_stores, all_stores):
+def upload(vdi_uuid, sr_path, image_id, name, properties, compression_level, threads, store,
+           as_json, progress_mode, use_import, target_stores, all_stores):
     """Upload VDI_UUID's chain from the SR to the store; print the image id."""
     from vhdport import transfer
 
@@ -80,7 +82,8 @@ def upload(vdi_uuid, sr_path, image_id, name, properties, compression_level, sto
     with reporter(progress_mode, "upload") as progress:
         new_id = transfer.upload(sr_path, vdi_uuid, store, image_id=image_id, name=name,
                                  properties=props or None,
-                                 compression_level=compression_level, progress=progress)
+                                 compression_level=compression_level, progress=progress,
+                                 threads=threads)
     if as_json:
         print_json(store.get(new_id))
     else:
