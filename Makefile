@@ -54,7 +54,7 @@ $(PY36_STAMP): $(PY36_REQS) tests/runtimes/python3.6.15-debian12-x86_64.tar.xz |
 	touch $(PY36_STAMP)
 
 test-py36: sysdeps $(PY36_STAMP)
-	PYTHONPATH=src $(PY36_VENV)/bin/python -m pytest -q -p no:cacheprovider \
+	PYTHONPATH=$(CURDIR)/src $(PY36_VENV)/bin/python -m pytest -q -p no:cacheprovider \
 		-p tests.runtimes.py36_run $(PY36_TESTS)
 
 demo: $(STAMP)

@@ -26,7 +26,8 @@ def store_as(server, user="vhdport", password=USER_PASSWORD, project="vhdport", 
 
 
 def payload(seed, size=1 << 20):
-    return random.Random(seed).randbytes(size)
+    # getrandbits, not randbytes (3.9+), so the 3.6 run can build it
+    return random.Random(seed).getrandbits(8 * size).to_bytes(size, "little")
 
 
 def read(store, image_id):

@@ -39,7 +39,7 @@ def chunks(data, size=256 * 1024, during=None):
 def test_token_revoked_mid_upload_is_renewed_once(keystone, keystone_glance, tokens):  # noqa: F811
     """The upload was accepted with the old token; the read-back needs (and gets) a new one."""
     store = GlanceStore(keystone_glance.url, token_source=tokens, retry_delay=0.01)
-    data = random.Random(7).randbytes(3 << 20)
+    data = random.Random(7).getrandbits(8 * (3 << 20)).to_bytes(3 << 20, "little")
     image = store.create("revoked mid-way", container_format="bare")["id"]
     first = tokens.token()
     sent = store.put(image, chunks(data, during=lambda: keystone.revoke(first)),
@@ -53,7 +53,7 @@ def test_token_revoked_mid_upload_is_renewed_once(keystone, keystone_glance, tok
 
 def test_token_revoked_before_download_is_renewed(keystone, keystone_glance, tokens):  # noqa: F811
     store = GlanceStore(keystone_glance.url, token_source=tokens, retry_delay=0.01)
-    data = random.Random(8).randbytes(1 << 20)
+    data = random.Random(8).getrandbits(8 << 20).to_bytes(1 << 20, "little")
     image = store.create("download after revoke", container_format="bare")["id"]
     store.put(image, chunks(data), size=len(data))
     keystone.revoke(tokens.token())
