@@ -1,6 +1,8 @@
 """Durability helpers every layer that writes files shares (cross-cutting, like errors)."""
 
+import errno
 import os
+import stat
 import tempfile
 
 
@@ -66,3 +68,19 @@ def unlink_quietly(path):
         os.unlink(path)
     except OSError:
         pass
+
+
+def open_disk_file(path, writable, error, kind):
+    """``path`` opened unbuffered for a disk engine, or ``error(reason)`` raised.
+
+    Never a FIFO: opening one blocks until a writer appears.  ``kind`` ("VHD", "QCOW2")
+    names the format in the message for a missing file.
+    """
+    try:
+        if stat.S_ISFIFO(os.stat(path).st_mode):
+            raise error("not a regular file")
+        return open(path, "r+b" if writable else "rb", buffering=0)
+    except OSError as e:
+        if e.errno == errno.ENOENT:
+            raise error("no such {} file".format(kind))
+        raise error("cannot open: {}".format(e.strerror))

@@ -9,13 +9,12 @@ writing in :mod:`.writer`.
 
 import bisect
 import collections
-import errno
 import os
-import stat
 import struct
 import zlib
 
 from ..errors import Qcow2CorruptError, Qcow2FormatError
+from ..fsutil import open_disk_file
 from .format.header import V2_LENGTH, Header
 from .format import tables as t
 from .writer import Writes
@@ -75,14 +74,8 @@ class Qcow2File(Writes):
     @classmethod
     def open(cls, path, writable=False):
         """Open ``path`` and validate the metadata needed to read it safely."""
-        try:
-            if stat.S_ISFIFO(os.stat(path).st_mode):
-                raise Qcow2FormatError("not a regular file", path=path)
-            fileobj = open(path, "r+b" if writable else "rb", buffering=0)
-        except OSError as e:
-            if e.errno == errno.ENOENT:
-                raise Qcow2FormatError("no such QCOW2 file", path=path)
-            raise Qcow2FormatError("cannot open: {}".format(e.strerror), path=path)
+        fileobj = open_disk_file(
+            path, writable, lambda reason: Qcow2FormatError(reason, path=path), "QCOW2")
         image = cls(path, fileobj, writable)
         try:
             image._load()

@@ -7,10 +7,10 @@ with the ordering blktap uses: data before the metadata that makes it visible.
 
 import errno
 import os
-import stat
 import uuid as uuidlib
 
 from ..errors import ChecksumError, CorruptError, FormatError, NoSpaceError, ReadOnlyError
+from ..fsutil import open_disk_file
 from .format import SECTOR
 from .format import bitmap as bitmaps
 from .format import batmap as batmaps
@@ -62,15 +62,8 @@ class VhdFile(BulkWrites):
     @classmethod
     def open(cls, path, writable=False):
         """Open and validate the metadata needed to read ``path`` safely."""
-        try:
-            if stat.S_ISFIFO(os.stat(path).st_mode):
-                # opening a FIFO blocks until a writer appears: never wait on one
-                raise FormatError("not a regular file", path=path)
-            fileobj = open(path, "r+b" if writable else "rb", buffering=0)
-        except OSError as e:
-            if e.errno == errno.ENOENT:
-                raise FormatError("no such VHD file", path=path)
-            raise FormatError("cannot open: {}".format(e.strerror), path=path)
+        fileobj = open_disk_file(path, writable, lambda reason: FormatError(reason, path=path),
+                                 "VHD")
         disk = cls(path, fileobj, writable)
         try:
             disk._load()
