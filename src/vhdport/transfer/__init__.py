@@ -10,11 +10,11 @@ import os
 import stat
 import threading
 
-from . import bundle, disk
-from .errors import (BundleError, ChainError, FormatError, ImageStateError, IntegrityError,
+from .. import bundle, disk
+from ..errors import (BundleError, ChainError, FormatError, ImageStateError, IntegrityError,
                      StoreError, VhdportError)
-from .sr import SR
-from .stores import ACTIVE, QUEUED, StreamDigest
+from ..sr import SR
+from ..stores import ACTIVE, QUEUED, StreamDigest
 
 log = logging.getLogger(__name__)
 
