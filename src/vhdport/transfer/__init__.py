@@ -248,9 +248,9 @@ def upload(sr_path, leaf_uuid, store, image_id=None, name=None, properties=None,
 
     The chain is hard-linked into staging first, so a coalesce or GC cannot pull
     a file from under the upload; each file is checked before a byte is sent.
-    ``member_names`` (bundles only): called with the chain's VDI uuids (leaf first) as
-    found in the SR, returns the stems of the bundle's member names (it may refuse the
-    chain); the disk format adds its suffix.  Default: stems ``0`` .. ``N``.
+    ``member_names``: called with the chain's VDI uuids (leaf first) as found in the SR,
+    returns the stems of the bundle's member names (it may refuse the chain, also for a
+    flat image); the disk format adds its suffix.  Default: stems ``0`` .. ``N``.
     """
     if image_id is None and not name:
         raise StoreError("upload needs an existing queued image id or a name for a new image")
@@ -262,13 +262,10 @@ def upload(sr_path, leaf_uuid, store, image_id=None, name=None, properties=None,
             chain = sr.chain_paths(leaf_uuid)
             linked = staging.link_chain(chain)
         fmt = disk.for_path(linked[0])
-        if flat:
-            names = None
-        elif member_names is None:
-            names = [fmt.file_name(i) for i in range(len(linked))]
-        else:
-            names = [fmt.file_name(stem)
-                     for stem in member_names([_uuid_of(path) for path in chain])]
+        # asked even for a flat image: the caller may refuse the chain it finds
+        stems = range(len(linked)) if member_names is None else member_names(
+            [_uuid_of(path) for path in chain])
+        names = [fmt.file_name(stem) for stem in stems]
         _check_before_upload(linked, leaf_uuid)
         if image_id is not None:
             record = store.get(image_id)
