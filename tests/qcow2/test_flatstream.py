@@ -89,6 +89,7 @@ def assert_xapi_layout(path):
 
 
 @pytest.mark.parametrize("size, writes", [
+    (0, []),                                                               # no L1 at all
     (64 * KiB, []),                                                        # empty, one cluster
     (3 * MiB + 512, []),                                                   # empty, odd size
     (3 * MiB + 512, ["write -P 0xe5 3M 512"]),                             # the partial cluster
@@ -102,8 +103,8 @@ def test_flat_equals_source_and_checks_clean(tmp_path, size, writes):
     image, out = flatten_qcow2(tmp_path, leaf)
     assert_xapi_layout(out)
     assert info(out)["virtual-size"] == size
-    if not writes:
-        assert image.data_clusters == 0 and image.size == 4 * 64 * KiB   # header, rt, rb, L1
+    if not writes:      # header, refcount table and block, L1 (none for an empty disk)
+        assert image.data_clusters == 0 and image.size == (4 if size else 3) * 64 * KiB
 
 
 def test_backing_chain_three_deep_flattens(tmp_path):
@@ -138,23 +139,38 @@ def test_several_refcount_blocks_and_table_clusters(tmp_path):
     assert_xapi_layout(out)
 
 
-def test_two_and_a_half_tib_sparse_chain_is_fast_and_small(tmp_path):
-    size = 5 * TiB // 2
+def huge_chain(tmp_path, size):
     base = make(str(tmp_path / "base.qcow2"), size,
                 ["write -P 1 0 1M", "write -P 2 1T 64k", "write -P 3 {} 64k".format(size - 64 * KiB)])
-    leaf = make(str(tmp_path / "leaf.qcow2"), size,
+    return make(str(tmp_path / "leaf.qcow2"), size,
                 ["write -P 4 1536G 2M", "write -P 5 100k 4k"], backing=os.path.basename(base))
+
+
+def test_two_and_a_half_tib_sparse_chain_is_fast_and_small(tmp_path):
+    size = 5 * TiB // 2
+    leaf = huge_chain(tmp_path, size)
     started = time.monotonic()
+    image, out = flatten_qcow2(tmp_path, leaf)
+    assert time.monotonic() - started < 10        # about half a second here
+    assert image.size < 8 * MiB and info(out)["virtual-size"] == size
+    assert image.l1_clusters == 1
+    assert_xapi_layout(out)
+
+
+def test_memory_stays_flat_at_sms_largest_size(tmp_path):
+    size = 17589500641280                          # SM's QCOW2 limit, just under 16 TiB
+    leaf = make(str(tmp_path / "a.qcow2"), size, ["write -P 1 0 1M", "write -P 4 1536G 2M",
+                                                  "write -P 3 {} 64k".format(size - 64 * KiB)])
     tracemalloc.start()
     try:
-        image, out = flatten_qcow2(tmp_path, leaf)
+        with Qcow2Chain.open(leaf) as chain:
+            image = flat_qcow2(chain)
+            sent = sum(len(chunk) for chunk in image)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert time.monotonic() - started < 20
-    assert peak < 24 * MiB                  # chunks of 4 MiB, one L1 of 40 KiB, a few runs
-    assert image.size < 8 * MiB and info(out)["virtual-size"] == size
-    assert_xapi_layout(out)
+    assert sent == image.size < 8 * MiB and image.l1_clusters == 4
+    assert peak < 16 * MiB                         # a 4 MiB chunk, a 256 KiB L1, a few runs
 
 
 def test_vhd_chain_flattens(tmp_path):

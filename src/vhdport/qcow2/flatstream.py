@@ -107,7 +107,7 @@ class FlatQcow2(object):
         self.data_clusters = sum(self.runs[1::2])
         self.l2_indices = self._l2_indices()
         self.l1_size = _ceil_div(clusters, self.l2_entries)
-        self.l1_clusters = max(1, _ceil_div(self.l1_size * 8, cs))
+        self.l1_clusters = _ceil_div(self.l1_size * 8, cs)     # none for an empty disk
         self._lay_out()
 
     def _l2_indices(self):
@@ -149,8 +149,9 @@ class FlatQcow2(object):
         for part in (self._header(), self._reftable(), self._refblocks(), self._l1(),
                      self._l2_tables(), self._data()):
             for chunk in part:
-                sent += len(chunk)
-                yield chunk
+                if chunk:             # an empty chunk ends a chunked HTTP body
+                    sent += len(chunk)
+                    yield chunk
         if sent != self.size:
             raise VhdportError("flat QCOW2 of {}: wrote {} bytes, laid out {} (a bug in "
                                "vhdport; nothing usable was made)".format(
