@@ -7,9 +7,12 @@ the model of the writes gives (not one read back through vhdport's own chain rea
 import hashlib
 import json
 import os
+import pathlib
+import random
 import subprocess
 import time
 import urllib.request
+import uuid
 
 import pytest
 
@@ -17,13 +20,14 @@ from tests.peers.glance_server import glance_auth  # noqa: F401  (the session's 
 from tests.peers.require import require_qemu_img
 from tests.transfer.helpers import (MiB, build_chain, make_sr, sr_tree, staging_leftovers,
                                     vdi_sha256)
-from vhdport import transfer
+from vhdport import disk, transfer
 from vhdport.errors import StoreError, VhdportError
 from vhdport.stores.glance import GlanceStore
 from vhdport.stores.local import LocalStore
 from vhdport.transfer import flat
 
 QEMU_IMG = "/usr/bin/qemu-img"
+QEMU_IO = "/usr/bin/qemu-io"
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
@@ -222,3 +226,46 @@ def test_flat_upload_to_the_real_glance(glance_auth, tmp_path, as_format):  # no
             assert glance_inspects(stored, "qcow2") == (True, size, True)
     finally:
         store.delete(image_id)
+
+
+# ---------------------------------------------------------------- QCOW2 chains
+
+
+def qcow2_chain(sr_path, depth, size, seed):
+    """A chain of ``depth`` QCOW2 VDIs as SM makes them (qemu-img, relative backing names,
+    hidden parents); return (leaf uuid, sha256 of its contents as qemu-img reads them)."""
+    rng = random.Random(seed)
+    names = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(depth)]
+    parent = None
+    for level, name in enumerate(names):
+        path = os.path.join(sr_path, name + ".qcow2")
+        args = [QEMU_IMG, "create", "-q", "-f", "qcow2"]
+        if parent:
+            args += ["-F", "qcow2", "-b", parent + ".qcow2"]
+        subprocess.run(args + [path, str(size)], check=True)
+        writes = []
+        for _ in range(6):
+            length = rng.randrange(1, 300) * 1024
+            offset = rng.randrange(0, size - length)
+            writes += ["-c", "write -P {} {} {}".format(rng.randrange(1, 255), offset, length)]
+        writes += ["-c", "write -z {} 64k".format(rng.randrange(0, size // 65536) * 65536)]
+        if level == 0:
+            writes += ["-c", "write -P 7 {} 512".format(size - 512)]
+        subprocess.run([QEMU_IO, "-f", "qcow2"] + writes + [path], check=True,
+                       stdout=subprocess.DEVNULL)
+        if parent:
+            disk.for_path(path).set_hidden(os.path.join(sr_path, parent + ".qcow2"), True)
+        parent = name
+    leaf = os.path.join(sr_path, parent + ".qcow2")
+    return parent, raw_sha256(leaf, "qcow2", pathlib.Path(sr_path).parent)
+
+
+@pytest.mark.parametrize("as_format", ["qcow2", "raw"])
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_qcow2_chain_uploads_flat(env, tmp_path, as_format, depth):
+    size = 24 * MiB + 64 * 1024 * 3
+    leaf, expected = qcow2_chain(env.src, depth, size, seed=depth)
+    before = sr_tree(env.src)
+    image_id = transfer.upload(env.src, leaf, env.store, name="flat", as_format=as_format)
+    assert_image(env.store, image_id, as_format, size, expected, tmp_path)
+    assert sr_tree(env.src) == before and staging_leftovers(env.src) == []

@@ -72,9 +72,9 @@ _READERS = {"vhd": (VhdFile.open, VhdChain), "qcow2": (Qcow2File.open, Qcow2Chai
 def open_files(paths):
     """Open ``paths`` [leaf .. base] as one readable chain, in exactly that order.
 
-    For files whose parent references do not resolve where they are (the links in a
-    staging directory carry other names): nothing is followed, so the caller must have
-    checked the linkage first (:func:`vhdport.disk.check_chain`).
+    For files whose parent references need not resolve where they are (links in a
+    staging directory, a parent named by an SR mount path): nothing is followed, so
+    the caller must have checked the linkage first (:func:`vhdport.disk.check_chain`).
     """
     if not paths:
         raise ChainError("no files to open as a chain")
