@@ -205,17 +205,21 @@ def glance_inspects(path, disk_format):
 
 
 @pytest.mark.peer
+@pytest.mark.parametrize("source", ["vhd", "qcow2"])
 @pytest.mark.parametrize("as_format", ["qcow2", "raw"])
-def test_flat_upload_to_the_real_glance(glance_auth, tmp_path, as_format):  # noqa: F811
+def test_flat_upload_to_the_real_glance(glance_auth, tmp_path, as_format, source):  # noqa: F811
     src = make_sr(tmp_path / "sr")
     size = 40 * MiB
-    uuids, model = build_chain(src, 3, size, dense=True, seed=77)
-    expected = model.sha256()
-    assert vdi_sha256(src, uuids[0]) == expected
+    if source == "vhd":
+        uuids, model = build_chain(src, 3, size, dense=True, seed=77)
+        leaf, expected = uuids[0], model.sha256()
+        assert vdi_sha256(src, leaf) == expected
+    else:
+        leaf, expected = qcow2_chain(src, 3, size, seed=77)
     store = GlanceStore(glance_auth.url, auth_token=glance_auth.token, retry_delay=0.01,
                         timeout=20)
     started = time.monotonic()
-    image_id = transfer.upload(src, uuids[0], store, name="vhdport-flat-" + as_format,
+    image_id = transfer.upload(src, leaf, store, name="vhdport-flat-" + as_format,
                                as_format=as_format, properties={"vhdport-test": "flat"})
     try:
         assert time.monotonic() - started < 60
@@ -269,3 +273,30 @@ def test_qcow2_chain_uploads_flat(env, tmp_path, as_format, depth):
     image_id = transfer.upload(env.src, leaf, env.store, name="flat", as_format=as_format)
     assert_image(env.store, image_id, as_format, size, expected, tmp_path)
     assert sr_tree(env.src) == before and staging_leftovers(env.src) == []
+
+
+def test_a_huge_sparse_qcow2_chain_uploads_flat_fast(env, tmp_path):
+    size = 5 * (1 << 40) // 2                     # 2.5 TiB: a QCOW2 VDI, over VHD's limit
+    base, leaf = (os.path.join(env.src, str(uuid.uuid4()) + ".qcow2") for _ in range(2))
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", base, str(size)], check=True)
+    subprocess.run([QEMU_IO, "-f", "qcow2", "-c", "write -P 1 0 1M", "-c", "write -P 2 1T 64k",
+                    "-c", "write -P 3 {} 512".format(size - 512), base], check=True,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+                    os.path.basename(base), leaf, str(size)], check=True)
+    subprocess.run([QEMU_IO, "-f", "qcow2", "-c", "write -P 4 2000G 2M", leaf], check=True,
+                   stdout=subprocess.DEVNULL)
+    disk.for_path(base).set_hidden(base, True)
+    started = time.monotonic()
+    image_id = transfer.upload(env.src, os.path.basename(leaf)[:-len(".qcow2")], env.store,
+                               name="huge", as_format="qcow2")
+    assert time.monotonic() - started < 20         # about a second here
+    record = env.store.get(image_id)
+    assert record["size"] < 8 * MiB
+    stored = tmp_path / "stored.qcow2"
+    fetch(env.store, image_id, stored)
+    qemu_check(stored)
+    proc = subprocess.run([QEMU_IMG, "compare", "-f", "qcow2", "-F", "qcow2", leaf, str(stored)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True)
+    assert proc.returncode == 0, proc.stdout
