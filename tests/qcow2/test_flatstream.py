@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers import make_chain, write_through
 from tests.qcow2.qemu import check, info, qemu_img, qemu_io, require_qemu
-from vhdport.errors import ChainError
+from vhdport.errors import ChainError, Qcow2FormatError
 from vhdport.qcow2 import Qcow2Chain, local_backing
 from vhdport.qcow2.flatstream import FlatQcow2, cluster_runs, flat_qcow2
 from vhdport.qcow2.format.header import Header
@@ -229,3 +229,11 @@ def test_cluster_runs_merge_clip_and_refuse_disorder():
     assert list(runs) == [0, 2, 3, 3]
     with pytest.raises(ChainError, match="out of order"):
         cluster_runs([(4 * cs, cs), (0, cs)], cs, 10)
+
+
+def test_cluster_bits_outside_qcow2s_range_are_refused(tmp_path):
+    leaf = make(str(tmp_path / "a.qcow2"), MiB)
+    with Qcow2Chain.open(leaf) as chain:
+        for bits in (8, 22):
+            with pytest.raises(Qcow2FormatError, match="cluster_bits {} outside 9..21".format(bits)):
+                FlatQcow2(chain, cluster_bits=bits)

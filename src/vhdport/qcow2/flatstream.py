@@ -16,9 +16,9 @@ import struct
 import sys
 from array import array
 
-from ..errors import ChainError, VhdportError
+from ..errors import ChainError, Qcow2FormatError, VhdportError
 from .format import tables as t
-from .format.header import Header
+from .format.header import MAX_CLUSTER_BITS, MIN_CLUSTER_BITS, Header
 
 CLUSTER_BITS = 16
 #: bytes read from the source per chunk (whole clusters)
@@ -95,6 +95,9 @@ class FlatQcow2(object):
     disk_format = "qcow2"
 
     def __init__(self, source, cluster_bits=CLUSTER_BITS, chunk=CHUNK):
+        if not MIN_CLUSTER_BITS <= cluster_bits <= MAX_CLUSTER_BITS:
+            raise Qcow2FormatError("cluster_bits {} outside {}..{}".format(
+                cluster_bits, MIN_CLUSTER_BITS, MAX_CLUSTER_BITS))
         self.source = source
         self.virtual_size = int(source.virtual_size)
         self.cluster_bits = cluster_bits
