@@ -72,9 +72,5 @@ class FlatPayload(object):
     def container_format(self):
         return self.image.container_format
 
-    @property
-    def virtual_size(self):
-        return self.chain.virtual_size
-
     def __iter__(self):
         return iter(self.image)
