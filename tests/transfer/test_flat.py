@@ -232,6 +232,23 @@ def test_flat_upload_to_the_real_glance(glance_auth, tmp_path, as_format, source
         store.delete(image_id)
 
 
+@pytest.mark.peer
+def test_flat_qcow2_through_glances_import_workflow(glance_auth, tmp_path):  # noqa: F811
+    """An import-only cloud: staged with glance-direct, then imported; Glance inspects it."""
+    src = make_sr(tmp_path / "sr")
+    uuids, model = build_chain(src, 2, 16 * MiB, dense=True, seed=3)
+    store = GlanceStore(glance_auth.url, auth_token=glance_auth.token, retry_delay=0.01,
+                        timeout=20)
+    store.place_uploads(use_import=True)
+    image_id = transfer.upload(src, uuids[0], store, name="vhdport-flat-import",
+                               as_format="qcow2")
+    try:
+        assert_image(store, image_id, "qcow2", 16 * MiB, model.sha256(), tmp_path)
+        assert glance_image(glance_auth, image_id)["virtual_size"] == 16 * MiB
+    finally:
+        store.delete(image_id)
+
+
 # ---------------------------------------------------------------- QCOW2 chains
 
 
