@@ -8,7 +8,7 @@ only while iterating, and nothing is written to disk on the way.
 
 from ..errors import ChainError, VhdportError
 from ..qcow2 import Qcow2Chain, Qcow2File
-from ..qcow2.flatstream import CHUNK, FlatQcow2, read_range
+from ..qcow2.flatstream import CHUNK, FlatQcow2, allocated_ranges, read_range
 from ..vhd import Chain as VhdChain, VhdFile
 from .registry import for_path
 
@@ -17,7 +17,10 @@ FLAT_FORMATS = ("qcow2", "raw")
 
 
 class FlatRaw(object):
-    """The virtual disk byte for byte; holes are sent as zeros without reading them."""
+    """The virtual disk byte for byte; holes are sent as zeros without reading them.
+
+    The allocation map is walked while streaming: the size is the virtual size.
+    """
 
     container_format = "bare"
     disk_format = "raw"
@@ -25,7 +28,6 @@ class FlatRaw(object):
     def __init__(self, chain, chunk=CHUNK):
         self.chain = chain
         self.size = int(chain.virtual_size)
-        self.ranges = chain.allocated_ranges()
         self.chunk = chunk
 
     def _zeros(self, length):
@@ -37,7 +39,7 @@ class FlatRaw(object):
 
     def __iter__(self):
         at = 0
-        for offset, length in self.ranges:
+        for offset, length in allocated_ranges(self.chain):
             end = min(offset + length, self.size)
             if end <= at:
                 continue

@@ -65,6 +65,18 @@ def cluster_runs(ranges, cluster_size, clusters):
     return runs
 
 
+def allocated_ranges(source):
+    """The source's allocated (offset, length) ranges in order, lazily where it can.
+
+    A QCOW2 chain's ``extents()`` is a generator, so the ranges are never all in a
+    list at once; other sources give ``allocated_ranges()``.
+    """
+    extents = getattr(source, "extents", None)
+    if extents is None:
+        return source.allocated_ranges()
+    return ((offset, length) for offset, length, kind in extents() if kind == t.DATA)
+
+
 def read_range(source, offset, length, chunk=CHUNK):
     """Yield the source's virtual bytes [offset, offset + length) as bytes chunks.
 
@@ -106,7 +118,7 @@ class FlatQcow2(object):
         self.l2_entries = cs // 8
         self.refblock_entries = cs * 8 // 16          # 16-bit refcounts
         clusters = _ceil_div(self.virtual_size, cs)
-        self.runs = cluster_runs(source.allocated_ranges(), cs, clusters)
+        self.runs = cluster_runs(allocated_ranges(source), cs, clusters)
         self.data_clusters = sum(self.runs[1::2])
         self.l2_indices = self._l2_indices()
         self.l1_size = _ceil_div(clusters, self.l2_entries)
