@@ -1,5 +1,5 @@
 """`vhdport download` / `upload` argument checks: bad values are usage errors (exit 2) and a
-local store may not share its directory tree with the SR."""
+local store may not share its directory tree with the SR; ``upload --as qcow2|raw`` end to end."""
 
 import hashlib
 import json
