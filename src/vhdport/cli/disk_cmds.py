@@ -10,7 +10,8 @@ import sys
 
 import click
 
-from vhdport.cli.common import OperationFailed, human_size, print_fields, print_json
+from vhdport.cli.common import (OperationFailed, human_size, print_digest, print_fields,
+                                print_json)
 
 QCOW2_MAGIC = b"QFI\xfb"
 CHUNK = 4 << 20
@@ -160,7 +161,6 @@ def _import(raw, out, fixed, **_):
 
 
 def _digest(path, as_json, **_):
-    from vhdport.cli.vhd_cmds import print_digest
     from vhdport.disk import content_digest
     from vhdport.qcow2 import Qcow2Chain, local_backing
 

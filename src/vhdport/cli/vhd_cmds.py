@@ -5,7 +5,8 @@ import sys
 import click
 
 from vhdport.cli.common import (BLOCK_SIZE, SIZE, UUID_RE, VIRTUAL_SIZE, OperationFailed,
-                                human_size, json_option, print_fields, print_json)
+                                human_size, json_option, print_digest, print_fields,
+                                print_json)
 
 #: bytes moved per Chain.read / Chain.write call when streaming (memory stays flat)
 CHUNK = 4 << 20
@@ -283,13 +284,6 @@ def import_cmd(raw, out, fixed):
              "{} bytes zeros".format(raw, size, padded, padded - size))
     click.echo(str(uuid))
     note_two_uuids(out, uuid)
-
-
-def print_digest(result, as_json):
-    if as_json:
-        print_json(result.to_dict())
-    else:
-        click.echo(str(result))
 
 
 @vhd.command()
