@@ -239,10 +239,14 @@ def test_v1_endpoint_round_trip(tmp_path):
         record = store.get(image_id)
         assert (record["status"], record["disk_format"], record["container_format"]) == \
             ("active", "vhd", "ovf")
-        assert record["properties"] == props
+        assert record["properties"] == dict(props,
+                                            vhdport_content_digest=model.content_digest())
         assert record["checksum"] == stored_digests(store, image_id)[1]
         puts = [headers for method, _, headers in server.requests if method == "PUT"]
-        assert len(puts) == 1
+        assert len(puts) == 2      # the data, then the content digest (a property)
+        digest_put = dict((k.lower(), v) for k, v in puts[1].items())
+        assert digest_put["x-image-meta-property-vhdport_content_digest"] == \
+            model.content_digest()
         sent = dict((k.lower(), v) for k, v in puts[0].items())
         assert sent["x-image-meta-disk-format"] == "vhd"
         assert sent["x-image-meta-container-format"] == "ovf"
