@@ -108,6 +108,16 @@ def test_qcow2_chain_made_by_qemu_equals_raw(tmp_path, raw):
         assert str(disk.content_digest(chain)) == reference(raw)
 
 
+def test_qcow2_chain_by_path_through_the_face(tmp_path, raw):
+    leaf = qcow2_chain(tmp_path, LEVELS)
+    assert disk.for_path(leaf).name == "qcow2"
+    assert str(disk.content_digest(leaf)) == reference(raw)
+    # a QCOW2 without a .qcow2 name is still one (by magic), not raw bytes
+    renamed = str(tmp_path / "leaf.img")
+    os.rename(leaf, renamed)
+    assert str(disk.content_digest(renamed)) == reference(raw)
+
+
 def test_qemu_img_conversions_of_raw_agree(tmp_path, raw):
     vpc = str(tmp_path / "c.vhd")
     qcow2 = str(tmp_path / "c.qcow2")

@@ -137,3 +137,15 @@ def test_upload_digest_is_stopped_and_closed(env):
     with UploadDigest() as done:
         done.start(chain)
         assert done.result() == str(disk.content_digest(chain[0]))
+
+
+def test_verify_landed_reads_a_qcow2_chain_through_the_face(tmp_path):
+    from tests.disk.test_digest import LEVELS, SIZE, qcow2_chain, reference, write_raw
+
+    raw = str(tmp_path / "same.raw")
+    write_raw(raw, SIZE, LEVELS)
+    leaf = qcow2_chain(tmp_path, LEVELS)
+    expected = reference(raw)
+    assert verify_landed({"properties": {PROPERTY: expected}}, leaf, "qcow2") == expected
+    with pytest.raises(IntegrityError):
+        verify_landed({"properties": {PROPERTY: "blake2b-256/4MiB:" + "1" * 64}}, leaf, "qcow2")
