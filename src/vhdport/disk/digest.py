@@ -14,6 +14,7 @@ the result does not depend on how a format chose to store zeros.
 """
 
 import collections
+import contextlib
 import errno
 import hashlib
 import os
@@ -156,8 +157,7 @@ def open_disk(path):
     """
     from .registry import for_path
 
-    with RawDisk(path) as probe:   # an unreadable file fails here, not as "unknown format"
-        probe.virtual_size
+    RawDisk(path).close()   # an unreadable file fails here, not as "unknown format"
     try:
         fmt = for_path(path)
     except FormatError:
@@ -173,20 +173,9 @@ def content_digest(source, workers=DEFAULT_WORKERS, cancel=None):
     ``cancel``: a threading.Event; when set, the digest stops with Cancelled.
     """
     if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
-        with _closing(open_disk(os.fspath(source))) as chain:
+        with contextlib.closing(open_disk(os.fsdecode(os.fspath(source)))) as chain:
             return _digest(chain, workers, cancel)
     return _digest(source, workers, cancel)
-
-
-class _closing(object):
-    def __init__(self, thing):
-        self.thing = thing
-
-    def __enter__(self):
-        return self.thing
-
-    def __exit__(self, *exc):
-        self.thing.close()
 
 
 def _hash_block(buf, length):
@@ -211,7 +200,7 @@ class _Outer(object):
         if workers and workers > 1:
             from concurrent.futures import ThreadPoolExecutor
             self.pool = ThreadPoolExecutor(max_workers=workers)
-        self.depth = 2 * workers if self.pool else 1
+        self.depth = workers + 2 if self.pool else 1    # blocks read ahead of the hashing
         self.pending = collections.deque()
         self.free = []
 
