@@ -87,3 +87,22 @@ def test_upload_as_a_flat_image(tmp_path, sr, as_format):
     subprocess.run([qemu_img, "convert", "-f", as_format, "-O", "raw", str(stored), str(raw)],
                    check=True)
     assert hashlib.sha256(raw.read_bytes()).hexdigest() == model.sha256()
+
+
+def test_download_no_verify_contents(tmp_path):
+    """A disk whose contents are not the recorded ones is refused; --no-verify-contents lands it."""
+    from tests.transfer.helpers import sr_tree
+    from tests.transfer.test_contents import leaf_path, make_env, tampered
+    from vhdport import disk
+
+    env = make_env(tmp_path)
+    image_id, expected, actual = tampered(env)
+    before = sr_tree(env.dst)
+    refused = run("download", image_id, "--sr", env.dst, "--store", env.store.root)
+    assert refused.exit_code == 1 and expected in refused.stderr and actual in refused.stderr
+    assert sr_tree(env.dst) == before
+    landed = run("download", image_id, "--sr", env.dst, "--store", env.store.root,
+                 "--no-verify-contents")
+    assert landed.exit_code == 0, landed.stderr
+    leaf = landed.stdout.strip().splitlines()[-1]
+    assert str(disk.content_digest(leaf_path(env.dst, leaf))) == actual
