@@ -88,6 +88,8 @@ def assert_image(store, image_id, as_format, size, expected, tmp_path):
     else:
         assert record["size"] == size
     assert raw_sha256(stored, as_format, tmp_path) == expected
+    # the content digest recorded from the SR chain is the flat image's own
+    assert record["properties"].get("vhdport_content_digest") == str(disk.content_digest(stored))
     return record, stored
 
 
