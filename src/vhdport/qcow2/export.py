@@ -184,7 +184,10 @@ class _Copier(object):
         for lo, hi in nonzero_spans(win):
             pwrite_all(self.out_fd, win[lo:hi], start + lo)
         if _fadvise is not None and _DONTNEED is not None:
-            _fadvise(self.out_fd, start, size, _DONTNEED)     # start writeback now
+            try:
+                _fadvise(self.out_fd, start, size, _DONTNEED)     # start writeback now
+            except OSError:
+                pass                # only advice: the closing fsync writes it all anyway
 
 
 def copy_to_raw(chain, out_fd, window=WINDOW, workers=WORKERS):
