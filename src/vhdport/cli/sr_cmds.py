@@ -1,4 +1,4 @@
-"""``vhdport sr ls|gc|snapshot``: a storage repository (a directory of <uuid>.vhd files)."""
+"""``vhdport sr ls|gc|snapshot``: a storage repository (a directory of VDI files, VHD or QCOW2)."""
 
 import click
 
@@ -41,10 +41,10 @@ def ls(sr_path, as_json):
     if as_json:
         print_json([vdi_doc(vdi) for vdi in ordered])
         return
-    rows = [(vdi.uuid, vdi.parent_uuid, "yes" if vdi.hidden else "no", vdi.type,
+    rows = [(vdi.uuid, vdi.format, vdi.parent_uuid, "yes" if vdi.hidden else "no", vdi.type,
              human_size(vdi.virtual_size), human_size(vdi.physical_size), vdi_role(vdi))
             for vdi in ordered]
-    print_table(sr_path, ("uuid", "parent", "hidden", "type", "virtual", "physical",
+    print_table(sr_path, ("uuid", "format", "parent", "hidden", "type", "virtual", "physical",
                           "leaf/base"), rows)
     for vdi in ordered:
         if vdi.error:
