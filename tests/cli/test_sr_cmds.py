@@ -93,6 +93,9 @@ def test_ls_shows_the_format_of_each_vdi(sr_with_vdi):
     assert vdis[qcow]["format"] == vdis[snap]["format"] == "qcow2"
     base = vdis[qcow]["parent_uuid"]
     assert vdis[base]["format"] == "qcow2" and vdis[base]["role"] == "base"
+    assert not any(doc["coalesceable"] for doc in vdis.values())    # base has two children
+    os.unlink(str(sr / (snap + ".qcow2")))
+    assert by_uuid(sr)[qcow]["coalesceable"] is True                 # its parent's only child
     lines = ok("sr", "ls", sr).stdout.splitlines()
     header = next(line for line in lines if "uuid" in line and "format" in line)
     assert header.split()[:3] == ["uuid", "format", "parent"]

@@ -3,7 +3,7 @@ import os
 import pytest
 
 from vhdport.errors import SRError
-from vhdport.sr import SR
+from vhdport.sr import SR, coalesceable, leaf_coalesceable
 
 from tests.sr.helpers import FORMATS, make_chain, make_vhd, new_uuid, suffix, vhd_names
 
@@ -94,3 +94,22 @@ def test_gc_waits_for_the_sr_lock(tmp_path):
         with pytest.raises(SRError, match="locked by another vhdport operation"):
             SR(sr_dir, lock_timeout=0.3).gc()
     assert len(SR(sr_dir).gc()) == 1
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_coalesceable_as_sms_gc_judges_it(tmp_path, fmt):
+    """cleanup.py: a hidden node with children whose parent has it as its only child is
+    coalesced; a visible leaf that is its parent's only child may be leaf-coalesced."""
+    sr_dir = str(tmp_path)
+    leaf, mid, base = make_chain(sr_dir, 3, fmt=fmt)          # mid: coalesceable into base
+    shared = make_vhd(sr_dir, hidden=True, fmt=fmt)
+    one = make_vhd(sr_dir, parent=shared, fmt=fmt)
+    two = make_vhd(sr_dir, parent=shared, fmt=fmt)           # shared has two children
+    vdis = SR(sr_dir).vdis()
+    assert coalesceable(vdis) == [mid]
+    assert leaf_coalesceable(vdis) == [leaf]
+    assert one not in leaf_coalesceable(vdis) and two not in leaf_coalesceable(vdis)
+    with open(os.path.join(sr_dir, base + suffix(fmt)), "r+b") as f:
+        f.truncate(100)                                      # a scan error: SM skips it
+    vdis = SR(sr_dir).vdis()
+    assert coalesceable(vdis) == [] and leaf_coalesceable(vdis) == [leaf]

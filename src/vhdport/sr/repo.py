@@ -274,6 +274,27 @@ def garbage_order(vdis):
     return order
 
 
+def coalesceable(vdis):
+    """Sorted uuids SM's GC would coalesce into their parent (cleanup.py's rule, any format).
+
+    A hidden VDI with children whose parent has it as its only child; nothing on a
+    link with a scan error (SM skips those too).
+    """
+    return sorted(u for u, v in vdis.items() if v.hidden and v.children and _only_child(vdis, v))
+
+
+def leaf_coalesceable(vdis):
+    """Sorted uuids of visible leaves SM may leaf-coalesce: the parent's only child."""
+    return sorted(u for u, v in vdis.items()
+                  if not v.hidden and not v.children and _only_child(vdis, v))
+
+
+def _only_child(vdis, info):
+    parent = vdis.get(info.parent_uuid) if info.parent_uuid else None
+    return info.error is None and parent is not None and parent.error is None \
+        and parent.children == [info.uuid]
+
+
 def _fresh_uuids(sr, count):
     while True:
         chosen = [str(uuidlib.uuid4()) for _ in range(count)]
