@@ -135,9 +135,13 @@ def test_crash_at_any_step_keeps_data_and_no_garbage_visible(tmp_path, crash_aft
     assert read_vdi(sr_dir, leaf) == before
     assert sr.gc() == []
     assert read_vdi(sr_dir, leaf) == before
-    with sr.staging():
+    with sr.staging():      # reclaims the dead snapshot's staging: recovery runs
         pass
     assert os.listdir(os.path.join(sr_dir, ".vhdport-staging")) == [".root.lock"]
+    # recovery finished or undid it: every parent is a hidden base copy (a visible one
+    # could be attached and written under its children)
+    assert all(v.hidden for v in sr.vdis().values() if v.children)
+    assert read_vdi(sr_dir, leaf) == before
 
 
 def test_qcow2_snapshot_is_what_sm_makes(tmp_path):
