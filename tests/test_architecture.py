@@ -136,6 +136,17 @@ def test_nothing_above_the_disk_face_names_a_qcow2_file(module):
         module, bad)
 
 
+FORMAT_NAMES = ("vhd", "qcow2")
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _within(m, ("vhdport.sr",))))
+def test_the_sr_does_not_branch_on_a_format_name(module):
+    """sr/ asks the face (``disk.for_file_name(path)``...) and never compares format names."""
+    bad = [(line, text) for line, text in _strings(module) if text.lower() in FORMAT_NAMES]
+    assert bad == [], "{} spells a format name (go through the disk face): {}".format(
+        module, bad)
+
+
 def test_the_qcow2_checks_catch_what_they_look_for():
     """The patterns match the spellings they are meant to catch (and not look-alikes)."""
     assert QCOW2_NAME.search("<uuid>.qcow2") and QCOW2_NAME.search("x.qcow2.new")

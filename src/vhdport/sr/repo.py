@@ -72,7 +72,8 @@ class SR(object):
     # ------------------------------------------------------------------ graph
 
     def vdis(self):
-        """{uuid: VdiInfo} of every ``<uuid>.vhd`` in the SR; unreadable files have ``error``."""
+        """{uuid: VdiInfo} of every disk file (``<uuid>.vhd``, ``<uuid>.qcow2``) in the SR;
+        unreadable files have ``error``."""
         return scan(self.path)
 
     def leaves(self, vdis=None):
@@ -213,7 +214,7 @@ class SR(object):
     def snapshot(self, uuid):
         """XenServer's snapshot of VDI ``uuid``: return (snapshot_uuid, base_uuid).
 
-        The VDI's file becomes the hidden base copy ``<base>.vhd``; ``uuid`` keeps
+        The VDI's file becomes the hidden base copy ``<base><suffix>``; ``uuid`` keeps
         its name as a new empty leaf on it; the snapshot is a second leaf on it.
         """
         with self.locked():
