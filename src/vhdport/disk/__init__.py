@@ -17,5 +17,6 @@ from .registry import (DEFAULT, FORMATS, by_name, for_file_name, for_path, for_t
 from .rule import check_chain
 
 __all__ = ["FORMATS", "DEFAULT", "MAX_DEPTH", "DiskFormat", "by_name", "for_file_name", "for_path",
+           "for_tool", "SR_DIRECTORY", "LOCAL_FILES", "BACKING_POLICIES",
            "sniff", "suffixes", "stem_of", "check_chain", "register", "SequentialWriter",
-           "content_digest", "for_tool", "SR_DIRECTORY", "LOCAL_FILES", "BACKING_POLICIES"]
+           "content_digest"]

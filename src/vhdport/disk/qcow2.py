@@ -21,8 +21,9 @@ from ..errors import FormatError, Qcow2FormatError
 from ..qcow2.format.header import Header
 from ..qcow2.info import info as _info
 from . import qcow2_member as _member
-from .base import LOCAL_FILES, SR_DIRECTORY, Description, DiskFormat, check_backing
+from .base import Description, DiskFormat
 from .qcow2_backing import backing_file_name, in_directory, stem
+from .base import LOCAL_FILES, SR_DIRECTORY, check_backing
 
 _MIN_CLUSTER, _MAX_CLUSTER = 1 << 9, 1 << 21
 
