@@ -126,3 +126,52 @@ def test_span_past_the_end_names_the_first_bad_cluster(tmp_path):
         with pytest.raises(Qcow2CorruptError, match="guest cluster 29 maps to host"):
             list(image.map(0, 2 * MiB))
         assert list(image.map(0, 29 * 64 * KiB)) == [(0, 29 * 64 * KiB, t.DATA, host)]
+
+
+def test_a_bad_tail_does_not_make_span_mapping_quadratic(tmp_path):
+    """A contiguous run cut by EOF: the clusters before the cut still map as one span, so
+    each guest cluster is not re-scanned to the end of its L2 table (a corrupt or hostile
+    file would otherwise cost l2_entries squared before its error)."""
+    require_qemu()
+    path = str(tmp_path / "a.qcow2")
+    qemu_img("create", "-q", "-f", "qcow2", path, "4M")
+    qemu_io(path, "write -P 1 0 2M")
+    with Qcow2File.open(path) as image:
+        (_g, _n, _kind, host), = image.map(0, 2 * MiB)
+        size = image.file_size
+    with open(path, "r+b") as f:
+        f.truncate(size - 3 * 64 * KiB)
+    with Qcow2File.open(path) as image:
+        calls = []
+        span = image._plain_span
+        image._plain_span = lambda cluster, stop: calls.append(cluster) or span(cluster, stop)
+        assert span(0, 32) == [(0, 29 * 64 * KiB, t.DATA, host)]
+        assert span(29, 32) is None          # starts at the bad cluster: classify names it
+        with pytest.raises(Qcow2CorruptError, match="guest cluster 29 maps to host"):
+            list(image.map(0, 2 * MiB))
+        assert calls == [0, 29]
+
+
+def test_a_span_stops_before_metadata_it_runs_into(tmp_path):
+    """A data run whose tail overlaps a refcount block maps its clean prefix; the block is
+    then refused at the first guest cluster that maps it."""
+    require_qemu()
+    path = str(tmp_path / "a.qcow2")
+    # 512 B clusters: a refcount block covers 128 KiB of file, so qemu puts a second one
+    # amid the data
+    qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=512", path, "1M")
+    qemu_io(path, "write -P 1 0 256k")
+    with Qcow2File.open(path) as image:
+        l2 = image.l1_entry(0) & t.OFFSET_MASK
+        block = max(image._refblock_clusters)
+        assert image.in_fixed_metadata(block * 512, 512)
+        assert not image.in_fixed_metadata((block - 3) * 512, 3 * 512)
+    # guest clusters 0..5 -> host clusters block-3 .. block+2: the run crosses the block
+    with open(path, "r+b") as f:
+        for i in range(6):
+            f.seek(l2 + 8 * i)
+            f.write(struct.pack(">Q", (block - 3 + i) * 512 | t.COPIED))
+    with Qcow2File.open(path) as image:
+        assert image._plain_span(0, 64) == [(0, 3 * 512, t.DATA, (block - 3) * 512)]
+        with pytest.raises(Qcow2CorruptError, match="guest cluster 3 maps to host"):
+            list(image.map(0, 256 * KiB))

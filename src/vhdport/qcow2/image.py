@@ -500,10 +500,29 @@ class Qcow2File(Writes):
             else:
                 continue
             break
-        if kind == t.DATA and (host + (count - 1) * cs >= self.file_size or
-                               self.in_fixed_metadata(host, count * cs)):
-            return None             # classify names the first bad cluster
+        if kind == t.DATA:
+            count = self._clean_prefix(host, count)
+            if not count:
+                return None         # classify names the bad cluster
         return [(0, count * cs, kind, host)]
+
+    def _clean_prefix(self, host, count):
+        """How many of ``count`` host clusters from ``host`` start before EOF and touch no
+        fixed metadata.  A run cut short still maps as one span up to the bad cluster:
+        giving up on the whole run would rescan it from every cluster before that one
+        (quadratic in the L2 table's size on a truncated or hostile file)."""
+        cs = self.cluster_size
+        count = max(0, min(count, -(-(self.file_size - host) // cs)))
+        if count and self.in_fixed_metadata(host, count * cs):
+            good, bad = 0, count        # the overlap only grows with the length: bisect
+            while bad - good > 1:
+                mid = (good + bad) // 2
+                if self.in_fixed_metadata(host, mid * cs):
+                    bad = mid
+                else:
+                    good = mid
+            count = good
+        return count
 
     # ---------------------------------------------------------------- read
 
