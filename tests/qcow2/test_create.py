@@ -64,7 +64,7 @@ def test_preallocated_full(tmp_path, cluster_size):
     assert result["allocated-clusters"] == (20 * MiB + 4096 + cluster_size - 1) // cluster_size
     with Qcow2Chain.open(path, backing=local_backing) as chain:
         assert bytes(chain.read(0, chain.virtual_size)) == bytes(chain.virtual_size)
-        assert chain.allocated_ranges() == [(0, chain.virtual_size)]
+        assert list(chain.allocated_ranges()) == [(0, chain.virtual_size)]
 
 
 def test_refuses_bad_parameters(tmp_path):

@@ -167,8 +167,10 @@ class Qcow2Chain(object):
             yield tuple(pending)
 
     def allocated_ranges(self):
-        """Sorted (offset, length) ranges that may hold non-zero data; the rest reads zeros."""
-        return [(off, n) for off, n, kind in self.extents() if kind == t.DATA]
+        """Sorted (offset, length) ranges that may hold non-zero data; the rest reads zeros.
+
+        A generator, mapped as it is walked: a fragmented chain's map is never one list."""
+        return ((off, n) for off, n, kind in self.extents() if kind == t.DATA)
 
     def iter_blocks(self, chunk=READ_CHUNK, start=0, end=None):
         end = self.virtual_size if end is None else end
