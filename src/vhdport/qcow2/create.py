@@ -78,8 +78,11 @@ def create(path, size, cluster_size=DEFAULT_CLUSTER_SIZE, preallocate=False, ref
     if size < 0 or size > MAX_VIRTUAL_SIZE:
         raise LimitError("{}: size {} outside 0..{} bytes (SM's QCOW2 limit)".format(
             path, size, MAX_VIRTUAL_SIZE))
-    h = new_header(size, cluster_size, refcount_bits, version, backing_name, backing_format,
-                   extended_l2)
+    try:
+        h = new_header(size, cluster_size, refcount_bits, version, backing_name, backing_format,
+                       extended_l2)
+    except Qcow2FormatError as e:      # say which file the bad option was for
+        raise Qcow2FormatError(e.fields.get("reason"), path=path)
     cs = h.cluster_size
     h.l1_size = t.l1_entries_needed(size, h.cluster_bits, extended_l2)
     guest_clusters = (size + cs - 1) // cs if preallocate else 0
