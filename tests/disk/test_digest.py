@@ -249,3 +249,26 @@ def test_a_backing_file_elsewhere_needs_local_files(tmp_path, raw):
     with pytest.raises(FormatError, match="another directory"):
         disk.content_digest(leaf)
     assert str(disk.content_digest(leaf, backing=disk.LOCAL_FILES)) == reference(raw)
+
+
+def test_a_fifo_is_refused_not_waited_on(tmp_path):
+    """Opening a FIFO for reading blocks until a writer comes: the digest must refuse it."""
+    fifo = str(tmp_path / "f")
+    os.mkfifo(fifo)
+    outcome = []
+
+    def run():
+        try:
+            dg.content_digest(fifo)
+        except FormatError as e:
+            outcome.append(e)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():
+        with open(fifo, "wb"):      # a writer lets the stuck open return
+            pass
+        worker.join(10)
+        pytest.fail("content_digest blocked opening a FIFO")
+    assert outcome and "not a regular file or block device (a FIFO)" in str(outcome[0])

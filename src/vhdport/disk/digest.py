@@ -18,6 +18,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import stat
 import threading
 
 from ..errors import FormatError
@@ -99,6 +100,8 @@ class RawDisk(object):
     def __init__(self, path):
         self.path = path
         try:
+            if stat.S_ISFIFO(os.stat(path).st_mode):    # opening one waits for a writer
+                raise FormatError("not a regular file or block device (a FIFO)", path=path)
             self._f = open(path, "rb", buffering=0)
         except OSError as e:
             raise FormatError("cannot open: {}".format(e.strerror), path=path)
