@@ -1,5 +1,8 @@
 """The registry: VHD then QCOW2 (SM's order), VHD the default, lookups by suffix and magic."""
 
+import os
+import threading
+
 import pytest
 
 from vhdport import disk
@@ -43,3 +46,31 @@ def test_for_tool_reads_content_then_name_then_default(tmp_path):
     assert disk.for_tool(str(plain)) is disk.DEFAULT                    # then the default
     assert disk.for_tool(str(tmp_path / "missing.qcow2")) is disk.by_name("qcow2")
     assert disk.for_tool(str(plain), default=None) is None
+
+
+def _returns(func, path):
+    """``func(path)``'s outcome, or a failure if it blocks (a FIFO open waits for a writer)."""
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(func(path))
+        except FormatError as e:
+            outcome.append(e)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():
+        with open(path, "wb"):      # a writer lets the stuck open return
+            pass
+        worker.join(10)
+        pytest.fail("{} blocked opening a FIFO".format(func.__name__))
+    return outcome[0]
+
+
+def test_a_fifo_is_never_opened_to_sniff(tmp_path):
+    fifo = str(tmp_path / "f")
+    os.mkfifo(fifo)
+    assert _returns(disk.for_tool, fifo) is disk.DEFAULT    # its open then says why
+    assert "not a regular file" in str(_returns(disk.for_path, fifo))

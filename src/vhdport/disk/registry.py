@@ -1,7 +1,9 @@
 """The registry of disk formats: lookups by name, file suffix and magic."""
 
 import collections
+import errno
 import os
+import stat
 
 from ..errors import FormatError
 from .qcow2 import QCOW2
@@ -50,6 +52,14 @@ def sniff(head):
     return None
 
 
+def _head(path):
+    """The first bytes of ``path``; OSError for a FIFO, whose open would wait for a writer."""
+    if stat.S_ISFIFO(os.stat(path).st_mode):
+        raise OSError(errno.EINVAL, "not a regular file (a FIFO)")
+    with open(path, "rb") as f:
+        return f.read(4096)
+
+
 def for_tool(path, default=DEFAULT):
     """The format a tool should treat an existing file as: its first bytes, else its
     name's suffix, else ``default`` (a fixed VHD shows no magic at its head).
@@ -58,8 +68,7 @@ def for_tool(path, default=DEFAULT):
     it holds; an unreadable file gets a format by name, whose open then says why.
     """
     try:
-        with open(path, "rb") as f:
-            fmt = sniff(f.read(4096))
+        fmt = sniff(_head(path))
     except OSError:
         fmt = None
     return fmt or for_file_name(os.path.basename(path)) or default
@@ -71,8 +80,7 @@ def for_path(path):
     if fmt is not None:
         return fmt
     try:
-        with open(path, "rb") as f:
-            head = f.read(4096)
+        head = _head(path)
     except OSError as e:
         raise FormatError("cannot open: {}".format(e.strerror), path=path)
     fmt = sniff(head)
