@@ -1,4 +1,4 @@
-"""Staged VHD files -> a gzip'd tar stream, one bounded chunk at a time.
+"""Staged disk files (one chain, one format) -> a gzip'd tar stream, one bounded chunk at a time.
 
 Member sizes are known up front (fstat of the open file), so the tar headers are
 written directly and nothing is buffered beyond a few blocks.  gzip is one member
@@ -10,6 +10,7 @@ import os
 import queue
 import threading
 
+from .. import disk
 from ..errors import BundleError
 from . import codec, rules, tarfmt
 from .pgzip import ParallelGzip
@@ -42,11 +43,20 @@ class _Member(object):
 def _open_members(members):
     """Open every member first: a missing file fails before a byte is sent."""
     opened = []
+    first = None
     try:
         for arcname, path in members:
             kind, _ = rules.classify(arcname)
             if kind not in (rules.NUMBERED, rules.LEGACY):
-                raise rules.refuse(arcname, "not a VHD member name", rules.ONLY_VHDS)
+                raise rules.refuse(arcname, "not a disk member name", rules.only_disks())
+            fmt = rules.member_format(arcname)
+            rules.check_one_format(arcname, fmt, first)
+            first = first or (arcname, fmt)
+            on_disk = disk.for_file_name(os.path.basename(path))
+            if on_disk is not None and on_disk is not fmt:
+                raise rules.refuse(arcname, "names a {} member but {} is a {} file".format(
+                    fmt.name.upper(), path, on_disk.name.upper()),
+                    "name each member with its file's format")
             member = _Member()
             member.arcname, member.path = arcname, path
             member.file = open(path, "rb")
