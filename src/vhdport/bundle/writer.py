@@ -37,7 +37,8 @@ def _compressor(level, compression, engine, threads):
 
 
 class _Member(object):
-    __slots__ = ("arcname", "path", "file", "size", "mtime")
+    #: ``head``: bytes sent instead of the file's first ones (see DiskFormat.bundle_head)
+    __slots__ = ("arcname", "path", "file", "size", "mtime", "head")
 
 
 def _open_members(members):
@@ -58,11 +59,18 @@ def _open_members(members):
                     fmt.name.upper(), path, on_disk.name.upper()),
                     "name each member with its file's format")
             member = _Member()
-            member.arcname, member.path = arcname, path
+            member.arcname, member.path, member.head = arcname, path, None
             member.file = open(path, "rb")
             opened.append(member)
             st = os.fstat(member.file.fileno())
             member.size, member.mtime = st.st_size, int(st.st_mtime)
+        # each child names its parent by the parent's member name where its format needs it
+        for member, parent in zip(opened, opened[1:]):
+            member.head = rules.member_format(member.arcname).bundle_head(
+                member.file, member.path, parent.arcname)
+            if member.head is not None and len(member.head) > member.size:
+                raise rules.refuse(member.arcname, "{} is shorter than its own header".format(
+                    member.path))
     except BaseException:
         for member in opened:
             member.file.close()
@@ -77,6 +85,10 @@ def _tar_pieces(opened, chunk_size):
     for member in opened:
         yield tarfmt.member_header(member.arcname, member.size, member.mtime)
         remaining = member.size
+        if member.head:
+            member.file.seek(len(member.head))
+            remaining -= len(member.head)
+            yield member.head
         while remaining:
             data = member.file.read(min(chunk_size, remaining))
             if not data:
