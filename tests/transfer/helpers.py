@@ -142,6 +142,28 @@ def _write_plan(rng, size, dense, level):
     return plan
 
 
+def assert_model_written(leaf_path, model):
+    """Every range the model wrote reads back as the model says (for disks too big to hash:
+    the rest is compared with qemu-img compare against the source)."""
+    opener = qcow2_chains.open_chain if format_of(leaf_path) == "qcow2" else Chain.open
+    with opener(leaf_path) as chain:
+        assert chain.virtual_size == model.size
+        for offset, data in model.writes:
+            expected = bytearray(data)
+            for off2, data2 in model.writes[model.writes.index((offset, data)) + 1:]:
+                lo, hi = max(offset, off2), min(offset + len(data), off2 + len(data2))
+                if lo < hi:
+                    expected[lo - offset:hi - offset] = data2[lo - off2:hi - off2]
+            assert bytes(chain.read(offset, len(data))) == bytes(expected), offset
+
+
+def allocated_bytes(leaf_path):
+    """Bytes of the virtual disk the chain holds data for (the rest reads as zeros)."""
+    opener = qcow2_chains.open_chain if format_of(leaf_path) == "qcow2" else Chain.open
+    with opener(leaf_path) as chain:
+        return sum(n for _, n in chain.allocated_ranges())
+
+
 def chain_sha256(leaf_path):
     """sha256 of the virtual contents read through the chain (zeros where nothing is allocated)."""
     h = hashlib.sha256()
