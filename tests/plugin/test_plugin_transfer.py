@@ -164,3 +164,36 @@ def test_upload_a_single_vhd_and_back(plugin, tmp_path):
         image_id=new_id, store=store, sr_path=sr2)).json()
     assert len(result["chain"]) == 1
     assert virtual_digest(sr2, result["root"]["uuid"])[0] == digest
+
+
+def qcow2_round_trip(plugin, tmp_path, python=None):
+    """A 3-deep QCOW2 chain made as SM makes it goes out with upload_vhd and comes back with
+    download_vhd, same names and arguments as for VHD chains; judged by qemu-img."""
+    from tests.transfer import qcow2_chains
+    from tests.transfer.helpers import build_chain, chain_shape
+    sr = new_sr(tmp_path, "sr-qcow2")
+    uuids, _ = build_chain(sr, 3, 16 * 1024 * 1024, dense=True, seed=36, fmt="qcow2")
+    store = str(tmp_path / "store")
+    kw = {} if python is None else {"python": python}
+    new_id = call(plugin, "upload_vhd", params_args(
+        store=store, sr_path=sr, vdi_uuids=[uuids[0]], name="qcow2 chain"), **kw).json()["image_id"]
+    record = LocalStore(store).get(new_id)
+    assert (record["status"], record["disk_format"], record["container_format"]) == \
+        ("active", "qcow2", "ovf")
+    sr2 = new_sr(tmp_path, "sr2-qcow2")
+    stack = [str(uuid.uuid4()) for _ in range(16)]
+    result = call(plugin, "download_vhd", params_args(
+        image_id=new_id, store=store, sr_path=sr2, uuid_stack=stack), **kw).json()
+    assert result["chain"] == stack[::-1][:3]
+    leaf = os.path.join(sr2, result["root"]["uuid"] + ".qcow2")
+    assert [s[1] for s in chain_shape(sr2, result["root"]["uuid"])] == [False, True, True]
+    assert qcow2_chains.backing_names(leaf) == [u + ".qcow2" for u in result["chain"][1:]] + [None]
+    for u in result["chain"]:
+        qcow2_chains.qemu_check(os.path.join(sr2, u + ".qcow2"))
+    assert qcow2_chains.qemu_compare(os.path.join(sr, uuids[0] + ".qcow2"), leaf)
+    assert sorted(n for n in os.listdir(sr2) if not n.startswith(".")) == \
+        sorted(u + ".qcow2" for u in result["chain"])
+
+
+def test_qcow2_chain_round_trip(plugin, tmp_path):
+    qcow2_round_trip(plugin, tmp_path)

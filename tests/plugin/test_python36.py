@@ -69,3 +69,8 @@ def test_failures_under_36(plugin):
     code, message = call(plugin, "download_vhd", {"params": "(dp0\nS'a'\np1\ns."},
                          python=PY36).error
     assert code == "PLUGIN_ARGS" and "pickle" in message
+
+
+def test_qcow2_chain_round_trip_under_36(plugin, tmp_path):
+    from tests.plugin.test_plugin_transfer import qcow2_round_trip
+    qcow2_round_trip(plugin, tmp_path, python=PY36)
