@@ -164,6 +164,18 @@ def allocated_bytes(leaf_path):
         return sum(n for _, n in chain.allocated_ranges())
 
 
+def assert_chain_clean(sr_path, leaf_uuid):
+    """The landed chain passes its format's own check: vhd.check for a VHD chain, qemu-img
+    check of every file for a QCOW2 chain."""
+    leaf = vdi_file(sr_path, leaf_uuid)
+    if format_of(leaf) == "qcow2":
+        for u, _hidden, _parent, _size, _diff in qcow2_chains.shape(leaf):
+            qcow2_chains.qemu_check(os.path.join(sr_path, u + SUFFIXES["qcow2"]))
+        return
+    from vhdport.vhd.check import check_chain
+    assert check_chain(leaf) == []
+
+
 def chain_sha256(leaf_path):
     """sha256 of the virtual contents read through the chain (zeros where nothing is allocated)."""
     h = hashlib.sha256()
