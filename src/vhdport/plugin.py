@@ -284,7 +284,9 @@ def describe(params):
 
 
 def download_vhd(session, args, fn="download_vhd"):
-    """Stream an image into the SR; Value: JSON {"root": {"uuid": leaf}, "chain": [...]}."""
+    """Stream an image into the SR; Value: JSON {"root": {"uuid": leaf}, "chain": [...]}.
+
+    A vhd/ovf bundle lands as a VHD chain, a qcow2/ovf bundle as a QCOW2 chain."""
     params = parse_params(args, fn, DOWNLOAD_KEYS)
     original = is_original_call(params)
     image_id = _param(params, "image_id", fn)
@@ -309,8 +311,8 @@ def download_vhd2(session, args):
 
 
 def upload_vhd(session, args, fn="upload_vhd"):
-    """Upload a VDI's chain as a vhd/ovf bundle; Value: JSON {"image_id": id} ("" to an
-    original call, as the original answered).
+    """Upload a VDI's chain as a vhd/ovf or qcow2/ovf bundle (the chain's format); Value:
+    JSON {"image_id": id} ("" to an original call, as the original answered).
 
     ``vdi_uuids`` (leaf first, as nova sent it) or ``vdi_uuid`` names the leaf; the chain
     itself is read from the SR as it is now, since a coalesce may have shortened it.

@@ -181,7 +181,7 @@ def download(store, image_id, sr_path, uuids=None, progress=None):
         adopted = staging.adopt(staged, uuids[:len(staged)] if uuids else uuids, checked=True)
         published = sr.publish(adopted, checked=True)
     chain = [_uuid_of(path) for path in published]
-    log.info("downloaded %s into %s: leaf %s, %d VHDs", image_id, sr_path, chain[0], len(chain))
+    log.info("downloaded %s into %s: leaf %s, %d files", image_id, sr_path, chain[0], len(chain))
     return {"root": {"uuid": chain[0]}, "chain": chain}
 
 
@@ -238,12 +238,15 @@ class _Counting(object):
 
 def upload(sr_path, leaf_uuid, store, image_id=None, name=None, properties=None,
            compression_level=6, progress=None, member_names=None, threads=None):
-    """Upload the chain of VDI ``leaf_uuid`` as a vhd/ovf bundle; return the image id.
+    """Upload the chain of VDI ``leaf_uuid`` as a <format>/ovf bundle; return the image id.
+
+    The bundle holds ``0<suffix>`` (leaf) .. ``N<suffix>`` (base) of the chain's one disk
+    format (vhd or qcow2), recorded as ``disk_format`` with ``container_format=ovf``.
 
     ``threads``: deflate workers (None: one per usable core; see bundle.pgzip).
 
     The chain is hard-linked into staging first, so a coalesce or GC cannot pull
-    a file from under the upload; each VHD is checked before a byte is sent.
+    a file from under the upload; each file is checked before a byte is sent.
     ``member_names``: called with the chain's VDI uuids (leaf first) as found in the
     SR, returns the stems of the bundle's member names (it may refuse the chain); the
     disk format adds its suffix.  Default: stems ``0`` .. ``N``.
@@ -287,7 +290,8 @@ def upload(sr_path, leaf_uuid, store, image_id=None, name=None, properties=None,
                     and _went_active(store, image_id)):
                 _discard(store, image_id)
             raise
-    log.info("uploaded VDI %s chain (%d VHDs) as image %s", leaf_uuid, len(linked), image_id)
+    log.info("uploaded VDI %s chain (%d %s files) as image %s", leaf_uuid, len(linked),
+             fmt.name, image_id)
     return image_id
 
 
