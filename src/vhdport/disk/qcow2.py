@@ -73,12 +73,14 @@ class QcowFormat(DiskFormat):
     # --- one file -----------------------------------------------------------
 
     def facts(self, path, name=None):
+        """Header facts; the uuid is the stem of ``name`` when given (a staged link's SR
+        name: a QCOW2's identity is its name), else of ``path``."""
         h = read_header(path, name)
         parent = None
         if h.backing_name:
             backing_file_name(name or path, h.backing_name)
             parent = stem(h.backing_name)
-        return Facts(_stem_of_path(path), parent, parent is not None,
+        return Facts(_stem_of_path(name or path), parent, parent is not None,
                      "differencing" if parent is not None else "dynamic", h.size, h.hidden)
 
     def describe(self, path):

@@ -229,16 +229,14 @@ class Staging(object):
     # ----------------------------------------------------------------- upload
 
     def link_chain(self, paths):
-        """Hard-link ``paths`` (leaf first) here under their own names; return the links.
+        """Hard-link ``paths`` (leaf first) here as ``0.vhd`` .. ``N.vhd``; return the links.
 
-        The links keep the data alive if a GC deletes the SR files mid-upload.  They keep
-        the SR's names because a format without a uuid inside (QCOW2) is known by its
-        file name: its child names it so, and the chain rule checks the links by it.
+        The links keep the data alive if a GC deletes the SR files mid-upload.
         """
         links = []
         try:
-            for src in paths:
-                dst = os.path.join(self.path, os.path.basename(src))
+            for i, src in enumerate(paths):
+                dst = os.path.join(self.path, disk.for_file_name(src).file_name(i))
                 try:
                     os.link(src, dst)
                 except OSError as e:

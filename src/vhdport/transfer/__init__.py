@@ -265,7 +265,7 @@ def upload(sr_path, leaf_uuid, store, image_id=None, name=None, properties=None,
         else:
             names = [fmt.file_name(stem)
                      for stem in member_names([_uuid_of(path) for path in chain])]
-        _check_before_upload(linked, leaf_uuid)
+        _check_before_upload(linked, chain, leaf_uuid)
         if image_id is not None:
             record = store.get(image_id)
             if record.get("status") != QUEUED:
@@ -304,15 +304,16 @@ def verify_stored(store, sent, subject):
     verify_against_record(sent, record, subject)
 
 
-def _check_before_upload(linked, leaf_uuid):
+def _check_before_upload(linked, chain, leaf_uuid):
     """The chain rule on the staged links, as the download side will apply it.
 
     The links live in staging, where the locators' relative names do not resolve, so
-    linkage is checked by uuid (parent uuid of member i == uuid of member i+1).
+    linkage is checked by uuid (parent uuid of member i == uuid of member i+1); the
+    links are named by their SR files (``chain``), which is a QCOW2's identity.
     """
     def refuse(text, _name):
         return ChainError("VDI {} cannot be uploaded: {}".format(leaf_uuid, text))
-    disk.check_chain(linked, structural=True, allow_growth=True, error=refuse)
+    disk.check_chain(linked, names=chain, structural=True, allow_growth=True, error=refuse)
 
 
 def _went_active(store, image_id):
