@@ -49,3 +49,22 @@ def test_store_and_sr_in_one_tree_is_refused(tmp_path, command, layout):
            "sr-in-store": "the SR is inside the store"}[layout]
     assert_usage_error(run(*argv), why, "keep the image store and the SR in separate directories")
     assert sorted(p.name for p in base.rglob("*")) == before
+
+
+def test_download_no_verify_contents(tmp_path):
+    """A disk whose contents are not the recorded ones is refused; --no-verify-contents lands it."""
+    from tests.transfer.helpers import sr_tree
+    from tests.transfer.test_contents import leaf_path, make_env, tampered
+    from vhdport import disk
+
+    env = make_env(tmp_path)
+    image_id, expected, actual = tampered(env)
+    before = sr_tree(env.dst)
+    refused = run("download", image_id, "--sr", env.dst, "--store", env.store.root)
+    assert refused.exit_code == 1 and expected in refused.stderr and actual in refused.stderr
+    assert sr_tree(env.dst) == before
+    landed = run("download", image_id, "--sr", env.dst, "--store", env.store.root,
+                 "--no-verify-contents")
+    assert landed.exit_code == 0, landed.stderr
+    leaf = landed.stdout.strip().splitlines()[-1]
+    assert str(disk.content_digest(leaf_path(env.dst, leaf))) == actual

@@ -37,17 +37,21 @@ def refuse_overlap(store, sr_path):
               help="Storage repository directory (one <uuid> disk file per VDI).")
 @click.option("--uuid", "uuids", multiple=True, type=UUID,
               help="UUID for the arriving VDIs, leaf first (repeatable; default: fresh ones).")
+@click.option("--no-verify-contents", "verify_contents", is_flag=True, default=True,
+              flag_value=False,
+              help="Do not read the landed disk back to compare it with the image's recorded "
+                   "content digest (vhdport_content_digest); the stream hashes still apply.")
 @store_options
 @json_option
 @progress_option
-def download(image, sr_path, uuids, store, as_json, progress_mode):
+def download(image, sr_path, uuids, verify_contents, store, as_json, progress_mode):
     """Download IMAGE from the store into the SR; print the leaf VDI uuid."""
     from vhdport import transfer
 
     refuse_overlap(store, sr_path)
     with reporter(progress_mode, "download") as progress:
         result = transfer.download(store, image, sr_path, uuids=list(uuids) or None,
-                                   progress=progress)
+                                   progress=progress, verify_contents=verify_contents)
     if as_json:
         print_json(result)
     else:
