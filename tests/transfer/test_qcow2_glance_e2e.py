@@ -80,6 +80,10 @@ def test_sparse_2_5_tib_round_trip(glance_auth, tmp_path):  # noqa: F811
         assert_landed(src, uuids[0], dst, result)
         dst_leaf = os.path.join(dst, result["root"]["uuid"] + ".qcow2")
         assert_model_written(dst_leaf, model)
+        # the content digest upload recorded is the source's and the landed chain's
+        from vhdport.disk.digest import content_digest
+        recorded = str(store.get(image_id)["properties"]["vhdport_content_digest"])
+        assert str(content_digest(dst_leaf)) == recorded
         assert allocated_bytes(dst_leaf) == allocated_bytes(os.path.join(src, uuids[0] + ".qcow2"))
     finally:
         store.delete(image_id)

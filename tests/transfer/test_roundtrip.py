@@ -407,4 +407,8 @@ def test_qcow2_sparse_2_5_tib_round_trip(env):
         qcow2_chains.qemu_check(os.path.join(env.dst, u + ".qcow2"))
     assert qcow2_chains.qemu_compare(src_leaf, dst_leaf)
     assert_model_written(dst_leaf, model)
+    # the content digest upload recorded is the source's and the landed chain's
+    from vhdport.disk.digest import content_digest
+    recorded = str(env.store.get(image_id)["properties"]["vhdport_content_digest"])
+    assert str(content_digest(dst_leaf)) == recorded
     assert allocated_bytes(dst_leaf) == allocated_bytes(src_leaf)
