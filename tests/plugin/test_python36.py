@@ -74,3 +74,8 @@ def test_failures_under_36(plugin):
 def test_qcow2_chain_round_trip_under_36(plugin, tmp_path):
     from tests.plugin.test_plugin_transfer import qcow2_round_trip
     qcow2_round_trip(plugin, tmp_path, python=PY36)
+
+
+def test_copy_kernel_of_a_qcow2_vdi_under_36(plugin, tmp_path, kernel_env):
+    from tests.plugin.test_plugin_kernel import qcow2_kernel_copy
+    qcow2_kernel_copy(plugin, tmp_path, kernel_env[1], python=PY36)
