@@ -1,6 +1,8 @@
 """`vhdport download` / `upload` argument checks: bad values are usage errors (exit 2) and a
 local store may not share its directory tree with the SR."""
 
+import os
+
 import pytest
 
 from tests.cli.helpers import assert_usage_error, run
@@ -68,3 +70,23 @@ def test_download_no_verify_contents(tmp_path):
     assert landed.exit_code == 0, landed.stderr
     leaf = landed.stdout.strip().splitlines()[-1]
     assert str(disk.content_digest(leaf_path(env.dst, leaf))) == actual
+
+
+def test_qcow2_chain_up_and_down(tmp_path):
+    """`vhdport upload` / `download` carry a QCOW2 VDI's chain like a VHD chain."""
+    from tests.transfer import qcow2_chains
+    from tests.transfer.helpers import MiB, build_chain, make_sr
+    from vhdport.stores.local import LocalStore
+
+    src, dst = make_sr(tmp_path / "src"), make_sr(tmp_path / "dst")
+    store = str(tmp_path / "store")
+    uuids, _ = build_chain(src, 2, 8 * MiB, dense=True, seed=14, fmt="qcow2")
+    up = run("upload", uuids[0], "--sr", src, "--store", store, "--name", "qcow2 chain")
+    assert up.exit_code == 0, up.stderr
+    image_id = up.stdout.strip().splitlines()[-1]
+    assert LocalStore(store).get(image_id)["disk_format"] == "qcow2"
+    down = run("download", image_id, "--sr", dst, "--store", store)
+    assert down.exit_code == 0, down.stderr
+    leaf = down.stdout.strip().splitlines()[-1]
+    assert qcow2_chains.qemu_compare(os.path.join(src, uuids[0] + ".qcow2"),
+                                     os.path.join(dst, leaf + ".qcow2"))
