@@ -121,7 +121,8 @@ BUILDERS = {"download": build_download, "upload": build_upload, "coalesce": buil
             "snapshot": build_snapshot,
             # the same scenarios over QCOW2 chains made as SM makes them
             "download-qcow2": lambda root: build_download(root, qcow2_chain),
-            "upload-qcow2": lambda root: build_upload(root, qcow2_chain)}
+            "upload-qcow2": lambda root: build_upload(root, qcow2_chain),
+            "snapshot-qcow2": lambda root: build_snapshot(root, qcow2_chain)}
 
 
 def op_args(op, sc):
@@ -452,6 +453,11 @@ def test_coalesce_killed_at_step(templates, tmp_path, crash_step, reliability_ca
 @for_op("snapshot")
 def test_snapshot_killed_at_step(templates, tmp_path, crash_step, reliability_case):
     _snapshot_case(templates, tmp_path, crash_step, reliability_case, "snapshot")
+
+
+@for_op("snapshot-qcow2")
+def test_snapshot_qcow2_killed_at_step(templates, tmp_path, crash_step, reliability_case):
+    _snapshot_case(templates, tmp_path, crash_step, reliability_case, "snapshot-qcow2")
 
 
 def _snapshot_case(templates, tmp_path, crash_step, reliability_case, op):
