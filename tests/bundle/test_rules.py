@@ -64,3 +64,10 @@ def test_advice_names_every_format():
     advice = rules.only_disks()
     assert "0.vhd .. N.vhd" in advice and "0.qcow2 .. N.qcow2" in advice
 
+
+
+@pytest.mark.parametrize("name", ["snap.qcow2", "image.qcow2", "./base.qcow2"])
+def test_legacy_names_are_for_vhd_only(name):
+    with pytest.raises(BundleError, match="old plugin's names for VHD members only") as info:
+        rules.classify(name)
+    assert "0.qcow2 .. N.qcow2" in str(info.value)

@@ -216,3 +216,17 @@ def qcow2_round_trip(plugin, tmp_path, python=None):
 
 def test_qcow2_chain_round_trip(plugin, tmp_path):
     qcow2_round_trip(plugin, tmp_path)
+
+
+def test_original_mapping_refused_for_a_qcow2_chain(plugin, tmp_path):
+    """The original's {"snap": .., "image": ..} names are VHD member names: a QCOW2 chain given
+    that way is refused before a byte is sent, saying how to name it."""
+    from tests.transfer.helpers import build_chain
+    sr = new_sr(tmp_path, "sr-qcow2")
+    uuids, _ = build_chain(sr, 2, 4 * 1024 * 1024, seed=37, fmt="qcow2")
+    store = str(tmp_path / "store")
+    code, message = call(plugin, "upload_vhd", params_args(
+        store=store, sr_path=sr, vdi_uuids={"snap": uuids[0], "image": uuids[1]},
+        name="legacy")).error
+    assert "VHD members only" in message and "0.qcow2 .. N.qcow2" in message, (code, message)
+    assert not os.path.isdir(store) or list(LocalStore(store).list()) == []

@@ -77,6 +77,11 @@ def classify(name, is_dir=False):
     match = _NUMBERED_RE.match(base)
     if match and match.group(2) in disk.suffixes():
         return NUMBERED, int(match.group(1))
+    fmt = disk.for_file_name(base)
+    if fmt is not None and fmt is not LEGACY_FORMAT and disk.stem_of(base) in LEGACY_ORDER:
+        raise refuse(name, "{}/{}/{} are the old plugin's names for VHD members only".format(
+            *LEGACY_ORDER), "name {} members {} .. {}".format(
+                fmt.name.upper(), fmt.file_name(0), fmt.file_name("N")))
     stem = base[:-len(LEGACY_FORMAT.suffix)] if base.endswith(LEGACY_FORMAT.suffix) else None
     if stem in LEGACY_ORDER:
         return LEGACY, stem
