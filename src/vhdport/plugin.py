@@ -42,7 +42,7 @@ SECRET_HEADER_WORDS = ("token", "auth", "secret", "password", "key", "cookie")
 #: keys ``params`` may hold, per direction ("endpoint" is nova's name for ``store``)
 _COMMON_KEYS = ("image_id", "store", "endpoint", "api_version", "auth_token", "extra_headers",
                 "sr_path", "cacert", "insecure", "object_store")
-DOWNLOAD_KEYS = frozenset(_COMMON_KEYS + ORIGINAL_ENDPOINT_KEYS + ("uuid_stack",))
+DOWNLOAD_KEYS = frozenset(_COMMON_KEYS + ORIGINAL_ENDPOINT_KEYS + ("uuid_stack", "image_format"))
 UPLOAD_KEYS = frozenset(_COMMON_KEYS + ORIGINAL_ENDPOINT_KEYS + (
     "vdi_uuids", "vdi_uuid", "name", "properties", "compression_level", "os_type", "threads"))
 
@@ -290,13 +290,15 @@ def download_vhd(session, args, fn="download_vhd"):
     image_id = _param(params, "image_id", fn)
     sr_path = _param(params, "sr_path", fn)
     uuids = _string_list(params, "uuid_stack", fn)
+    image_format = _param(params, "image_format", fn, required=False)
     if uuids:
         # the original popped uuid_stack from its end, leaf first: keep that mapping
         uuids = list(reversed(uuids))
     log.info("%s %s", fn, describe(params))
     from . import transfer
     with _open_store(params, fn) as store:
-        result = transfer.download(store, image_id, sr_path, uuids=uuids)
+        result = transfer.download(store, image_id, sr_path, uuids=uuids,
+                                   image_format=image_format)
     log.info("%s %s: leaf %s, chain %s", fn, image_id, result["root"]["uuid"],
              ",".join(result["chain"]))
     if original:

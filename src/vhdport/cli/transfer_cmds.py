@@ -11,6 +11,12 @@ from vhdport.cli.progress import progress_option, reporter
 from vhdport.cli.storeopts import store_options
 
 
+def image_formats():
+    """Names of the disk formats an SR holds (the disk face's registry)."""
+    from vhdport import disk
+    return sorted(disk.FORMATS)
+
+
 def refuse_overlap(store, sr_path):
     """A local store and an SR must be separate trees: an SR is scanned and garbage-collected
     by XenServer, a store holds image files and records; either one inside the other mixes
@@ -37,17 +43,20 @@ def refuse_overlap(store, sr_path):
               help="Storage repository directory (one <uuid> disk file per VDI).")
 @click.option("--uuid", "uuids", multiple=True, type=UUID,
               help="UUID for the arriving VDIs, leaf first (repeatable; default: fresh ones).")
+@click.option("--image-format", type=click.Choice(image_formats()), default=None,
+              help="Disk format a raw or QCOW2 image lands as (default: a QCOW2 stays one, a "
+                   "raw image becomes a VHD up to 2040 GiB and a QCOW2 above, as SM picks).")
 @store_options
 @json_option
 @progress_option
-def download(image, sr_path, uuids, store, as_json, progress_mode):
+def download(image, sr_path, uuids, image_format, store, as_json, progress_mode):
     """Download IMAGE from the store into the SR; print the leaf VDI uuid."""
     from vhdport import transfer
 
     refuse_overlap(store, sr_path)
     with reporter(progress_mode, "download") as progress:
         result = transfer.download(store, image, sr_path, uuids=list(uuids) or None,
-                                   progress=progress)
+                                   progress=progress, image_format=image_format)
     if as_json:
         print_json(result)
     else:

@@ -98,6 +98,14 @@ def refuse_hostile_head(fmt, head, name):
     return _RANDOM_ACCESS[fmt.name].virtual_size_of_head(head, name)
 
 
+def make_visible(fmt, path):
+    """A disk we made lands as SM creates one: for QCOW2, SM's hidden extension present
+    and 0 (a VHD's footer flag always exists; it is already 0 on a new disk)."""
+    helper = _RANDOM_ACCESS.get(fmt.name)
+    if helper is not None:
+        helper.set_visible(path)
+
+
 def land_store_image(spooled, fmt, target, out_path, name, free_bytes=None):
     """Make the spooled store image ``spooled`` (of ``fmt``) a disk of ``target`` at ``out_path``.
 
