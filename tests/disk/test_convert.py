@@ -203,3 +203,16 @@ def test_3tib_sparse_qcow2_rewrite_is_fast(tmp_path):
     assert_sm_layout(out)
     proc = qemu_img("compare", "-f", "qcow2", "-F", "qcow2", out, path, check=False)
     assert proc.returncode == 0
+
+
+def test_convert_file_reads_through_a_chain(tmp_path):
+    base, _raw = source_image(tmp_path, "base.qcow2")
+    child = str(tmp_path / "child.qcow2")
+    qemu_img("create", "-f", "qcow2", "-F", "qcow2", "-b", "base.qcow2", child)
+    qemu_io(child, "write -P 0x77 6M 128k")
+    raw = str(tmp_path / "child.raw")
+    qemu_img("convert", "-f", "qcow2", "-O", "raw", child, raw)
+    out = str(tmp_path / "out.vhd")
+    convert.convert_file(child, disk.by_name("vhd"), out)
+    with Chain.open(out) as chain:
+        assert sha_of_chain(chain) == sha_of_raw(raw)

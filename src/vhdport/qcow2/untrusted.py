@@ -21,8 +21,6 @@ from .format.header import (EXT_CRYPTO, EXT_DATA_FILE, EXT_FEATURE_TABLE, EXT_HI
                             V2_LENGTH, V3_LENGTH, Header)
 from .image import Qcow2File
 
-#: bytes of a stream's start :func:`refuse_hostile_head` may need (the largest first cluster)
-HEAD_BYTES = 1 << MAX_CLUSTER_BITS
 #: header extensions an adopted image may carry: qemu's feature name table and SM's flag
 _SM_EXTENSIONS = frozenset([EXT_FEATURE_TABLE, EXT_HIDDEN])
 _EXT = struct.Struct(">II")
@@ -62,7 +60,8 @@ def refuse_hostile_head(head, name):
     """
     head = bytes(head)
     if len(head) < V2_LENGTH or head[:4] != MAGIC:
-        raise Qcow2FormatError("not a QCOW2 image (no QFI\\xfb magic at offset 0)", path=name, offset=0, field="magic")
+        raise Qcow2FormatError("not a QCOW2 image (no QFI\\xfb magic at offset 0)", path=name,
+                               offset=0, field="magic")
     version, backing_offset, backing_size = struct.unpack_from(">IQI", head, 4)
     size, crypt_method = struct.unpack_from(">QI", head, 24)
     if backing_offset or backing_size:
@@ -93,17 +92,40 @@ def refuse_hostile_head(head, name):
     return Header.parse(head, name)
 
 
+class _NamedErrors(object):
+    """Errors raised inside come out naming the store image, not the spool file in staging."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, _tb):
+        if isinstance(error, Qcow2FormatError) and error.fields.get("path") != self.name:
+            fields = dict(error.fields)
+            fields["path"] = self.name
+            reason = fields.pop("reason", str(error))
+            raise type(error)(reason, **fields) from error
+        return False
+
+
 class StoreImage(object):
-    """A store's QCOW2 opened alone (never its backing file): a copy source and its facts."""
+    """A store's QCOW2 opened alone (never its backing file): a copy source and its facts.
+
+    Every error names ``name`` (e.g. "image <id> from <store>"), never the spool file.
+    """
 
     def __init__(self, path, name):
         self.path = path
         self.name = name
+        self._named = _NamedErrors(name)
         with open(path, "rb") as f:
             head = f.read(V2_LENGTH + 32)
             head += f.read(max(0, head_bytes_needed(head) - len(head)))
         refuse_hostile_head(head, name)
-        image = Qcow2File.open(path)
+        with self._named:
+            image = Qcow2File.open(path)
         self.image = image
         # one image, no backing: the chain reader resolves unallocated ranges to zeros
         self.chain = Qcow2Chain([image])
@@ -113,13 +135,16 @@ class StoreImage(object):
         return self.image.virtual_size
 
     def allocated_ranges(self):
-        return self.chain.allocated_ranges()
+        with self._named:
+            return self.chain.allocated_ranges()
 
     def read(self, offset, length):
-        return self.chain.read(offset, length)
+        with self._named:
+            return self.chain.read(offset, length)
 
     def read_into(self, offset, view):
-        self.chain.read_into(offset, view)
+        with self._named:
+            self.chain.read_into(offset, view)
 
     def defects(self):
         """What ``qemu-img check`` would report (leaks included), as Defects."""
@@ -133,6 +158,10 @@ class StoreImage(object):
         same bytes twice are refused: qemu never writes that, and it would let a small
         file expand into any amount of data.
         """
+        with self._named:
+            return self._census()
+
+    def _census(self):
         counts = {t.DATA: 0, t.COMPRESSED_KIND: 0, t.ZERO_KIND: 0}
         cs = self.image.cluster_size
         seen_compressed = set()
@@ -141,7 +170,7 @@ class StoreImage(object):
                 if host[0] in seen_compressed:
                     raise Qcow2UnsupportedError(
                         "refused: two compressed clusters share the bytes at {} (a "
-                        "decompression bomb)".format(host[0]), path=self.name,
+                        "decompression bomb)".format(host[0]), path=self.path,
                         offset=host[0], field="compressed_cluster")
                 seen_compressed.add(host[0])
             if kind in counts:
