@@ -44,7 +44,7 @@ test: $(STAMP) sysdeps vermin lint
 PY36_VENV  := .venv36
 PY36_STAMP := $(PY36_VENV)/.installed
 PY36_REQS  := tests/runtimes/requirements-py36.txt
-PY36_TESTS := tests/format tests/vhd $(wildcard tests/qcow2) tests/sr tests/bundle tests/stores tests/transfer tests/plugin
+PY36_TESTS := tests/format tests/vhd tests/disk $(wildcard tests/qcow2) tests/sr tests/bundle tests/stores tests/transfer tests/plugin
 
 $(PY36_STAMP): $(PY36_REQS) tests/runtimes/python3.6.15-debian12-x86_64.tar.xz | sysdeps
 	rm -rf $(PY36_VENV)

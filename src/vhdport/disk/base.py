@@ -38,6 +38,8 @@ class DiskFormat(object):
     tail_size = 0
     #: largest virtual size XenServer accepts for this format
     max_virtual_size = 0
+    #: longest chain (files, leaf to base) SM accepts for this format
+    max_depth = 30
 
     def __repr__(self):
         return "<disk format {}>".format(self.name)

@@ -1,10 +1,13 @@
 """The registry of disk formats: lookups by name, file suffix and magic."""
 
+import collections
+
 from ..errors import FormatError
+from .qcow2 import QCOW2
 from .vhd import VHD
 
-#: name -> DiskFormat, in sniffing order
-FORMATS = {VHD.name: VHD}
+#: name -> DiskFormat, in sniffing and scanning order (SM's: VHD, then QCOW2)
+FORMATS = collections.OrderedDict([(VHD.name, VHD), (QCOW2.name, QCOW2)])
 #: the format new disks take when nothing says otherwise (a raw image's landing format)
 DEFAULT = VHD
 

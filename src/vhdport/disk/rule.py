@@ -11,7 +11,6 @@ the SR they came from.
 import os
 
 from ..errors import BundleError, FormatError
-from ..vhd.chain import MAX_DEPTH
 from .registry import for_path
 
 
@@ -21,10 +20,11 @@ def bundle_error(text, name):
 
 def check_chain(paths, names=None, what="bundle member", error=bundle_error, hidden_error=None,
                 hint=None, structural=False, refuse_hidden_leaf=True, allow_growth=True,
-                max_depth=MAX_DEPTH):
+                max_depth=None):
     """Check ``paths`` [leaf .. base]; return their uuids, or raise naming the bad one.
 
-    In this order: each file's structure (``structural``: as ``vhd-util check``
+    In this order: one format for the whole chain (SM never makes a mixed chain and
+    blktap could not open one), each file's structure (``structural``: as ``vhd-util check``
     would, without following parents), the depth (at most ``max_depth`` files), a
     hidden leaf (XenServer's GC would delete it), then uuids and links: each file
     but the last differencing with the next one's uuid as parent, the last a
@@ -38,6 +38,13 @@ def check_chain(paths, names=None, what="bundle member", error=bundle_error, hid
         raise error("empty chain: nothing to check", None)
     names = list(names) if names is not None else [os.path.basename(p) for p in paths]
     formats = [for_path(path) for path in paths]
+    for name, fmt, prev_name, prev in zip(names[1:], formats[1:], names, formats):
+        if fmt is not prev:
+            raise error("{} {} refused: it is {} but {} above it is {}: a chain mixing disk "
+                        "formats is never valid (SM and blktap cannot open one)".format(
+                            what, name, fmt.name.upper(), prev_name, prev.name.upper()), name)
+    if max_depth is None:
+        max_depth = formats[0].max_depth
     if structural:
         for path, name, fmt in zip(paths, names, formats):
             defects = fmt.check_file(path, check_parent=False)

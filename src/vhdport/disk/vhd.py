@@ -16,6 +16,7 @@ class VhdFormat(DiskFormat):
     head_size = _member.HEAD_SIZE
     tail_size = _member.FOOTER_SIZE
     max_virtual_size = MAX_VIRTUAL_SIZE
+    max_depth = engine.MAX_DEPTH
 
     def plan_member(self, name, head, refuse, declared_size=None):
         return _member.plan_member(name, head, refuse, declared_size)

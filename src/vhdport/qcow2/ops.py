@@ -80,13 +80,14 @@ def get_hidden(path):
         return image.hidden
 
 
-def set_parent(child_path, parent_name):
+def set_parent(child_path, parent_name, backing=local_backing):
     """``qemu-img rebase -u -F qcow2 -b parent_name``: only the link changes, no data.
 
     ``parent_name`` is stored as given (SM passes an absolute path); it must name a
-    QCOW2 image, found relative to the child's directory when it is relative.
+    QCOW2 image, found where ``backing`` resolves it (by default relative to the child's
+    directory when it is relative).
     """
-    parent_path = local_backing(child_path, parent_name, "qcow2")
+    parent_path = backing(child_path, parent_name, "qcow2")
     Qcow2File.open(parent_path).close()
     with Qcow2File.open(child_path, writable=True) as image:
         h = image.header
