@@ -63,7 +63,11 @@ def receive_raw(reader, staging_dir, record, image_format, name):
 
 
 def _spool_store_image(fmt, reader, staging_dir, record, image_format, name):
-    head = reader.peek(128)
+    head = reader.peek(bundle.SNIFF_SIZE)
+    sniffed = bundle.sniff(head)
+    if sniffed != fmt.name:
+        raise StoreError("{} is recorded as a bare {} image but its bytes look like {}".format(
+            name, fmt.name, sniffed))
     head = reader.peek(max(len(head), conversions.store_image_head_bytes(fmt, head)))
     # refused here, from the first cluster: nothing written, nothing opened
     virtual_size = conversions.refuse_hostile_head(fmt, head, name)
