@@ -92,6 +92,20 @@ def refuse_hostile_head(head, name):
     return Header.parse(head, name)
 
 
+def _nonzero_slots(table, width):
+    """Indexes of the non-zero ``width``-byte entries of an L2 table (zero runs skipped in C)."""
+    zero = bytes(width)
+    view = memoryview(table)
+    step = 4096
+    for chunk in range(0, len(table), step):
+        piece = table[chunk:chunk + step]
+        if piece.count(0) == len(piece):
+            continue
+        for at in range(0, len(piece), width):
+            if view[chunk + at:chunk + at + width] != zero:
+                yield (chunk + at) // width
+
+
 class _NamedErrors(object):
     """Errors raised inside come out naming the store image, not the spool file in staging."""
 
@@ -134,9 +148,42 @@ class StoreImage(object):
     def virtual_size(self):
         return self.image.virtual_size
 
+    def _runs(self):
+        """(guest offset, length, kind, host) of every cluster an L2 entry names, in guest order.
+
+        Only non-zero L2 entries are classified (and so validated), so the walk costs
+        the L2 tables' size plus the allocated clusters, never the virtual size.
+        """
+        image = self.image
+        cs, per = image.cluster_size, image.l2_entries
+        width = t.l2_entry_size(image.extended)
+        for l1i in range(len(image._l1) // 8):
+            l2 = image.l1_entry(l1i) & t.OFFSET_MASK
+            if not l2:
+                continue
+            table = bytes(image.l2_table(l2))
+            first = l1i * per
+            for index in _nonzero_slots(table, width):
+                cluster = first + index
+                base = cluster * cs
+                if base >= image.virtual_size:
+                    break
+                for start, n, kind, host in image.classify(cluster):
+                    if kind != t.UNALLOCATED:
+                        yield base + start, min(n, image.virtual_size - base - start), kind, host
+
     def allocated_ranges(self):
+        """Merged (offset, length) of data and compressed clusters: all the rest reads zeros."""
         with self._named:
-            return self.chain.allocated_ranges()
+            ranges = []
+            for guest, n, kind, _host in self._runs():
+                if kind == t.ZERO_KIND:
+                    continue
+                if ranges and ranges[-1][0] + ranges[-1][1] == guest:
+                    ranges[-1][1] += n
+                else:
+                    ranges.append([guest, n])
+            return [tuple(r) for r in ranges]
 
     def read(self, offset, length):
         with self._named:
@@ -165,7 +212,7 @@ class StoreImage(object):
         counts = {t.DATA: 0, t.COMPRESSED_KIND: 0, t.ZERO_KIND: 0}
         cs = self.image.cluster_size
         seen_compressed = set()
-        for _guest, n, kind, host in self.image.map(0, self.virtual_size):
+        for _guest, n, kind, host in self._runs():
             if kind == t.COMPRESSED_KIND:
                 if host[0] in seen_compressed:
                     raise Qcow2UnsupportedError(
