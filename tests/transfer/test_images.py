@@ -239,3 +239,23 @@ def test_glance_raw_image_into_sr(tmp_path, glance):
         path, fmt = landed(sr, transfer.download(store, image_id, sr, image_format=image_format))
         assert fmt is disk.by_name(expected)
         assert_same_as_raw(path, fmt, raw)
+
+
+def test_memory_stays_flat_while_spooling_and_rewriting(tmp_path, local):
+    import tracemalloc
+    src = str(tmp_path / "dense.qcow2")
+    qemu_img("create", "-f", "qcow2", "-o", "compat=0.10", src, "256M")     # rewritten
+    qemu_io(src, "write -P 0x6b 0 128M")
+    image_id = transfer.import_image(local, src, "dense", disk_format="qcow2",
+                                     container_format="bare")
+    sr = make_sr(tmp_path / "sr")
+    tracemalloc.start()
+    try:
+        path, fmt = landed(sr, transfer.download(local, image_id, sr))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert fmt is disk.by_name("qcow2")
+    assert peak < 40 * MiB, peak            # 128 MiB of data went through, twice
+    proc = qemu_img("compare", "-f", "qcow2", "-F", "qcow2", path, src, check=False)
+    assert proc.returncode == 0, proc.stdout
