@@ -18,6 +18,7 @@ import time
 import pytest
 
 from tests.hostile.conftest import diff_digests, tree_digest
+from tests.peers.glance_server import glance_auth  # noqa: F401
 from tests.qcow2.qemu import qemu_img, qemu_io, require_qemu
 from vhdport import transfer
 from vhdport.errors import (IntegrityError, LimitError, Qcow2CorruptError, Qcow2UnsupportedError,
@@ -231,10 +232,14 @@ CASES = [
 ]
 
 
-def run_download(env, path, error, field, name, **kwargs):
-    root, sr, store, outside = env
+def run_download(env, path, error, field, name, store=None, made=None, **kwargs):
+    """Put ``path`` into the store (``made`` collects the id), download it: refused, tree intact."""
+    root, sr, local, outside = env
+    store = store or local
     image_id = transfer.import_image(store, path, name, disk_format="qcow2",
                                      container_format="bare")
+    if made is not None:
+        made.append(image_id)
     before = tree_digest(root)
     start = time.monotonic()
     with pytest.raises(VhdportError) as info:
@@ -249,6 +254,36 @@ def run_download(env, path, error, field, name, **kwargs):
     after = tree_digest(root)
     assert before == after, diff_digests(before, after)
     return err, elapsed
+
+
+GLANCE_CASES = [c for c in CASES if c[0] in (
+    "backing: absolute path of an SR VDI", "backing: /etc/passwd as raw",
+    "data file: qemu's, renamed to an SR VDI", "encryption: LUKS",
+    "bomb: 16 compressed clusters sharing bytes", "bomb: virtual size 16 TiB + 512")]
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("name, build", GLANCE_CASES, ids=[c[0] for c in GLANCE_CASES])
+def test_hostile_qcow2_from_real_glance_refused(name, build, hostile_env, tmp_path, glance_auth,  # noqa: F811
+                                                reliability_case, request):
+    """The packaged Glance stores these images as given (no format inspection on upload)."""
+    from vhdport.stores.glance import GlanceStore
+    case = reliability_case("R14", "real Glance: " + name, "typed error naming the image and "
+                            "the field; SR and outside byte-identical")
+    store = GlanceStore(glance_auth.url, auth_token=glance_auth.token, retry_delay=0.01,
+                        timeout=20)
+    work = str(tmp_path / "work")
+    os.mkdir(work)
+    if build is _luks:
+        shutil.copy(request.getfixturevalue("luks_image"), os.path.join(work, "luks.qcow2"))
+    path, error, field = build(work, hostile_env[1])
+    made = []
+    try:
+        err, elapsed = run_download(hostile_env, path, error, field, name, store=store, made=made)
+    finally:
+        for image_id in made:
+            store.delete(image_id)
+    case.detail = "{} ({:.2f} s)".format(err, elapsed)
 
 
 @pytest.mark.parametrize("name, build", CASES, ids=[c[0] for c in CASES])
