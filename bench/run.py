@@ -436,6 +436,8 @@ class Bench(object):
         self.p4(full)
         from bench import qcow2_bench       # QCOW2 rows (issue #13) live in their own module
         qcow2_bench.add_to(self, min(a.virtual_mib, 1024))
+        from bench import digest_bench      # content digest rows (issue #14): their own module
+        digest_bench.add_to(self)
 
     def skip(self, note):
         self.notes.append(note)

@@ -42,7 +42,9 @@ SECRET_HEADER_WORDS = ("token", "auth", "secret", "password", "key", "cookie")
 #: keys ``params`` may hold, per direction ("endpoint" is nova's name for ``store``)
 _COMMON_KEYS = ("image_id", "store", "endpoint", "api_version", "auth_token", "extra_headers",
                 "sr_path", "cacert", "insecure", "object_store")
-DOWNLOAD_KEYS = frozenset(_COMMON_KEYS + ORIGINAL_ENDPOINT_KEYS + ("uuid_stack", "image_format"))
+DOWNLOAD_KEYS = frozenset(_COMMON_KEYS + ORIGINAL_ENDPOINT_KEYS + ("uuid_stack",
+                                                                   "verify_contents",
+                                                                   "image_format"))
 UPLOAD_KEYS = frozenset(_COMMON_KEYS + ORIGINAL_ENDPOINT_KEYS + (
     "vdi_uuids", "vdi_uuid", "name", "properties", "compression_level", "os_type", "threads"))
 
@@ -291,6 +293,8 @@ def download_vhd(session, args, fn="download_vhd"):
     sr_path = _param(params, "sr_path", fn)
     uuids = _string_list(params, "uuid_stack", fn)
     image_format = _param(params, "image_format", fn, required=False)
+    verify_contents = _param(params, "verify_contents", fn, kind=bool, required=False,
+                             default=True)
     if uuids:
         # the original popped uuid_stack from its end, leaf first: keep that mapping
         uuids = list(reversed(uuids))
@@ -298,6 +302,7 @@ def download_vhd(session, args, fn="download_vhd"):
     from . import transfer
     with _open_store(params, fn) as store:
         result = transfer.download(store, image_id, sr_path, uuids=uuids,
+                                   verify_contents=verify_contents,
                                    image_format=image_format)
     log.info("%s %s: leaf %s, chain %s", fn, image_id, result["root"]["uuid"],
              ",".join(result["chain"]))

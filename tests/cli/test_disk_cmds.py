@@ -85,3 +85,19 @@ def test_check_reports_defects(tmp_path):
     assert_failed_cleanly(result, "1 defect found")
     doc = json.loads(run("vhd", "check", q, "--json").stdout)
     assert doc["valid"] is False and doc["defects"][0]["field"] == "crypt_method"
+
+
+def test_digest_of_a_qcow2_chain(tmp_path):
+    require_qemu()
+    os.chdir(str(tmp_path))
+    ok("vhd", "create", "base.qcow2", "--size", "12M")
+    ok("vhd", "write", "base.qcow2", "--offset", "4096", "--from", "-", input=b"b" * 65536)
+    ok("disk", "snapshot", "top.qcow2", "--parent", "base.qcow2")
+    ok("disk", "write", "top.qcow2", "--offset", str(9 * MIB), "--from", "-", input=b"t" * 512)
+    ok("vhd", "export", "top.qcow2", "top.raw")
+    expected = last_line(ok("digest", "top.raw").stdout)
+    assert last_line(ok("digest", "top.qcow2").stdout) == expected
+    assert last_line(ok("disk", "digest", "top.qcow2").stdout) == expected
+    assert last_line(ok("disk", "digest", "base.qcow2").stdout) != expected
+    doc = json.loads(ok("vhd", "digest", "top.qcow2", "--json").stdout)
+    assert (doc["digest"], doc["virtual_size"]) == (expected, 12 * MIB)

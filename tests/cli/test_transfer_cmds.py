@@ -82,3 +82,22 @@ def test_download_qcow2_image_with_image_format(tmp_path, sr, image_format, suff
     proc = qemu_img("compare", "-f", fmt, "-F", "raw", str(sr / (leaf + suffix)), raw,
                     check=False)
     assert proc.returncode == 0, proc.stdout
+
+
+def test_download_no_verify_contents(tmp_path):
+    """A disk whose contents are not the recorded ones is refused; --no-verify-contents lands it."""
+    from tests.transfer.helpers import sr_tree
+    from tests.transfer.test_contents import leaf_path, make_env, tampered
+    from vhdport import disk
+
+    env = make_env(tmp_path)
+    image_id, expected, actual = tampered(env)
+    before = sr_tree(env.dst)
+    refused = run("download", image_id, "--sr", env.dst, "--store", env.store.root)
+    assert refused.exit_code == 1 and expected in refused.stderr and actual in refused.stderr
+    assert sr_tree(env.dst) == before
+    landed = run("download", image_id, "--sr", env.dst, "--store", env.store.root,
+                 "--no-verify-contents")
+    assert landed.exit_code == 0, landed.stderr
+    leaf = landed.stdout.strip().splitlines()[-1]
+    assert str(disk.content_digest(leaf_path(env.dst, leaf))) == actual

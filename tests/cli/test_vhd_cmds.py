@@ -297,3 +297,42 @@ def test_both_uuids_of_an_sr_file_are_labelled(tmp_path):
     # a file not named by a uuid has one uuid only: nothing to explain
     plain = ok("vhd", "create", tmp_path / "plain.vhd", "--size", "1M")
     assert plain.stderr == "" and "file_uuid" not in ok("vhd", "info", tmp_path / "plain.vhd").stdout
+
+
+def test_digest_of_a_vhd_chain_equals_its_raw_contents(tmp_path):
+    import hashlib
+
+    data = bytearray(9 * MIB + 512)
+    data[MIB:2 * MIB] = patterned(MIB, 5)
+    raw = tmp_path / "disk.img"          # no known name or magic: raw
+    raw.write_bytes(bytes(data))
+    base = tmp_path / "base.vhd"
+    ok("vhd", "import", raw, base)
+    ok("vhd", "snapshot", tmp_path / "top.vhd", "--parent", "base.vhd")
+    ok("vhd", "write", tmp_path / "top.vhd", "--offset", 8 * MIB, "--from", "-", input=b"t" * 4096)
+    data[8 * MIB:8 * MIB + 4096] = b"t" * 4096
+    changed = tmp_path / "changed.img"
+    changed.write_bytes(bytes(data))
+    # the documented construction, by hand
+    outer = hashlib.blake2b(digest_size=32)
+    outer.update("vhdport content digest\nalgorithm=blake2b-256\nblock_size=4194304\n"
+                 "virtual_size={}\n".format(len(data)).encode())
+    for start in range(0, len(data), 4 * MIB):
+        outer.update(hashlib.blake2b(bytes(data[start:start + 4 * MIB]), digest_size=32).digest())
+    expected = "blake2b-256/4MiB:" + outer.hexdigest()
+    top = tmp_path / "top.vhd"
+    assert {last_line(ok(*verb, top).stdout)
+            for verb in (["digest"], ["vhd", "digest"], ["disk", "digest"])} == {expected}
+    assert last_line(ok("digest", changed).stdout) == expected
+    assert last_line(ok("digest", raw).stdout) != expected
+    doc = json.loads(ok("digest", top, "--json").stdout)
+    assert doc == {"algorithm": "blake2b-256", "block_size": 4 * MIB,
+                   "virtual_size": len(data), "digest": expected}
+
+
+def test_digest_of_a_broken_chain_fails_cleanly(tmp_path):
+    base = tmp_path / "base.vhd"
+    ok("vhd", "create", base, "--size", "4M")
+    ok("vhd", "snapshot", tmp_path / "top.vhd", "--parent", "base.vhd")
+    os.unlink(str(base))
+    assert_failed_cleanly(run("digest", tmp_path / "top.vhd"), "not found")

@@ -124,8 +124,12 @@ def test_original_calls_round_trip(plugin, v1, legacy_image, python, tmp_path):
         sr_path=sr1, os_type="linux"), python=python).value
     assert value == ""
     puts = [(p, h) for m, p, h in v1.requests if m == "PUT"]
-    assert set(p for p, _ in puts) == {"/v1/images/" + new_id}  # the properties, then the data
-    sent = dict((k.lower(), v) for k, v in puts[-1][1].items())
+    # the properties, then the data, then the content digest (a property set once active)
+    assert set(p for p, _ in puts) == {"/v1/images/" + new_id}
+    digest_put = dict((k.lower(), v) for k, v in puts[-1][1].items())
+    assert digest_put["x-image-meta-property-vhdport_content_digest"].startswith(
+        "blake2b-256/4MiB:")
+    sent = dict((k.lower(), v) for k, v in puts[-2][1].items())
     assert sent.get("transfer-encoding", "").lower() == "chunked"
     assert (sent["x-image-meta-disk-format"], sent["x-image-meta-container-format"]) == \
         ("vhd", "ovf")

@@ -80,12 +80,31 @@ def test_download_with_uuid_stack_then_upload_back(plugin, image, tmp_path):
     record = LocalStore(store).get(new_id)
     assert record["status"] == "active" and record["name"] == "uploaded"
     assert record["properties"].get("os_type") == "linux"
+    assert record["properties"]["vhdport_content_digest"].startswith("blake2b-256/4MiB:")
 
     # the uploaded image comes back as the same disk
     sr2 = new_sr(tmp_path, "sr2")
     result = call(plugin, "download_vhd2",
                   params_args(image_id=new_id, store=store, sr_path=sr2)).json()
     assert virtual_digest(sr2, result["root"]["uuid"])[0] == digest
+
+
+def test_download_verifies_contents_unless_told_not_to(plugin, image, tmp_path):
+    """A recorded content digest the landed disk does not match refuses the download."""
+    store, image_id, digest = image
+    LocalStore(store).update(image_id, properties={
+        "vhdport_content_digest": "blake2b-256/4MiB:" + "0" * 64})
+    sr = new_sr(tmp_path, "sr")
+    code, message = call(plugin, "download_vhd", params_args(
+        image_id=image_id, store=store, sr_path=sr)).error
+    assert code == "INTEGRITY" and "content digest mismatch" in message
+    assert [n for n in os.listdir(sr) if n.endswith(".vhd")] == []
+    code, message = call(plugin, "download_vhd", params_args(
+        image_id=image_id, store=store, sr_path=sr, verify_contents="no")).error
+    assert code == "PLUGIN_ARGS" and "verify_contents" in message
+    result = call(plugin, "download_vhd", params_args(
+        image_id=image_id, store=store, sr_path=sr, verify_contents=False)).json()
+    assert virtual_digest(sr, result["root"]["uuid"])[0] == digest
 
 
 def test_upload_into_a_queued_image(plugin, tmp_path):

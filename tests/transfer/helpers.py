@@ -44,21 +44,35 @@ class ChainModel(object):
     def add(self, offset, data):
         self.writes.append((offset, data))
 
-    def sha256(self):
-        """sha256 of the virtual disk as the writes define it (zeros elsewhere)."""
-        h = hashlib.sha256()
+    def windows(self):
+        """The virtual disk as the writes define it (zeros elsewhere), in 4 MiB windows."""
         for start in range(0, self.size, WINDOW):
             end = min(start + WINDOW, self.size)
             hits = [(o, d) for o, d in self.writes if o < end and o + len(d) > start]
             if not hits:
-                h.update(_ZEROS[:end - start])
+                yield _ZEROS[:end - start]
                 continue
             buf = bytearray(end - start)
             for off, data in hits:
                 lo, hi = max(off, start), min(off + len(data), end)
                 buf[lo - start:hi - start] = data[lo - off:hi - off]
-            h.update(buf)
+            yield bytes(buf)
+
+    def sha256(self):
+        """sha256 of the virtual disk as the writes define it."""
+        h = hashlib.sha256()
+        for window in self.windows():
+            h.update(window)
         return h.hexdigest()
+
+    def content_digest(self):
+        """The content digest (vhdport.disk.digest) as its documentation defines it, by hand."""
+        outer = hashlib.blake2b(digest_size=32)
+        outer.update("vhdport content digest\nalgorithm=blake2b-256\nblock_size={}\n"
+                     "virtual_size={}\n".format(WINDOW, self.size).encode("ascii"))
+        for window in self.windows():
+            outer.update(hashlib.blake2b(window, digest_size=32).digest())
+        return "blake2b-256/4MiB:" + outer.hexdigest()
 
 
 def build_chain(sr_path, depth, size, dense=False, seed=0, hide_parents=True):

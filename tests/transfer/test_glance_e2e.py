@@ -11,7 +11,7 @@ from tests.peers.glance_server import TEST_TOKEN, glance_auth  # noqa: F401
 from tests.peers.proxies import FaultProxy
 from tests.transfer.helpers import (MiB, build_chain, chain_shape, make_sr, new_uuid, sr_tree,
                                     staging_leftovers, vdi_sha256)
-from vhdport import transfer
+from vhdport import disk, transfer
 from vhdport.errors import AuthError, ImageStateError, IntegrityError
 from vhdport.sr import SR
 from vhdport.stores.glance import GlanceStore
@@ -53,12 +53,15 @@ def uploaded(glance_auth, tmp_path_factory):  # noqa: F811
 
 
 def test_upload_makes_an_active_vhd_ovf_image(uploaded):
-    store, image_id, _, _, _ = uploaded
+    store, image_id, src, leaf, _ = uploaded
     record = store.get(image_id)
     assert record["status"] == "active"
     assert (record["disk_format"], record["container_format"]) == ("vhd", "ovf")
     for key, value in PROPS.items():
         assert record["properties"].get(key) == value, (key, record["properties"])
+    # set on the active image by a PATCH after the data went in
+    assert record["properties"]["vhdport_content_digest"] == str(
+        disk.content_digest(SR(src).chain_paths(leaf)[0]))
     size, md5, sha512 = stored_digests(store, image_id)
     assert record["size"] == size
     assert record["checksum"] == md5
@@ -239,10 +242,14 @@ def test_v1_endpoint_round_trip(tmp_path):
         record = store.get(image_id)
         assert (record["status"], record["disk_format"], record["container_format"]) == \
             ("active", "vhd", "ovf")
-        assert record["properties"] == props
+        assert record["properties"] == dict(props,
+                                            vhdport_content_digest=model.content_digest())
         assert record["checksum"] == stored_digests(store, image_id)[1]
         puts = [headers for method, _, headers in server.requests if method == "PUT"]
-        assert len(puts) == 1
+        assert len(puts) == 2      # the data, then the content digest (a property)
+        digest_put = dict((k.lower(), v) for k, v in puts[1].items())
+        assert digest_put["x-image-meta-property-vhdport_content_digest"] == \
+            model.content_digest()
         sent = dict((k.lower(), v) for k, v in puts[0].items())
         assert sent["x-image-meta-disk-format"] == "vhd"
         assert sent["x-image-meta-container-format"] == "ovf"

@@ -10,7 +10,7 @@ from tests.peers.proxies import Fault, RuleProxy
 from tests.stores.objpeer import fresh_name, leftovers, open_store, swift_peer  # noqa: F401
 from tests.transfer.helpers import (MiB, build_chain, chain_shape, make_sr, sr_tree,
                                     staging_leftovers, vdi_sha256)
-from vhdport import transfer
+from vhdport import disk, transfer
 from vhdport.errors import IntegrityError
 from vhdport.sr import SR
 from vhdport.vhd import Chain
@@ -52,6 +52,8 @@ def test_round_trip_through_the_object_store(swift_peer, source_chain, tmp_path,
     image_id = transfer.upload(src, leaf, up, name="e2e", properties={"os_type": "linux"})
     record = up.get(image_id)
     assert record["status"] == "active" and record["size"] > 3 * MiB  # several parts
+    assert record["properties"]["vhdport_content_digest"] == str(
+        disk.content_digest(os.path.join(src, leaf + ".vhd")))
     down = open_store(down_kind, swift_peer, bucket, connections=4)
     dst = make_sr(tmp_path / "dst")
     result = transfer.download(down, image_id, dst)

@@ -127,6 +127,14 @@ def print_json(obj):
     click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
 
 
+def print_digest(result, as_json):
+    """A disk's content digest: its string, or its fields as JSON."""
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        click.echo(str(result))
+
+
 def stdout_console():
     return Console()
 

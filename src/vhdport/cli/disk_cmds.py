@@ -10,7 +10,8 @@ import sys
 
 import click
 
-from vhdport.cli.common import OperationFailed, human_size, print_fields, print_json
+from vhdport.cli.common import (OperationFailed, human_size, print_digest, print_fields,
+                                print_json)
 
 QCOW2_MAGIC = b"QFI\xfb"
 CHUNK = 4 << 20
@@ -159,6 +160,14 @@ def _import(raw, out, fixed, **_):
     click.echo(str(out))
 
 
+def _digest(path, as_json, **_):
+    from vhdport.disk import content_digest
+    from vhdport.qcow2 import Qcow2Chain, local_backing
+
+    with Qcow2Chain.open(path, backing=local_backing) as chain:
+        print_digest(content_digest(chain), as_json)
+
+
 #: verb -> (argument naming the file to look at, reading? (magic) else creating, handler)
 HANDLERS = {
     "create": ("path", False, _create),
@@ -172,6 +181,7 @@ HANDLERS = {
     "coalesce": ("path", True, _coalesce),
     "export": ("path", True, _export),
     "import": ("out", False, _import),
+    "digest": ("path", True, _digest),
 }
 
 

@@ -75,6 +75,7 @@ def _register():
 
     cli.add_command(vhd_cmds.vhd)
     cli.add_command(vhd_cmds.vhd, name="disk")     # the same verbs, for VHD and QCOW2
+    cli.add_command(vhd_cmds.digest)               # also at the top: any disk, any format
     cli.add_command(sr_cmds.sr)
     cli.add_command(image_cmds.image)
     cli.add_command(transfer_cmds.download)

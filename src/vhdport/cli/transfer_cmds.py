@@ -43,20 +43,26 @@ def refuse_overlap(store, sr_path):
               help="Storage repository directory (one <uuid> disk file per VDI).")
 @click.option("--uuid", "uuids", multiple=True, type=UUID,
               help="UUID for the arriving VDIs, leaf first (repeatable; default: fresh ones).")
+@click.option("--no-verify-contents", "verify_contents", is_flag=True, default=True,
+              flag_value=False,
+              help="Do not read the landed disk back to compare it with the image's recorded "
+                   "content digest (vhdport_content_digest); the stream hashes still apply.")
 @click.option("--image-format", type=click.Choice(image_formats()), default=None,
               help="Disk format a raw or QCOW2 image lands as (default: a QCOW2 stays one, a "
                    "raw image becomes a VHD up to 2040 GiB and a QCOW2 above, as SM picks).")
 @store_options
 @json_option
 @progress_option
-def download(image, sr_path, uuids, image_format, store, as_json, progress_mode):
+def download(image, sr_path, uuids, verify_contents, image_format, store, as_json,
+             progress_mode):
     """Download IMAGE from the store into the SR; print the leaf VDI uuid."""
     from vhdport import transfer
 
     refuse_overlap(store, sr_path)
     with reporter(progress_mode, "download") as progress:
         result = transfer.download(store, image, sr_path, uuids=list(uuids) or None,
-                                   progress=progress, image_format=image_format)
+                                   progress=progress, verify_contents=verify_contents,
+                                   image_format=image_format)
     if as_json:
         print_json(result)
     else:

@@ -10,9 +10,11 @@ chain must meet before it moves between an SR and a store.
 from ..vhd.chain import MAX_DEPTH
 from ..vhd.fastio import SequentialWriter
 from .base import DiskFormat
+from .digest import content_digest
 from .registry import (DEFAULT, FORMATS, by_name, for_file_name, for_path, register, sniff, stem_of,
                        suffixes)
 from .rule import check_chain
 
 __all__ = ["FORMATS", "DEFAULT", "MAX_DEPTH", "DiskFormat", "by_name", "for_file_name", "for_path",
-           "sniff", "suffixes", "stem_of", "check_chain", "register", "SequentialWriter"]
+           "sniff", "suffixes", "stem_of", "check_chain", "register", "SequentialWriter",
+           "content_digest"]

@@ -15,7 +15,7 @@ from ..errors import (BundleError, ChainError, FormatError, ImageStateError, Int
                      StoreError, VhdportError)
 from ..sr import SR
 from ..stores import ACTIVE, QUEUED, StreamDigest
-from . import images
+from . import contents, images
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,8 @@ def _receive(kind, fmt, reader, staging_dir, record, image_format, subject):
     return images.receive_raw(reader, staging_dir, record, image_format, subject)
 
 
-def download(store, image_id, sr_path, uuids=None, progress=None, image_format=None):
+def download(store, image_id, sr_path, uuids=None, progress=None, verify_contents=True,
+             image_format=None):
     """Stream an image into the SR; return {"root": {"uuid": leaf}, "chain": [leaf .. base]}.
 
     Nothing reaches the SR proper until the data matched the store's record and
@@ -163,6 +164,10 @@ def download(store, image_id, sr_path, uuids=None, progress=None, image_format=N
 
     ``uuids`` (leaf first) may be longer than the chain: the first ones are used.
     nova sends a ``uuid_stack`` of 16 (MAX_VDI_CHAIN_SIZE) whatever the chain's depth.
+
+    When the record carries a content digest (``vhdport_content_digest``, set by
+    upload), the staged chain is read back and must match it before it is published;
+    ``verify_contents=False`` skips that read.
     """
     if uuids is not None:
         uuids = list(uuids)
@@ -189,6 +194,7 @@ def download(store, image_id, sr_path, uuids=None, progress=None, image_format=N
         disk.check_chain(staged, structural=True, allow_growth=True)
         _hide_parents(staged)
         adopted = staging.adopt(staged, uuids[:len(staged)] if uuids else uuids, checked=True)
+        contents.verify_landed(record, adopted[0], subject, verify_contents)
         published = sr.publish(adopted, checked=True)
     chain = [_uuid_of(path) for path in published]
     log.info("downloaded %s into %s: leaf %s, %d disks", image_id, sr_path, chain[0], len(chain))
@@ -247,7 +253,8 @@ class _Counting(object):
 
 
 def upload(sr_path, leaf_uuid, store, image_id=None, name=None, properties=None,
-           compression_level=6, progress=None, member_names=None, threads=None):
+           compression_level=6, progress=None, member_names=None, threads=None,
+           record_contents=True):
     """Upload the chain of VDI ``leaf_uuid`` as a vhd/ovf bundle; return the image id.
 
     ``threads``: deflate workers (None: one per usable core; see bundle.pgzip).
@@ -257,15 +264,20 @@ def upload(sr_path, leaf_uuid, store, image_id=None, name=None, properties=None,
     ``member_names``: called with the chain's VDI uuids (leaf first) as found in the
     SR, returns the stems of the bundle's member names (it may refuse the chain); the
     disk format adds its suffix.  Default: stems ``0`` .. ``N``.
+
+    The chain's content digest is computed while the bundle streams and set as the
+    image property ``vhdport_content_digest`` (unless ``record_contents`` is off), so
+    a download can prove the disk it lands is the one that left.
     """
     if image_id is None and not name:
         raise StoreError("upload needs an existing queued image id or a name for a new image")
     sr = SR(sr_path)
-    with sr.staging() as staging:
+    with sr.staging() as staging, contents.UploadDigest(record_contents) as content_digest:
         # under the SR lock, so no GC or snapshot runs between resolving and linking
         with sr.locked():
             chain = sr.chain_paths(leaf_uuid)
             linked = staging.link_chain(chain)
+            content_digest.start(chain)
         fmt = disk.for_path(linked[0])
         if member_names is None:
             names = [fmt.file_name(i) for i in range(len(linked))]
@@ -289,6 +301,7 @@ def upload(sr_path, leaf_uuid, store, image_id=None, name=None, properties=None,
                                       properties=None if image_id else properties)
             image_id = sent.image_id
             verify_stored(store, sent, "uploaded image {} in {}".format(image_id, store.display))
+            content_digest.record(store, image_id)
         except BaseException as e:
             # a new image the store made is removed by upload_image itself when that fails;
             # ImageStateError: not queued when the data was to go in -- not ours to remove
