@@ -216,3 +216,15 @@ def test_convert_file_reads_through_a_chain(tmp_path):
     convert.convert_file(child, disk.by_name("vhd"), out)
     with Chain.open(out) as chain:
         assert sha_of_chain(chain) == sha_of_raw(raw)
+
+
+def test_a_rewrite_that_reads_differently_is_refused(tmp_path):
+    from vhdport.errors import IntegrityError
+    src, _raw = source_image(tmp_path, "src.qcow2")
+    other, _ = source_image(tmp_path, "other.qcow2", size="48M")
+    qemu_io(other, "write -P 0x99 40M 4k")          # one block differs
+    with StoreImage(src, "image W") as image:
+        with pytest.raises(IntegrityError) as e:
+            convert._verify_rewrite(image, other, "image W", qcow2())
+    assert "image W rewritten as qcow2" in str(e.value)
+    assert not os.path.exists(other)

@@ -11,11 +11,11 @@ per-format work is the engines'; this module only picks the engine by name.
 import os
 
 from .. import qcow2 as qcow2_engine, vhd as vhd_engine
-from ..errors import FormatError, LimitError, NoSpaceError, VhdportError
+from ..errors import FormatError, IntegrityError, LimitError, NoSpaceError, VhdportError
 from ..qcow2 import untrusted
 from ..qcow2.convert import RawFile, copy_disk
 from ..qcow2.format import tables as qcow2_tables
-from . import registry
+from . import digest, registry
 
 #: SM's default ``preferred-image-formats``: the first whose size limit takes the disk wins
 PREFERRED = ("vhd", "qcow2")
@@ -111,7 +111,7 @@ def land_store_image(spooled, fmt, target, out_path, name, free_bytes=None):
 
     The image is opened alone (a backing file is refused, never followed), checked, and
     either adopted (renamed: it already is exactly SM's layout and ``target`` is its own
-    format) or rewritten into ``target``.  A rewrite that could need more than
+    format) or rewritten into ``target`` and verified by content digest.  A rewrite that could need more than
     ``free_bytes`` is refused before it starts.  The leaf lands visible.  Returns
     "adopted" or "rewritten"; ``spooled`` is gone either way when this returns.
     """
@@ -131,12 +131,23 @@ def land_store_image(spooled, fmt, target, out_path, name, free_bytes=None):
                 raise NoSpaceError(path="{} ({} needs up to {} bytes, {} free)".format(
                     out_path, name, need, free_bytes))
             convert(image, target, out_path)
+            _verify_rewrite(image, out_path, name, target)
     if adopt:
         os.rename(spooled, out_path)
         helper.set_visible(out_path)
         return "adopted"
     os.unlink(spooled)
     return "rewritten"
+
+
+def _verify_rewrite(source, out_path, name, target):
+    """The rewritten disk reads as the store image did: same content digest (holes not read)."""
+    want = digest.content_digest(source)
+    got = digest.content_digest(out_path)
+    if str(want) != str(got) or want.virtual_size != got.virtual_size:
+        os.unlink(out_path)
+        raise IntegrityError(what="content digest", subject="{} rewritten as {}".format(
+            name, target.name), expected=str(want), actual=str(got))
 
 
 def _defects_error(name, defects):
