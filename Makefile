@@ -66,7 +66,7 @@ clean:
 # Benchmarks (bench/): vhdport against the original tar+gzip+HTTP path and qemu-img.
 # bench-quick is a smoke run for CI: it fails only when vhdport's output is wrong.
 # BENCH_ARGS, e.g. "--virtual-mib 2048": a smaller input on a busy machine
-.PHONY: bench bench-quick
+.PHONY: bench bench-quick bench-qcow2
 BENCH_ARGS ?=
 bench: $(STAMP)
 	bash bench/setup.sh $(VENV)
@@ -76,6 +76,12 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	bash bench/setup.sh $(VENV)
 	$(BIN)/python -m bench.run --quick
+
+# the QCOW2 rows (Q1-Q3) alone: a minute, not the whole suite
+QCOW2_BENCH_ARGS ?= --virtual-mib 1024 --repeat 5
+bench-qcow2: $(STAMP)
+	bash bench/setup.sh $(VENV)
+	$(BIN)/python -m bench.qcow2_bench $(QCOW2_BENCH_ARGS)
 
 # Hostile input and faults (tests/hostile/, R1-R7): runs them alone and regenerates
 # docs/reliability.md from the results.  fuzz: a long atheris run, not part of CI.

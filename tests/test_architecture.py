@@ -1,6 +1,7 @@
 """The shape of the source tree (shared/notes/architecture.md), checked on its AST.
 
-- nothing above the disk face imports a VHD engine module or names a ``.vhd`` file;
+- nothing above the disk face imports an engine module (VHD, QCOW2) or names a ``.vhd``
+  or ``.qcow2`` file;
 - nothing above ``stores`` imports a particular store (only the registry and base);
 - no import circles between vhdport's modules.
 """
@@ -15,10 +16,17 @@ SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
 PACKAGE = os.path.join(SRC, "vhdport")
 #: the disk face and the engines below it may speak of VHD
 FORMAT_AWARE = ("vhdport.disk", "vhdport.vhd", "vhdport.vhd.format", "vhdport.qcow2")
-ENGINE_MODULES = ("vhdport.vhd", "vhdport.vhd.format")
+ENGINE_MODULES = ("vhdport.vhd", "vhdport.vhd.format", "vhdport.qcow2", "vhdport.qcow2.format")
 #: what the layers above stores may import from it
 STORE_PUBLIC = ("vhdport.stores", "vhdport.stores.base")
 VHD_NAME = re.compile(r"\.vhd(?![A-Za-z0-9_])")
+QCOW2_NAME = re.compile(r"\.qcow2(?![A-Za-z0-9_])")
+#: above the face but still on the QCOW2 engine: {module: why}.  Each entry must really
+#: break the rules (test_exemptions_are_still_needed), so the list can only shrink.
+QCOW2_EXEMPT = {
+    "vhdport.cli.disk_cmds": "the QCOW2 branch of the `vhdport vhd` tool verbs predates the "
+                             "face and follows backing names anywhere (the user's own files)",
+}
 
 
 def _modules():
@@ -104,11 +112,54 @@ def test_the_walk_finds_the_layers():
     assert any(name == "vhdport.disk" for _, name in _imports("vhdport.transfer"))
 
 
+def _engine_imports(module):
+    return [(line, name) for line, name in _imports(module) if _within(name, ENGINE_MODULES)]
+
+
+def _qcow2_names(module):
+    return [(line, text[:60]) for line, text in _strings(module) if QCOW2_NAME.search(text)]
+
+
 @pytest.mark.parametrize("module", ABOVE_FACE)
 def test_nothing_above_the_disk_face_imports_an_engine(module):
-    bad = [(line, name) for line, name in _imports(module) if _within(name, ENGINE_MODULES)]
-    assert bad == [], "{} imports the VHD engine directly (use vhdport.disk): {}".format(
+    bad = _engine_imports(module)
+    if module in QCOW2_EXEMPT:
+        bad = [(line, name) for line, name in bad if not _within(name, ("vhdport.qcow2",))]
+    assert bad == [], "{} imports an engine directly (use vhdport.disk): {}".format(
         module, bad)
+
+
+@pytest.mark.parametrize("module", sorted(set(ABOVE_FACE) - set(QCOW2_EXEMPT)))
+def test_nothing_above_the_disk_face_names_a_qcow2_file(module):
+    bad = _qcow2_names(module)
+    assert bad == [], "{} names .qcow2 files (ask the disk face for suffixes): {}".format(
+        module, bad)
+
+
+FORMAT_NAMES = ("vhd", "qcow2")
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _within(m, ("vhdport.sr",))))
+def test_the_sr_does_not_branch_on_a_format_name(module):
+    """sr/ asks the face (``disk.for_file_name(path)``...) and never compares format names."""
+    bad = [(line, text) for line, text in _strings(module) if text.lower() in FORMAT_NAMES]
+    assert bad == [], "{} spells a format name (go through the disk face): {}".format(
+        module, bad)
+
+
+def test_the_qcow2_checks_catch_what_they_look_for():
+    """The patterns match the spellings they are meant to catch (and not look-alikes)."""
+    assert QCOW2_NAME.search("<uuid>.qcow2") and QCOW2_NAME.search("x.qcow2.new")
+    assert not QCOW2_NAME.search("a.qcow2x") and not QCOW2_NAME.search("qcow2")
+    assert _within("vhdport.qcow2.chain", ENGINE_MODULES)
+    assert "vhdport.disk.qcow2" not in ABOVE_FACE
+
+
+@pytest.mark.parametrize("module", sorted(QCOW2_EXEMPT))
+def test_exemptions_are_still_needed(module):
+    assert module in ABOVE_FACE
+    assert _qcow2_names(module) or _engine_imports(module), \
+        "{} no longer needs its exemption: remove it from QCOW2_EXEMPT".format(module)
 
 
 @pytest.mark.parametrize("module", ABOVE_FACE)

@@ -80,3 +80,25 @@ def test_gc_aborts_on_missing_parent(sr_with_vdi):
 
 def test_sr_must_exist(tmp_path):
     assert run("sr", "ls", tmp_path / "nope").exit_code == 2
+
+
+def test_ls_shows_the_format_of_each_vdi(sr_with_vdi):
+    from vhdport import disk
+    sr, vdi = sr_with_vdi
+    qcow = str(uuid.uuid4())
+    disk.by_name("qcow2").create(str(sr / (qcow + ".qcow2")), 8 << 20)
+    snap = last_line(ok("sr", "snapshot", sr, qcow).stdout)
+    vdis = by_uuid(sr)
+    assert vdis[vdi]["format"] == "vhd"
+    assert vdis[qcow]["format"] == vdis[snap]["format"] == "qcow2"
+    base = vdis[qcow]["parent_uuid"]
+    assert vdis[base]["format"] == "qcow2" and vdis[base]["role"] == "base"
+    assert not any(doc["coalesceable"] for doc in vdis.values())    # base has two children
+    os.unlink(str(sr / (snap + ".qcow2")))
+    assert by_uuid(sr)[qcow]["coalesceable"] is True                 # its parent's only child
+    lines = ok("sr", "ls", sr).stdout.splitlines()
+    header = next(line for line in lines if "uuid" in line and "format" in line)
+    assert header.split()[:3] == ["uuid", "format", "parent"]
+    rows = dict((line.split()[0], line.split()[1]) for line in lines
+                if line.split() and line.split()[0] in vdis)
+    assert rows[vdi] == "vhd" and rows[qcow] == rows[base] == "qcow2"

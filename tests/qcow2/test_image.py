@@ -87,3 +87,42 @@ def test_v2_zero_flag_is_corrupt(tmp_path):
     with Qcow2File.open(path) as image:
         with pytest.raises(Qcow2CorruptError, match="version 2"):
             image.read(0, 10)
+
+
+def _mapped(path, offset, length):
+    with Qcow2File.open(path) as image:
+        return list(image.map(offset, length))
+
+
+def test_span_mapping_matches_cluster_by_cluster(tmp_path, monkeypatch):
+    """Long regular runs are mapped as one span; the result is what classify gives alone."""
+    require_qemu()
+    path = str(tmp_path / "a.qcow2")
+    qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=4k", path, str(3 * MiB + 512))
+    qemu_io(path, "write -P 1 0 1M", "write -z 1M 200k", "write -P 2 1100k 12k",
+            "write -c -P 3 1200k 4k", "write -P 4 2M 12k", "write -P 5 1300k 40k",
+            "write -P 6 {} 512".format(3 * MiB))
+    cases = [(0, 3 * MiB + 512), (5, 3 * MiB), (1023 * KiB + 7, 300 * KiB), (2 * MiB + 1, 9)]
+    fast = [_mapped(path, off, n) for off, n in cases]
+    monkeypatch.setattr(Qcow2File, "_plain_span", lambda self, cluster, stop: None)
+    assert fast == [_mapped(path, off, n) for off, n in cases]
+    assert fast[0][0][:3] == (0, MiB, t.DATA)
+    assert fast[0][1] == (MiB, 76 * KiB, t.ZERO_KIND, None)
+
+
+def test_span_past_the_end_names_the_first_bad_cluster(tmp_path):
+    """A contiguous data run whose tail lies past EOF: refused at its first such cluster."""
+    require_qemu()
+    path = str(tmp_path / "a.qcow2")
+    qemu_img("create", "-q", "-f", "qcow2", path, "4M")
+    qemu_io(path, "write -P 1 0 2M")
+    with Qcow2File.open(path) as image:
+        (_g, _n, kind, host), = image.map(0, 2 * MiB)
+        size = image.file_size
+    assert kind == t.DATA and host + 2 * MiB == size      # data last in the file
+    with open(path, "r+b") as f:
+        f.truncate(size - 3 * 64 * KiB)
+    with Qcow2File.open(path) as image:
+        with pytest.raises(Qcow2CorruptError, match="guest cluster 29 maps to host"):
+            list(image.map(0, 2 * MiB))
+        assert list(image.map(0, 29 * 64 * KiB)) == [(0, 29 * 64 * KiB, t.DATA, host)]

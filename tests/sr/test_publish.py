@@ -8,51 +8,54 @@ from vhdport.errors import ChainError, SRError
 from vhdport.sr import SR
 from vhdport.vhd import VhdFile
 
-from tests.sr.helpers import make_vhd, read_chain, staged_chain, vhd_names
+from tests.sr.helpers import FORMATS, make_vhd, read_chain, staged_chain, suffix, vhd_names
 from tests.sr.proc import start
 
 
-def test_publish_moves_chain_and_cleans_staging(tmp_path):
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_publish_moves_chain_and_cleans_staging(tmp_path, fmt):
     sr_dir = str(tmp_path)
     sr = SR(sr_dir)
     with sr.staging() as st:
-        staged, data = staged_chain(st.path, 3)
+        staged, data = staged_chain(st.path, 3, fmt=fmt)
         adopted = st.adopt(staged)
         final = sr.publish(adopted)
         assert os.listdir(st.path) == []
     assert final == [os.path.join(sr_dir, os.path.basename(p)) for p in adopted]
-    uuids = [os.path.basename(p)[:-4] for p in final]
+    uuids = [os.path.basename(p)[:-len(suffix(fmt))] for p in final]
     assert sr.chain_paths(uuids[0]) == final
     assert sr.leaves() == [uuids[0]]
     assert read_chain(final[0]) == data
     assert sr.gc() == []
 
 
-def test_publish_collision_leaves_nothing_behind(tmp_path):
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_publish_collision_leaves_nothing_behind(tmp_path, fmt):
     sr_dir = str(tmp_path)
     sr = SR(sr_dir)
     with sr.staging() as st:
-        staged, data = staged_chain(st.path, 3)
+        staged, data = staged_chain(st.path, 3, fmt=fmt)
         adopted = st.adopt(staged)
         # someone else takes the middle uuid between adopt and publish
-        taken = os.path.basename(adopted[1])[:-4]
-        make_vhd(sr_dir, name=taken)
-        before = os.stat(os.path.join(sr_dir, taken + ".vhd"))
+        taken = os.path.basename(adopted[1])[:-len(suffix(fmt))]
+        make_vhd(sr_dir, name=taken, fmt=fmt)
+        before = os.stat(os.path.join(sr_dir, taken + suffix(fmt)))
         with pytest.raises(SRError, match="already exists"):
             sr.publish(adopted)
-        assert vhd_names(sr_dir) == [taken + ".vhd"]
-        after = os.stat(os.path.join(sr_dir, taken + ".vhd"))
+        assert vhd_names(sr_dir) == [taken + suffix(fmt)]
+        after = os.stat(os.path.join(sr_dir, taken + suffix(fmt)))
         assert (before.st_ino, before.st_size) == (after.st_ino, after.st_size)
         assert all(os.path.exists(p) for p in adopted)     # back in staging, intact
         assert read_chain(adopted[0]) == data
-    assert vhd_names(sr_dir) == [taken + ".vhd"]
+    assert vhd_names(sr_dir) == [taken + suffix(fmt)]
 
 
-def test_publish_refuses_unadopted_or_bad_chains(tmp_path):
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_publish_refuses_unadopted_or_bad_chains(tmp_path, fmt):
     sr_dir = str(tmp_path)
     sr = SR(sr_dir)
     with sr.staging() as st:
-        staged, _ = staged_chain(st.path, 3)
+        staged, _ = staged_chain(st.path, 3, fmt=fmt)
         with pytest.raises(SRError, match="adopt"):
             sr.publish(staged)
         adopted = st.adopt(staged)
@@ -170,3 +173,23 @@ def test_publish_fsyncs_and_keeps_file_contents(tmp_path):
     for p, u in zip(final, uuids):
         with VhdFile.open(p) as d:
             assert d.uuid == u
+
+
+def test_published_qcow2_chain_is_what_qemu_img_reads(tmp_path):
+    from tests.qcow2.qemu import check, qemu_img, require_qemu
+    require_qemu()
+    sr_dir = str(tmp_path)
+    sr = SR(sr_dir)
+    with sr.staging() as st:
+        staged, data = staged_chain(st.path, 3, fmt="qcow2")
+        final = sr.publish(st.adopt(staged))
+    chain = json.loads(qemu_img("info", "--backing-chain", "--output=json", "-f", "qcow2",
+                                final[0]).stdout)
+    assert [os.path.basename(c["filename"]) for c in chain] == [os.path.basename(p) for p in final]
+    assert [c["backing-filename"] for c in chain[:-1]] == [os.path.basename(p) for p in final[1:]]
+    for p in final:
+        check(p, with_backing=True)
+    vdis = sr.vdis()
+    assert [vdis[os.path.basename(p)[:-len(".qcow2")]].hidden for p in final] == \
+        [False, True, True]
+    assert read_chain(final[0]) == data

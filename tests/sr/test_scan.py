@@ -6,22 +6,24 @@ from vhdport.errors import ChainError, SRError
 from vhdport.sr import SR
 from vhdport.vhd import create_dynamic, set_parent
 
-from tests.sr.helpers import SIZE, make_chain, make_vhd, new_uuid
+from tests.qcow2.qemu import qemu_img, require_qemu
+from tests.sr.helpers import FORMATS, SIZE, make_chain, make_vhd, new_uuid, suffix
 
 
-def test_graph_of_chains_and_ignored_names(tmp_path):
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_graph_of_chains_and_ignored_names(tmp_path, fmt):
     sr_dir = str(tmp_path)
-    leaf, mid, base = make_chain(sr_dir, 3)
-    lone = make_vhd(sr_dir)
+    leaf, mid, base = make_chain(sr_dir, 3, fmt=fmt)
+    lone = make_vhd(sr_dir, fmt=fmt)
     # a second leaf on the same base (a snapshot shape)
-    twin = make_vhd(sr_dir, parent=mid)
+    twin = make_vhd(sr_dir, parent=mid, fmt=fmt)
     # names and places scans must ignore
     os.mkdir(os.path.join(sr_dir, "sub"))
-    make_vhd(os.path.join(sr_dir, "sub"))
-    create_dynamic(os.path.join(sr_dir, "not-a-uuid.vhd"), SIZE)
+    make_vhd(os.path.join(sr_dir, "sub"), fmt=fmt)
+    create_dynamic(os.path.join(sr_dir, "not-a-uuid" + suffix(fmt)), SIZE)
     with open(os.path.join(sr_dir, new_uuid() + ".raw"), "wb") as f:
         f.write(b"x")
-    os.mkdir(os.path.join(sr_dir, new_uuid() + ".vhd"))   # a directory with a VDI-like name
+    os.mkdir(os.path.join(sr_dir, new_uuid() + suffix(fmt)))   # a directory with a VDI-like name
 
     sr = SR(sr_dir)
     vdis = sr.vdis()
@@ -33,7 +35,7 @@ def test_graph_of_chains_and_ignored_names(tmp_path):
     assert vdis[base].hidden and vdis[mid].hidden and not vdis[leaf].hidden
     assert vdis[leaf].type == "differencing" and vdis[leaf].virtual_size == SIZE
     assert vdis[leaf].physical_size == os.path.getsize(vdis[leaf].path)
-    assert vdis[leaf].path == os.path.join(sr_dir, leaf + ".vhd")
+    assert vdis[leaf].path == os.path.join(sr_dir, leaf + suffix(fmt))
     assert all(v.error is None for v in vdis.values())
     assert sr.leaves() == sorted([leaf, lone, twin])
     assert sr.base_copies() == sorted([mid, base])
@@ -55,10 +57,11 @@ def test_broken_file_listed_with_error_not_crashing(tmp_path):
         SR(sr_dir).chain_paths(bad)
 
 
-def test_child_of_unreadable_parent_breaks_chain(tmp_path):
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_child_of_unreadable_parent_breaks_chain(tmp_path, fmt):
     sr_dir = str(tmp_path)
-    leaf, base = make_chain(sr_dir, 2)
-    with open(os.path.join(sr_dir, base + ".vhd"), "r+b") as f:
+    leaf, base = make_chain(sr_dir, 2, fmt=fmt)
+    with open(os.path.join(sr_dir, base + suffix(fmt)), "r+b") as f:
         f.truncate(100)
     sr = SR(sr_dir)
     vdis = sr.vdis()
@@ -105,3 +108,77 @@ def test_parent_taken_from_locator_file_name(tmp_path):
 def test_sr_must_exist(tmp_path):
     with pytest.raises(SRError, match="does not exist"):
         SR(str(tmp_path / "nope"))
+
+
+# ----------------------------------------------------------------------- QCOW2
+
+def _qcow2(sr_dir, u):
+    return os.path.join(sr_dir, u + ".qcow2")
+
+
+def test_qcow2_parent_by_sm_absolute_backing_name(tmp_path):
+    """SM's GC relinks with ``/var/run/sr-mount/<sr>/<uuid>.qcow2``: resolved in this SR."""
+    require_qemu()
+    sr_dir = str(tmp_path)
+    leaf, base = make_chain(sr_dir, 2, fmt="qcow2")
+    qemu_img("rebase", "-u", "-f", "qcow2", "-F", "qcow2", "-b",
+             "/var/run/sr-mount/{}/{}.qcow2".format(new_uuid(), base), _qcow2(sr_dir, leaf))
+    sr = SR(sr_dir)
+    vdis = sr.vdis()
+    assert vdis[leaf].parent_uuid == base and vdis[leaf].error is None
+    assert vdis[leaf].format == vdis[base].format == "qcow2"
+    assert sr.chain_paths(leaf) == [_qcow2(sr_dir, leaf), _qcow2(sr_dir, base)]
+
+
+@pytest.mark.parametrize("backing", ["/etc/hostname", "../outside.qcow2", "sub/{}.qcow2",
+                                     "/var/run/sr-mount/a/b/{}.qcow2", "{}.vhd"])
+def test_qcow2_backing_outside_the_sr_is_an_error_and_gc_aborts(tmp_path, backing):
+    require_qemu()
+    sr_dir = str(tmp_path / "sr")
+    os.mkdir(sr_dir)
+    garbage = make_vhd(sr_dir, hidden=True, fmt="qcow2")
+    target = new_uuid()
+    make_vhd(sr_dir, name=target, fmt="qcow2")
+    child = new_uuid()
+    qemu_img("create", "-f", "qcow2", "-u", "-F", "qcow2", "-b", backing.format(target),
+             _qcow2(sr_dir, child), SIZE)
+    sr = SR(sr_dir)
+    vdis = sr.vdis()
+    assert vdis[child].error and "refused, nothing opened" in vdis[child].error
+    assert vdis[child].parent_uuid is None
+    with pytest.raises(SRError, match="nothing deleted"):
+        sr.gc()
+    assert os.path.exists(_qcow2(sr_dir, garbage))
+
+
+def test_a_uuid_in_two_formats_is_an_error(tmp_path):
+    sr_dir = str(tmp_path)
+    u = make_vhd(sr_dir)
+    make_vhd(sr_dir, name=u, fmt="qcow2")
+    garbage = make_vhd(sr_dir, hidden=True, fmt="qcow2")
+    sr = SR(sr_dir)
+    vdis = sr.vdis()
+    assert "both claim VDI" in vdis[u].error and vdis[u].path.endswith(".vhd")
+    with pytest.raises(SRError, match="nothing deleted"):
+        sr.gc()
+    assert os.path.exists(_qcow2(sr_dir, garbage))
+
+
+def test_by_extension_then_magic(tmp_path):
+    """A VHD named ``.qcow2`` is read as QCOW2 (as SM does) and reported, not guessed."""
+    sr_dir = str(tmp_path)
+    u = new_uuid()
+    create_dynamic(_qcow2(sr_dir, u), SIZE)
+    vdis = SR(sr_dir).vdis()
+    assert vdis[u].format == "qcow2" and "magic" in vdis[u].error
+
+
+def test_a_mixed_link_is_broken(tmp_path):
+    """A VHD child whose locator names a QCOW2 file: never a valid chain."""
+    sr_dir = str(tmp_path)
+    parent = make_vhd(sr_dir)
+    child = make_vhd(sr_dir, parent=parent)
+    os.rename(os.path.join(sr_dir, parent + ".vhd"), _qcow2(sr_dir, parent))
+    set_parent(os.path.join(sr_dir, child + ".vhd"), parent + ".qcow2")
+    vdis = SR(sr_dir).vdis()
+    assert "mixing disk formats" in (vdis[child].error or "")

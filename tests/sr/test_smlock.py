@@ -16,7 +16,7 @@ from vhdport.errors import SRError
 from vhdport.sr import SR, smlock
 from vhdport.stores.local import LocalStore
 
-from tests.sr.helpers import make_chain, make_vhd, new_uuid, staged_chain, vhd_names
+from tests.sr.helpers import FORMATS, make_chain, make_vhd, new_uuid, staged_chain, suffix, vhd_names
 from tests.sr.sm_peer import SMPeer
 
 #: how long an operation must stay blocked behind SM's lock to count as waiting for it
@@ -136,24 +136,26 @@ def test_threads_of_one_process_queue_on_one_sm_lock(sm, sr_path, tmp_path):
     assert sm.ask("try") == "free"
 
 
-def test_gc_waits_for_sm(sm, sr_path):
-    garbage = make_vhd(sr_path, hidden=True)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_gc_waits_for_sm(sm, sr_path, fmt):
+    garbage = make_vhd(sr_path, hidden=True, fmt=fmt)
     sr = SR(sr_path)
     assert sm.ask("lock") == "locked"
     gc = InThread(sr.gc)
     time.sleep(BLOCKED_FOR)
     assert not gc.finished.is_set()
-    assert vhd_names(sr_path) == [garbage + ".vhd"]     # nothing deleted while SM holds it
+    assert vhd_names(sr_path) == [garbage + suffix(fmt)]   # nothing deleted while SM holds it
     assert sm.ask("unlock") == "unlocked"
     assert gc.wait() == [garbage]
     assert vhd_names(sr_path) == []
     assert sm.ask("try") == "free"
 
 
-def test_publish_waits_for_sm(sm, sr_path):
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_publish_waits_for_sm(sm, sr_path, fmt):
     sr = SR(sr_path)
     with sr.staging() as st:
-        staged, _ = staged_chain(st.path, 2)
+        staged, _ = staged_chain(st.path, 2, fmt=fmt)
         adopted = st.adopt(staged)
         assert sm.ask("lock") == "locked"
         publish = InThread(lambda: sr.publish(adopted))
@@ -165,17 +167,18 @@ def test_publish_waits_for_sm(sm, sr_path):
     assert vhd_names(sr_path) == sorted(os.path.basename(p) for p in finals)
 
 
-def test_snapshot_waits_for_sm(sm, sr_path):
-    vdi = make_vhd(sr_path)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_snapshot_waits_for_sm(sm, sr_path, fmt):
+    vdi = make_vhd(sr_path, fmt=fmt)
     sr = SR(sr_path)
     assert sm.ask("lock") == "locked"
     snap = InThread(lambda: sr.snapshot(vdi))
     time.sleep(BLOCKED_FOR)
     assert not snap.finished.is_set()
-    assert vhd_names(sr_path) == [vdi + ".vhd"]
+    assert vhd_names(sr_path) == [vdi + suffix(fmt)]
     assert sm.ask("unlock") == "unlocked"
     snap_uuid, base_uuid = snap.wait()
-    assert vhd_names(sr_path) == sorted(u + ".vhd" for u in (vdi, snap_uuid, base_uuid))
+    assert vhd_names(sr_path) == sorted(u + suffix(fmt) for u in (vdi, snap_uuid, base_uuid))
 
 
 def test_timeout_names_sm_and_its_pid(sm, sr_path):

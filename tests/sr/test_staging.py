@@ -6,9 +6,11 @@ import pytest
 
 from vhdport.errors import ChainError, SRError
 from vhdport.sr import SR
-from vhdport.vhd import VhdFile, set_hidden
+from vhdport.vhd import VhdFile
 
-from tests.sr.helpers import make_chain, make_vhd, read_chain, staged_chain, vhd_names
+from tests.sr.helpers import (FORMATS, make_chain, make_vhd, read_chain, staged_chain, suffix,
+                              vhd_names)
+from vhdport import disk
 from tests.sr.proc import start
 
 ROOT_ONLY = [".root.lock"]
@@ -104,27 +106,30 @@ def test_link_chain_survives_deletion_from_sr(tmp_path):
         assert read_chain(adopted[0]) == data
 
 
-def test_link_vdi_and_link_chain_refuse_a_changed_chain(tmp_path):
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_link_vdi_and_link_chain_refuse_a_changed_chain(tmp_path, fmt):
     sr_dir = str(tmp_path)
-    leaf, base = make_chain(sr_dir, 2)
-    other = make_vhd(sr_dir)
+    leaf, base = make_chain(sr_dir, 2, fmt=fmt)
+    other = make_vhd(sr_dir, fmt=fmt)
     sr = SR(sr_dir)
     with sr.staging() as st:
-        assert len(st.link_vdi(leaf)) == 2
+        links = st.link_vdi(leaf)
+        assert [os.path.basename(p) for p in links] == ["0" + suffix(fmt), "1" + suffix(fmt)]
     with sr.staging() as st:
         with pytest.raises(ChainError, match="changed"):
-            st.link_chain([os.path.join(sr_dir, leaf + ".vhd"), os.path.join(sr_dir, other + ".vhd")])
+            st.link_chain([os.path.join(sr_dir, leaf + suffix(fmt)),
+                           os.path.join(sr_dir, other + suffix(fmt))])
         assert os.listdir(st.path) == []
         with pytest.raises(SRError, match="vanished"):
-            st.link_chain([os.path.join(sr_dir, "gone.vhd")])
+            st.link_chain([os.path.join(sr_dir, "gone" + suffix(fmt))])
         with pytest.raises(ChainError, match="whole chain"):
-            st.link_chain([os.path.join(sr_dir, leaf + ".vhd")])
+            st.link_chain([os.path.join(sr_dir, leaf + suffix(fmt))])
 
 
 # ----------------------------------------------------------------------- adopt
 
-def _staged_chain(st, depth=3):
-    return staged_chain(st.path, depth)
+def _staged_chain(st, depth=3, fmt="vhd"):
+    return staged_chain(st.path, depth, fmt=fmt)
 
 
 def test_adopt_fresh_uuids_relinks_and_reads_identically(tmp_path):
@@ -149,14 +154,15 @@ def test_adopt_fresh_uuids_relinks_and_reads_identically(tmp_path):
                     assert os.path.basename(d.locator_paths()[0]) == names[i + 1] + ".vhd"
 
 
-def test_adopt_honours_given_uuids(tmp_path):
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_adopt_honours_given_uuids(tmp_path, fmt):
     sr = SR(str(tmp_path))
     wanted = ["11111111-2222-4333-8444-555555555555", "AAAAAAAA-BBBB-4CCC-8DDD-EEEEEEEEEEEE"]
     with sr.staging() as st:
-        staged, data = _staged_chain(st, 2)
+        staged, data = _staged_chain(st, 2, fmt)
         adopted = st.adopt(staged, uuids=wanted)
-        assert [os.path.basename(p) for p in adopted] == [wanted[0] + ".vhd",
-                                                          wanted[1].lower() + ".vhd"]
+        assert [os.path.basename(p) for p in adopted] == [wanted[0] + suffix(fmt),
+                                                          wanted[1].lower() + suffix(fmt)]
         assert read_chain(adopted[0]) == data
         final = sr.publish(adopted)
     assert sorted(SR(str(tmp_path)).vdis()) == sorted(u.lower() for u in wanted)
@@ -189,24 +195,26 @@ def test_adopt_refuses_uuid_already_in_sr(tmp_path):
             st.adopt(staged, uuids=["11111111-2222-4333-8444-555555555555", existing])
 
 
-def test_adopt_refuses_hidden_leaf(tmp_path):
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_adopt_refuses_hidden_leaf(tmp_path, fmt):
     sr = SR(str(tmp_path))
     with sr.staging() as st:
-        staged, _ = _staged_chain(st, 2)
-        set_hidden(staged[0], True)
+        staged, _ = _staged_chain(st, 2, fmt)
+        disk.by_name(fmt).set_hidden(staged[0], True)
         with pytest.raises(SRError, match="hidden leaf refused"):
             st.adopt(staged)
     assert SR(str(tmp_path)).vdis() == {}
 
 
-def test_adopt_refuses_wrong_order_and_incomplete_chain(tmp_path):
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_adopt_refuses_wrong_order_and_incomplete_chain(tmp_path, fmt):
     sr = SR(str(tmp_path))
     with sr.staging() as st:
-        staged, _ = _staged_chain(st, 3)
+        staged, _ = _staged_chain(st, 3, fmt)
         with pytest.raises(ChainError):
             st.adopt([staged[0], staged[2], staged[1]])
     with sr.staging() as st:
-        staged, _ = _staged_chain(st, 3)
+        staged, _ = _staged_chain(st, 3, fmt)
         with pytest.raises(ChainError):
             st.adopt(staged[:2])
     with sr.staging() as st:
@@ -215,15 +223,16 @@ def test_adopt_refuses_wrong_order_and_incomplete_chain(tmp_path):
     assert vhd_names(str(tmp_path)) == []
 
 
-def test_adopt_refuses_swapped_middles_before_renaming(tmp_path):
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_adopt_refuses_swapped_middles_before_renaming(tmp_path, fmt):
     """set_parent would happily relink a misordered chain; adopt checks recorded uuids first."""
     sr = SR(str(tmp_path))
     with sr.staging() as st:
-        staged, _ = _staged_chain(st, 4)
+        staged, _ = _staged_chain(st, 4, fmt)
         swapped = [staged[0], staged[2], staged[1], staged[3]]
         with pytest.raises(ChainError, match="out of order"):
             st.adopt(swapped)
-        assert sorted(os.listdir(st.path)) == ["0.vhd", "1.vhd", "2.vhd", "3.vhd"]
+        assert sorted(os.listdir(st.path)) == [str(i) + suffix(fmt) for i in range(4)]
         assert len(st.adopt(staged)) == 4
 
 
@@ -240,3 +249,21 @@ def test_adopt_rename_clash_puts_files_back(tmp_path):
         os.unlink(os.path.join(st.path, wanted[1] + ".vhd"))
         adopted = st.adopt(staged, uuids=wanted)
         assert read_chain(adopted[0]) == data
+
+
+def test_adopt_relinks_qcow2_as_sm_names_parents(tmp_path):
+    """A QCOW2 chain staged under bundle names gets SM's relative ``<uuid>.qcow2`` backing
+    names; qemu-img follows them to the same files and reads the same data."""
+    from tests.qcow2.qemu import check, info, require_qemu
+    require_qemu()
+    sr = SR(str(tmp_path))
+    with sr.staging() as st:
+        staged, data = _staged_chain(st, 3, "qcow2")
+        adopted = st.adopt(staged)
+        assert read_chain(adopted[0]) == data
+        for child, parent in zip(adopted, adopted[1:]):
+            assert info(child)["backing-filename"] == os.path.basename(parent)
+        check(adopted[0], with_backing=True)
+        final = sr.publish(adopted)
+    assert sr.chain_paths(os.path.basename(final[0])[:-len(".qcow2")]) == final
+    assert read_chain(final[0]) == data

@@ -1,4 +1,4 @@
-"""``vhdport sr ls|gc|snapshot``: a storage repository (a directory of <uuid>.vhd files)."""
+"""``vhdport sr ls|gc|snapshot``: a storage repository (a directory of VDI files, VHD or QCOW2)."""
 
 import click
 
@@ -7,11 +7,12 @@ from vhdport.cli.common import UUID, human_size, json_option, print_json, print_
 SR_PATH = click.Path(exists=True, file_okay=False)
 
 
-def vdi_doc(vdi):
-    """A JSON-ready dict of one VdiInfo."""
+def vdi_doc(vdi, coalesce=()):
+    """A JSON-ready dict of one VdiInfo; ``coalesce``: uuids SM's GC would coalesce."""
     doc = vdi.to_dict()
     doc["children"] = sorted(doc.get("children") or ())
     doc["role"] = vdi_role(vdi)
+    doc["coalesceable"] = vdi.uuid in coalesce
     return doc
 
 
@@ -36,15 +37,18 @@ def ls(sr_path, as_json):
     """List the VDIs of SR with their chain graph."""
     from vhdport.sr import SR
 
+    from vhdport.sr import coalesceable, leaf_coalesceable
+
     vdis = SR(sr_path).vdis()
     ordered = [vdis[uuid] for uuid in sorted(vdis)]
     if as_json:
-        print_json([vdi_doc(vdi) for vdi in ordered])
+        coalesce = set(coalesceable(vdis)) | set(leaf_coalesceable(vdis))
+        print_json([vdi_doc(vdi, coalesce) for vdi in ordered])
         return
-    rows = [(vdi.uuid, vdi.parent_uuid, "yes" if vdi.hidden else "no", vdi.type,
+    rows = [(vdi.uuid, vdi.format, vdi.parent_uuid, "yes" if vdi.hidden else "no", vdi.type,
              human_size(vdi.virtual_size), human_size(vdi.physical_size), vdi_role(vdi))
             for vdi in ordered]
-    print_table(sr_path, ("uuid", "parent", "hidden", "type", "virtual", "physical",
+    print_table(sr_path, ("uuid", "format", "parent", "hidden", "type", "virtual", "physical",
                           "leaf/base"), rows)
     for vdi in ordered:
         if vdi.error:

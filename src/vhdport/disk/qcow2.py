@@ -4,6 +4,11 @@ A QCOW2 carries no uuid: a VDI's uuid is its file's stem and its parent's uuid t
 stem of its backing file name.  Backing files are followed only beside the child
 (:mod:`vhdport.disk.qcow2_backing`); a backing name pointing anywhere else is a
 FormatError (so the chain rule and the SR scan report it) and is never opened.
+
+So the chain rule judges QCOW2 links by names: a staged chain passes it when its
+files name each other as they are named there (member i's backing file
+``<i+1>.qcow2`` in a bundle), or when the caller passes the SR names as ``names``
+(the upload's hard links in staging).
 """
 
 import collections
@@ -69,12 +74,14 @@ class QcowFormat(DiskFormat):
     # --- one file -----------------------------------------------------------
 
     def facts(self, path, name=None):
+        """Header facts; the uuid is the stem of ``name`` when given (a staged link's SR
+        name: a QCOW2's identity is its name), else of ``path``."""
         h = read_header(path, name)
         parent = None
         if h.backing_name:
             backing_file_name(name or path, h.backing_name)
             parent = stem(h.backing_name)
-        return Facts(_stem_of_path(path), parent, parent is not None,
+        return Facts(_stem_of_path(name or path), parent, parent is not None,
                      "differencing" if parent is not None else "dynamic", h.size, h.hidden)
 
     def describe(self, path):

@@ -13,31 +13,9 @@ import threading
 from ..errors import Qcow2FormatError
 from .chain import Qcow2Chain
 from .create import DEFAULT_CLUSTER_SIZE, create
+from .export import GRANULE, copy_to_raw, nonzero_spans
 
 CHUNK = 4 * 1024 * 1024
-GRANULE = 64 * 1024
-
-
-def nonzero_spans(data, granule=GRANULE):
-    """(start, end) spans of ``data`` holding non-zero bytes, at ``granule`` resolution.
-
-    Slices compared with a zero constant: a copy and a memcmp per granule, both C speed.
-    """
-    size = len(data)
-    zeros = bytes(granule)
-    spans = []
-    start = None
-    for pos in range(0, size, granule):
-        piece = data[pos:pos + granule]
-        if piece == zeros[:len(piece)] if len(piece) < granule else piece == zeros:
-            if start is not None:
-                spans.append((start, pos))
-                start = None
-        elif start is None:
-            start = pos
-    if start is not None:
-        spans.append((start, size))
-    return spans
 
 
 def _chunks(source, chunk):
@@ -138,15 +116,6 @@ class RawFile(object):
         self._f.close()
 
 
-class _RawTarget(object):
-    def __init__(self, fileobj):
-        self._f = fileobj
-
-    def write(self, offset, data):
-        self._f.seek(offset)
-        self._f.write(data)
-
-
 def export_raw(path, out_path, backing=None):
     """Write the chain ending at ``path`` as a sparse raw file ``out_path`` (must not exist)."""
     with Qcow2Chain.open(path, backing=backing) as chain:
@@ -155,11 +124,12 @@ def export_raw(path, out_path, backing=None):
         except OSError as e:
             raise Qcow2FormatError("cannot create: {}".format(e.strerror), path=out_path)
         try:
-            with os.fdopen(fd, "wb") as out:
-                out.truncate(chain.virtual_size)
-                copy_disk(chain, _RawTarget(out))
-                out.flush()
-                os.fsync(out.fileno())
+            try:
+                os.ftruncate(fd, chain.virtual_size)
+                copy_to_raw(chain, fd)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         except BaseException:
             os.unlink(out_path)
             raise

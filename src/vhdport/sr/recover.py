@@ -112,9 +112,10 @@ def publish_journal(staging_dir, paths):
         [os.path.basename(p), _ino(p)] for p in paths]})
 
 
-def snapshot_journal(staging_dir, vdi_uuid, base_uuid, snap_uuid, vdi_ino):
+def snapshot_journal(staging_dir, vdi_uuid, base_uuid, snap_uuid, vdi_ino, format_name):
+    """Journal of a snapshot; ``format_name`` (the disk face's) says which files it names."""
     write_journal(staging_dir, {"op": "snapshot", "vdi": vdi_uuid, "base": base_uuid,
-                                "snap": snap_uuid, "ino": vdi_ino})
+                                "snap": snap_uuid, "ino": vdi_ino, "format": format_name})
 
 
 def recover(sr_path, staging_dir):

@@ -11,7 +11,6 @@ import os
 import uuid as uuidlib
 
 from .. import disk
-from ..disk import MAX_DEPTH
 from ..errors import ChainError, LimitError, SRError
 from ..fsutil import fsync_dir, fsync_file
 from .lock import DEFAULT_TIMEOUT, FileLock
@@ -24,7 +23,7 @@ LOCK_NAME = ".vhdport.lock"
 
 
 class SR(object):
-    """A directory of ``<uuid>.vhd`` files (XenServer's file SR layout)."""
+    """A directory of ``<uuid>.vhd`` and ``<uuid>.qcow2`` files (XenServer's file SR layout)."""
 
     def __init__(self, path, lock_timeout=DEFAULT_TIMEOUT):
         self.path = os.path.abspath(path)
@@ -73,7 +72,8 @@ class SR(object):
     # ------------------------------------------------------------------ graph
 
     def vdis(self):
-        """{uuid: VdiInfo} of every ``<uuid>.vhd`` in the SR; unreadable files have ``error``."""
+        """{uuid: VdiInfo} of every disk file (``<uuid>.vhd``, ``<uuid>.qcow2``) in the SR;
+        unreadable files have ``error``."""
         return scan(self.path)
 
     def leaves(self, vdis=None):
@@ -86,8 +86,11 @@ class SR(object):
         vdis = self.vdis() if vdis is None else vdis
         return sorted(u for u, v in vdis.items() if v.hidden)
 
-    def chain_paths(self, leaf_uuid, vdis=None, max_depth=MAX_DEPTH):
-        """Absolute paths [leaf .. base] of ``leaf_uuid``'s chain; ChainError if broken."""
+    def chain_paths(self, leaf_uuid, vdis=None, max_depth=None):
+        """Absolute paths [leaf .. base] of ``leaf_uuid``'s chain; ChainError if broken.
+
+        Deeper than ``max_depth`` (default: the leaf's format's limit) is a LimitError.
+        """
         vdis = self.vdis() if vdis is None else vdis
         paths, seen, u = [], set(), leaf_uuid
         while u is not None:
@@ -103,6 +106,8 @@ class SR(object):
                 raise ChainError("cycle in the chain of {} at {}".format(leaf_uuid, u))
             seen.add(u)
             paths.append(info.path)
+            if max_depth is None:
+                max_depth = disk.for_file_name(info.path).max_depth
             if len(paths) > max_depth:
                 raise LimitError("chain of {} is deeper than {} (XenServer's limit)".format(
                     leaf_uuid, max_depth))
@@ -209,7 +214,7 @@ class SR(object):
     def snapshot(self, uuid):
         """XenServer's snapshot of VDI ``uuid``: return (snapshot_uuid, base_uuid).
 
-        The VDI's file becomes the hidden base copy ``<base>.vhd``; ``uuid`` keeps
+        The VDI's file becomes the hidden base copy ``<base><suffix>``; ``uuid`` keeps
         its name as a new empty leaf on it; the snapshot is a second leaf on it.
         """
         with self.locked():
@@ -223,9 +228,10 @@ class SR(object):
                 raise SRError("cannot snapshot {}: it is hidden (a base copy, not a VDI)".format(
                     info.path))
             depth = len(self.chain_paths(uuid, vdis))
-            if depth + 1 > MAX_DEPTH:
+            limit = disk.for_file_name(info.path).max_depth
+            if depth + 1 > limit:
                 raise LimitError("cannot snapshot {}: its chain would be {} deep, beyond XenServer's "
-                                 "limit of {}; coalesce first".format(uuid, depth + 1, MAX_DEPTH))
+                                 "limit of {}; coalesce first".format(uuid, depth + 1, limit))
             base_uuid, snap_uuid = _fresh_uuids(self, 2)
             with self.staging() as st:
                 _snapshot_in(self, st, info, base_uuid, snap_uuid)
@@ -269,6 +275,27 @@ def garbage_order(vdis):
     return order
 
 
+def coalesceable(vdis):
+    """Sorted uuids SM's GC would coalesce into their parent (cleanup.py's rule, any format).
+
+    A hidden VDI with children whose parent has it as its only child; nothing on a
+    link with a scan error (SM skips those too).
+    """
+    return sorted(u for u, v in vdis.items() if v.hidden and v.children and _only_child(vdis, v))
+
+
+def leaf_coalesceable(vdis):
+    """Sorted uuids of visible leaves SM may leaf-coalesce: the parent's only child."""
+    return sorted(u for u, v in vdis.items()
+                  if not v.hidden and not v.children and _only_child(vdis, v))
+
+
+def _only_child(vdis, info):
+    parent = vdis.get(info.parent_uuid) if info.parent_uuid else None
+    return info.error is None and parent is not None and parent.error is None \
+        and parent.children == [info.uuid]
+
+
 def _fresh_uuids(sr, count):
     while True:
         chosen = [str(uuidlib.uuid4()) for _ in range(count)]
@@ -309,10 +336,14 @@ def _move_no_replace(src, dst):
 def _snapshot_in(sr, st, info, base_uuid, snap_uuid):
     """The snapshot steps, crash-safe in this order (see docs of each step).
 
-    1. staging/<base>.vhd = hard link of the VDI's file; both new leaves are
-       created in staging against it (relative locator ``<base>.vhd``), fsynced.
-    2. <sr>/<base>.vhd = another link: the old file under two visible names.
-    3. rename staging/<uuid>.vhd over <sr>/<uuid>.vhd: the VDI is now the new leaf.
+    SM's sequence for both formats (FileSR: hard-link the leaf to the new base name,
+    create the child on top with a relative parent name, rename it over the leaf,
+    hide the base), with the new files made in staging so a crash is journaled:
+    1. staging/<base><suffix> = hard link of the VDI's file; both new leaves are
+       created in staging against it (relative parent name ``<base><suffix>``, the
+       parent's block / cluster size), fsynced.
+    2. <sr>/<base><suffix> = another link: the old file under two visible names.
+    3. rename staging/<uuid><suffix> over <sr>/<uuid><suffix>: the VDI is now the new leaf.
     4. link the snapshot leaf in; 5. only now set the base hidden (it has children).
     """
     vdi_path = info.path
@@ -332,7 +363,8 @@ def _snapshot_in(sr, st, info, base_uuid, snap_uuid):
     except OSError as e:
         raise os_error(e, st.path, "create snapshot leaves in")
     fsync_dir(st.path)
-    snapshot_journal(st.path, info.uuid, base_uuid, snap_uuid, os.stat(vdi_path).st_ino)
+    snapshot_journal(st.path, info.uuid, base_uuid, snap_uuid, os.stat(vdi_path).st_ino,
+                     fmt.name)
     done = []
     try:
         _move_no_replace_keep(vdi_path, base_path)

@@ -1,9 +1,13 @@
-"""Scan a file SR: one VdiInfo per ``<uuid>.vhd``, linked into a parent/child graph.
+"""Scan a file SR: one VdiInfo per disk file ``<uuid><suffix>``, linked into a graph.
 
-Like XenServer's SM, a child's parent is the ``<uuid>.vhd`` its locators resolve to
-(the file the chain reader opens; the VDI uuid is the file name), and that file
-must carry the uuid the child recorded -- otherwise the link is reported broken
-rather than guessed.  Every other SR file a locator names is kept in ``named``.
+As XenServer's SM: files are found by the suffix of each known disk format, in the
+face's order (VHD, then QCOW2), and then read as that format (a wrong magic is an
+error).  A child's parent is the file its parent names resolve to (locators, or a
+QCOW2 backing name -- the file the chain reader opens; the VDI uuid is the file
+name), and that file must carry the uuid the child recorded and be of the child's
+format -- otherwise the link is reported broken rather than guessed.  Every other SR
+file a parent name names is kept in ``named``.  Two files for one uuid (``u`` in two
+formats) are both reported as errors: which one SM would take is not ours to guess.
 """
 
 import errno
@@ -40,7 +44,8 @@ class VdiInfo(object):
     """What a scan knows about one VDI; ``error`` is set when the file or its link is bad."""
 
     __slots__ = ("uuid", "path", "parent_uuid", "children", "hidden", "virtual_size",
-                 "physical_size", "type", "error", "vhd_uuid", "parent_vhd_uuid", "named")
+                 "physical_size", "type", "error", "vhd_uuid", "parent_vhd_uuid", "named",
+                 "format")
 
     def __init__(self, uuid, path, parent_uuid=None, children=None, hidden=False,
                  virtual_size=None, physical_size=None, type=None, error=None,
@@ -57,6 +62,8 @@ class VdiInfo(object):
         self.vhd_uuid = vhd_uuid              # uuid inside the VHD footer (str)
         self.parent_vhd_uuid = parent_vhd_uuid  # parent uuid the child recorded (str)
         self.named = set()                    # VDI uuids any of its locators names
+        fmt = disk.for_file_name(path)
+        self.format = fmt.name if fmt is not None else None   # the disk format's name
 
     def to_dict(self):
         out = dict((name, getattr(self, name)) for name in self.__slots__)
@@ -114,6 +121,10 @@ def _resolved_parent(path_of_disk, described, names):
 
 def _read_one(path, uuid, names):
     info = VdiInfo(uuid, path)
+    if uuid in names.duplicates:
+        info.error = "{} and {} both claim VDI {}: remove one".format(
+            *(sorted(os.path.basename(p) for p in names.duplicates[uuid]) + [uuid]))
+        return info
     described = disk.for_file_name(path).describe(path)
     info.type = described.type_name
     info.hidden = described.hidden
@@ -127,14 +138,31 @@ def _read_one(path, uuid, names):
     return info
 
 
+class _Names(dict):
+    """{uuid: path}, plus ``duplicates``: {uuid: [paths]} of uuids with several files."""
+
+    def __init__(self):
+        dict.__init__(self)
+        self.duplicates = {}
+
+
+def _format_rank(name):
+    return list(disk.FORMATS.values()).index(disk.for_file_name(name))
+
+
 def list_names(sr_path):
-    """{uuid: absolute path} of the regular ``<uuid>.vhd`` files directly in the SR."""
-    names = {}
+    """{uuid: absolute path} of the regular ``<uuid><suffix>`` files directly in the SR.
+
+    In the face's order of formats (SM's: ``.vhd`` first); ``duplicates`` lists the
+    uuids that have a file in more than one format.
+    """
+    names = _Names()
     try:
         entries = list(os.scandir(sr_path))
     except OSError as e:
         raise SRError("cannot list SR {}: {}".format(sr_path, e.strerror))
-    for entry in entries:
+    for entry in sorted(entries, key=lambda e: (_format_rank(e.name) if uuid_of_name(e.name)
+                                                else -1, e.name)):
         u = uuid_of_name(entry.name)
         if u is None:
             continue
@@ -143,7 +171,11 @@ def list_names(sr_path):
                 continue
         except OSError:
             continue   # vanished since the listing
-        names[u] = os.path.join(sr_path, entry.name)
+        path = os.path.join(sr_path, entry.name)
+        if u in names:
+            names.duplicates.setdefault(u, [names[u]]).append(path)
+            continue
+        names[u] = path
     return names
 
 
@@ -165,6 +197,10 @@ def scan(sr_path):
         if parent is None:
             continue   # missing parent: the caller decides (GC aborts, chains break)
         parent.children.append(info.uuid)
+        if info.error is None and parent.format != info.format:
+            info.error = ("its parent {} is {}, it is {}: a chain mixing disk formats is never "
+                          "valid (broken link)".format(os.path.basename(parent.path),
+                                                       parent.format, info.format))
         if parent.vhd_uuid is not None and info.error is None \
                 and parent.vhd_uuid != info.parent_vhd_uuid:
             info.error = ("parent {} has uuid {} but this child records {} "

@@ -4,7 +4,7 @@ Layout under ``<sr>/.vhdport-staging/``: ``<name>/`` holds the files, and
 ``<name>.lock`` (flock held for the life of the staging, owner pid inside) says
 it is in use.  ``.root.lock`` serialises creation against reclaiming, so a
 half-created staging is never mistaken for the leftover of a dead process.
-Scans and the GC only look at ``<uuid>.vhd`` files directly in the SR, so
+Scans and the GC only look at ``<uuid><suffix>`` files directly in the SR, so
 nothing in here is ever seen by them (nor by XenServer's own scan).
 """
 
@@ -229,7 +229,7 @@ class Staging(object):
     # ----------------------------------------------------------------- upload
 
     def link_chain(self, paths):
-        """Hard-link ``paths`` (leaf first) here as ``0.vhd`` .. ``N.vhd``; return the links.
+        """Hard-link ``paths`` (leaf first) here as ``0<suffix>`` .. ``N<suffix>``; return them.
 
         The links keep the data alive if a GC deletes the SR files mid-upload.
         """
@@ -260,7 +260,7 @@ class Staging(object):
     # --------------------------------------------------------------- download
 
     def adopt(self, staged, uuids=None, checked=False):
-        """Rename staged files (leaf first) to ``<uuid>.vhd``, relink them, validate the chain.
+        """Rename staged files (leaf first) to ``<uuid><suffix>``, relink, validate the chain.
 
         The VDI uuid is the file name; each disk keeps its internal uuid, and the
         relink records the parent's internal uuid in the child.  Before anything is
