@@ -15,6 +15,7 @@ from vhdport import disk, transfer
 from vhdport.errors import IntegrityError, LimitError, StoreError
 from vhdport.qcow2.format.header import EXT_HIDDEN
 from vhdport.qcow2.untrusted import StoreImage, sm_layout_problems
+from vhdport.sr import SR
 from vhdport.stores.glance import GlanceStore
 from vhdport.stores.local import LocalStore
 from vhdport.vhd import Chain
@@ -59,6 +60,7 @@ def landed(sr, result):
     names = [n for n in os.listdir(sr) if n.startswith(leaf)]
     assert len(names) == 1, names
     assert staging_leftovers(sr) == []
+    assert SR(sr).chain_paths(leaf) == [os.path.join(sr, names[0])]    # the SR's scan sees it
     return os.path.join(sr, names[0]), disk.for_file_name(names[0])
 
 
