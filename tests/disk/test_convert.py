@@ -228,3 +228,21 @@ def test_a_rewrite_that_reads_differently_is_refused(tmp_path):
             convert._verify_rewrite(image, other, "image W", qcow2())
     assert "image W rewritten as qcow2" in str(e.value)
     assert not os.path.exists(other)
+
+
+def test_leaked_clusters_are_rewritten_not_refused(tmp_path):
+    import struct
+    src, raw = source_image(tmp_path, "leak.qcow2")
+    with open(src, "r+b") as f:
+        end = f.seek(0, 2)
+        f.write(b"\x55" * 65536)        # a cluster nobody maps, counted once: a leak
+        f.seek(65536)
+        block = struct.unpack(">Q", f.read(8))[0]
+        f.seek(block + end // 65536 * 2)
+        f.write(struct.pack(">H", 1))
+    with StoreImage(src, "leak") as image:
+        assert [d.field for d in image.defects()] == ["leak"]
+    out = str(tmp_path / "0.qcow2")
+    assert convert.land_store_image(src, qcow2(), qcow2(), out, "image K") == "rewritten"
+    assert_sm_layout(out)
+    compare_raw(out, raw)

@@ -111,9 +111,11 @@ def land_store_image(spooled, fmt, target, out_path, name, free_bytes=None):
 
     The image is opened alone (a backing file is refused, never followed), checked, and
     either adopted (renamed: it already is exactly SM's layout and ``target`` is its own
-    format) or rewritten into ``target`` and verified by content digest.  A rewrite that could need more than
-    ``free_bytes`` is refused before it starts.  The leaf lands visible.  Returns
-    "adopted" or "rewritten"; ``spooled`` is gone either way when this returns.
+    format) or rewritten into ``target`` and verified by content digest.  Leaked clusters
+    (harmless: nothing maps them) do not stop a rewrite; any other defect refuses the
+    image.  A rewrite that could need more than ``free_bytes`` is refused before it
+    starts.  The leaf lands visible.  Returns "adopted" or "rewritten"; ``spooled`` is
+    gone either way when this returns.
     """
     helper = _RANDOM_ACCESS[fmt.name]
     with helper.open(spooled, name) as image:
@@ -123,7 +125,7 @@ def land_store_image(spooled, fmt, target, out_path, name, free_bytes=None):
                                  name, image.virtual_size, target.name, target.max_virtual_size))
         adopt = target is fmt and helper.adoptable(image)
         if not adopt:
-            defects = image.defects()
+            defects = [d for d in image.defects() if d.field != "leak"]
             if defects:
                 raise _defects_error(name, defects)
             need = helper.clusters_to_write(image)
