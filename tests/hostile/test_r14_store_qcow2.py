@@ -207,6 +207,11 @@ def _compressed_span(work, sr):
 CASES = [
     ("backing: absolute path of an SR VDI", _backing(_sr_vdi, "vpc")),
     ("backing: relative name of an SR VDI", _backing(_sr_vdi_relative, "vpc")),
+    ("backing: SM's relative <uuid>.qcow2 form",
+     _backing("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0.qcow2", "qcow2")),
+    ("backing: SM's /var/run/sr-mount/<sr>/<uuid>.qcow2 form",
+     _backing("/var/run/sr-mount/0f1e2d3c-0000-4000-8000-a5b4c3d2e1f0/"
+              "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0.qcow2", "qcow2")),
     ("backing: /etc/passwd as raw", _backing("/etc/passwd", "raw")),
     ("backing: ../../../etc/passwd", _backing("../../../etc/passwd", "raw")),
     ("backing: json: filename", _backing('json:{"file.filename":"/etc/passwd"}', "raw")),
