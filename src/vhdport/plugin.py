@@ -46,7 +46,8 @@ DOWNLOAD_KEYS = frozenset(_COMMON_KEYS + ORIGINAL_ENDPOINT_KEYS + ("uuid_stack",
                                                                    "verify_contents",
                                                                    "image_format"))
 UPLOAD_KEYS = frozenset(_COMMON_KEYS + ORIGINAL_ENDPOINT_KEYS + (
-    "vdi_uuids", "vdi_uuid", "name", "properties", "compression_level", "os_type", "threads"))
+    "vdi_uuids", "vdi_uuid", "name", "properties", "compression_level", "os_type", "threads",
+    "image_format"))
 
 
 # --- secrets ----------------------------------------------------------------------------------
@@ -319,6 +320,9 @@ def upload_vhd(session, args, fn="upload_vhd"):
     """Upload a VDI's chain as a vhd/ovf bundle; Value: JSON {"image_id": id} ("" to an
     original call, as the original answered).
 
+    ``image_format`` "qcow2" or "raw" uploads one flat image (container bare) for KVM
+    hosts instead; absent or "bundle": the bundle.
+
     ``vdi_uuids`` (leaf first, as nova sent it) or ``vdi_uuid`` names the leaf; the chain
     itself is read from the SR as it is now, since a coalesce may have shortened it.
     ``vdi_uuids`` as the original's {"snap": leaf, "image": parent} uploads the chain as
@@ -353,12 +357,14 @@ def upload_vhd(session, args, fn="upload_vhd"):
                                 or threads < 1):
         raise PluginError("{}: params 'threads' must be a positive integer (compression "
                           "threads; default: the usable cores), got {!r}".format(fn, threads))
+    as_format = _param(params, "image_format", fn, required=False)
     log.info("%s %s", fn, describe(params))
     from . import transfer
     with _open_store(params, fn) as store:
         new_id = transfer.upload(sr_path, leaf, store, image_id=image_id, name=name,
                                  properties=properties, compression_level=level,
-                                 member_names=member_names, threads=threads)
+                                 member_names=member_names, threads=threads,
+                                 as_format=as_format)
     log.info("%s VDI %s -> image %s", fn, leaf, new_id)
     if original:
         return ""  # the original's answer to an upload

@@ -1,9 +1,18 @@
 """`vhdport download` / `upload` argument checks: bad values are usage errors (exit 2) and a
-local store may not share its directory tree with the SR."""
+local store may not share its directory tree with the SR; ``upload --as qcow2|raw`` end to end."""
+
+import hashlib
+import json
+import subprocess
 
 import pytest
 
 from tests.cli.helpers import assert_usage_error, run
+from tests.peers.require import require_qemu_img
+from tests.transfer.helpers import MiB, build_chain
+from vhdport.cli.transfer_cmds import UPLOAD_AS
+from vhdport.stores.local import LocalStore
+from vhdport.transfer.flat import AS_FORMATS
 
 
 @pytest.fixture
@@ -82,6 +91,35 @@ def test_download_qcow2_image_with_image_format(tmp_path, sr, image_format, suff
     proc = qemu_img("compare", "-f", fmt, "-F", "raw", str(sr / (leaf + suffix)), raw,
                     check=False)
     assert proc.returncode == 0, proc.stdout
+
+
+def test_upload_as_a_bad_format_is_a_usage_error(tmp_path, sr):
+    assert_usage_error(run("upload", "01234567-89ab-cdef-0123-456789abcdef", "--sr", sr,
+                           "--store", tmp_path / "store", "--name", "n", "--as", "vmdk"),
+                       "Invalid value for '--as'", "'vmdk' is not one of 'bundle', 'qcow2', 'raw'")
+
+
+def test_upload_as_choices_are_the_transfers():
+    assert UPLOAD_AS == AS_FORMATS
+
+
+@pytest.mark.parametrize("as_format", ["qcow2", "raw"])
+def test_upload_as_a_flat_image(tmp_path, sr, as_format):
+    qemu_img = require_qemu_img()
+    uuids, model = build_chain(str(sr), 2, 8 * MiB, seed=9)
+    result = run("upload", uuids[0], "--sr", sr, "--store", tmp_path / "store", "--name", "kvm",
+                 "--as", as_format, "--json")
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert (record["disk_format"], record["container_format"], record["status"]) == (
+        as_format, "bare", "active")
+    stored = tmp_path / "stored"
+    with LocalStore(str(tmp_path / "store")).open(record["id"]) as stream:
+        stored.write_bytes(stream.read())
+    raw = tmp_path / "raw"
+    subprocess.run([qemu_img, "convert", "-f", as_format, "-O", "raw", str(stored), str(raw)],
+                   check=True)
+    assert hashlib.sha256(raw.read_bytes()).hexdigest() == model.sha256()
 
 
 def test_download_no_verify_contents(tmp_path):

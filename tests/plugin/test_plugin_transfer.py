@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import subprocess
 import uuid
 
 import pytest
@@ -11,6 +12,7 @@ from vhdport.stores.local import LocalStore
 from vhdport.vhd import Chain, set_hidden
 from tests.plugin.chains import make_chain
 from tests.plugin.xapi import call, params_args
+from tests.peers.require import require_qemu_img
 
 
 def virtual_digest(sr_path, leaf_uuid):
@@ -234,3 +236,33 @@ def test_download_bad_image_format(plugin, tmp_path):
             image_id=image_id, store=store, sr_path=sr, image_format=bad)).error
         assert words in message, message
     assert os.listdir(sr) == [] or all(n.startswith(".") for n in os.listdir(sr))
+
+
+@pytest.mark.parametrize("image_format", ["qcow2", "raw"])
+def test_upload_as_a_flat_image_for_kvm(plugin, tmp_path, image_format):
+    qemu_img = require_qemu_img()
+    sr = str(tmp_path / "sr")
+    leaf, _ = make_chain(sr)
+    digest, _ = virtual_digest(sr, leaf)
+    store = str(tmp_path / "store")
+    reply = call(plugin, "upload_vhd", params_args(store=store, sr_path=sr, vdi_uuid=leaf,
+                                                   name="for kvm", image_format=image_format))
+    record = LocalStore(store).get(reply.json()["image_id"])
+    assert (record["disk_format"], record["container_format"], record["status"]) == (
+        image_format, "bare", "active")
+    stored, raw = str(tmp_path / "stored"), str(tmp_path / "raw")
+    with LocalStore(store).open(record["id"]) as stream, open(stored, "wb") as f:
+        f.write(stream.read())
+    subprocess.run([qemu_img, "convert", "-f", image_format, "-O", "raw", stored, raw], check=True)
+    with open(raw, "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == digest
+
+
+def test_upload_image_format_that_is_no_choice(plugin, tmp_path):
+    sr = str(tmp_path / "sr")
+    leaf, _ = make_chain(sr)
+    store = str(tmp_path / "store")
+    code, message = call(plugin, "upload_vhd", params_args(
+        store=store, sr_path=sr, vdi_uuid=leaf, name="x", image_format="vmdk")).error
+    assert "cannot upload as 'vmdk'" in message and "bundle, qcow2, raw" in message
+    assert not os.path.exists(store)

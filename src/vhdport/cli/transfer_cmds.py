@@ -10,6 +10,10 @@ from vhdport.cli.import_opts import apply_import_options, import_options
 from vhdport.cli.progress import progress_option, reporter
 from vhdport.cli.storeopts import store_options
 
+#: ``upload --as`` (vhdport.transfer.flat.AS_FORMATS, spelled here so that --help needs no
+#: disk engine imported)
+UPLOAD_AS = ("bundle", "qcow2", "raw")
+
 
 def image_formats():
     """Names of the disk formats an SR holds (the disk face's registry)."""
@@ -76,17 +80,25 @@ def download(image, sr_path, uuids, verify_contents, image_format, store, as_jso
 @click.option("--image", "image_id", help="Upload into this existing (queued) image.")
 @click.option("--name", help="Create a new image with this name.")
 @property_option
+@click.option("--as", "as_format", type=click.Choice(UPLOAD_AS), default="bundle",
+              show_default=True,
+              help="bundle: the chain's files, layers kept (for an SR); qcow2 or raw: one flat "
+                   "image (container bare) that any KVM host boots.")
 @click.option("--compression-level", type=click.IntRange(1, 9), default=6, show_default=True,
-              help="gzip level of the bundle.")
+              help="gzip level of the bundle (bundle only).")
 @click.option("--threads", type=click.IntRange(1, 256), default=None,
-              help="Compression threads (default: one per usable core).")
+              help="Compression threads (bundle only; default: one per usable core).")
 @import_options
 @store_options
 @json_option
 @progress_option
-def upload(vdi_uuid, sr_path, image_id, name, properties, compression_level, threads, store,
-           as_json, progress_mode, use_import, target_stores, all_stores):
-    """Upload VDI_UUID's chain from the SR to the store; print the image id."""
+def upload(vdi_uuid, sr_path, image_id, name, properties, as_format, compression_level, threads,
+           store, as_json, progress_mode, use_import, target_stores, all_stores):
+    """Upload VDI_UUID's chain from the SR to the store; print the image id.
+
+    With --image, the queued image must already carry the formats --as sends
+    (bundle: the disk format and ovf; qcow2 or raw: that and bare).
+    """
     from vhdport import transfer
 
     if bool(image_id) == bool(name):
@@ -98,7 +110,7 @@ def upload(vdi_uuid, sr_path, image_id, name, properties, compression_level, thr
         new_id = transfer.upload(sr_path, vdi_uuid, store, image_id=image_id, name=name,
                                  properties=props or None,
                                  compression_level=compression_level, progress=progress,
-                                 threads=threads)
+                                 threads=threads, as_format=as_format)
     if as_json:
         print_json(store.get(new_id))
     else:

@@ -18,3 +18,7 @@ from .rule import check_chain
 __all__ = ["FORMATS", "DEFAULT", "MAX_DEPTH", "DiskFormat", "by_name", "for_file_name", "for_path",
            "sniff", "suffixes", "stem_of", "check_chain", "register", "SequentialWriter",
            "content_digest"]
+
+# flat images for KVM hosts (the transfer's ``upload --as qcow2|raw``)
+from .flat import FLAT_FORMATS, flat_image, open_files  # noqa: E402
+__all__ += ["FLAT_FORMATS", "flat_image", "open_files"]

@@ -16,6 +16,7 @@ from ..errors import (BundleError, ChainError, FormatError, ImageStateError, Int
 from ..sr import SR
 from ..stores import ACTIVE, QUEUED, StreamDigest
 from . import contents, images
+from . import flat as _flat
 
 log = logging.getLogger(__name__)
 
@@ -254,23 +255,27 @@ class _Counting(object):
 
 def upload(sr_path, leaf_uuid, store, image_id=None, name=None, properties=None,
            compression_level=6, progress=None, member_names=None, threads=None,
-           record_contents=True):
-    """Upload the chain of VDI ``leaf_uuid`` as a vhd/ovf bundle; return the image id.
+           record_contents=True, as_format=None):
+    """Upload the chain of VDI ``leaf_uuid``; return the image id.
 
+    ``as_format``: None or ``"bundle"`` sends a bundle of the chain's files (e.g. vhd/ovf)
+    that keeps its layers; ``"qcow2"`` or ``"raw"`` one flat image (container bare) of
+    the chain's contents that a KVM host boots (see :mod:`vhdport.transfer.flat`).
     ``threads``: deflate workers (None: one per usable core; see bundle.pgzip).
 
     The chain is hard-linked into staging first, so a coalesce or GC cannot pull
-    a file from under the upload; each VHD is checked before a byte is sent.
-    ``member_names``: called with the chain's VDI uuids (leaf first) as found in the
-    SR, returns the stems of the bundle's member names (it may refuse the chain); the
-    disk format adds its suffix.  Default: stems ``0`` .. ``N``.
+    a file from under the upload; each file is checked before a byte is sent.
+    ``member_names``: called with the chain's VDI uuids (leaf first) as found in the SR,
+    returns the stems of the bundle's member names (it may refuse the chain, also for a
+    flat image); the disk format adds its suffix.  Default: stems ``0`` .. ``N``.
 
-    The chain's content digest is computed while the bundle streams and set as the
+    The chain's content digest is computed while the image streams and set as the
     image property ``vhdport_content_digest`` (unless ``record_contents`` is off), so
     a download can prove the disk it lands is the one that left.
     """
     if image_id is None and not name:
         raise StoreError("upload needs an existing queued image id or a name for a new image")
+    flat = _flat.is_flat(as_format)
     sr = SR(sr_path)
     with sr.staging() as staging, contents.UploadDigest(record_contents) as content_digest:
         # under the SR lock, so no GC or snapshot runs between resolving and linking
@@ -279,26 +284,36 @@ def upload(sr_path, leaf_uuid, store, image_id=None, name=None, properties=None,
             linked = staging.link_chain(chain)
             content_digest.start(chain)
         fmt = disk.for_path(linked[0])
-        if member_names is None:
-            names = [fmt.file_name(i) for i in range(len(linked))]
-        else:
-            names = [fmt.file_name(stem)
-                     for stem in member_names([_uuid_of(path) for path in chain])]
-        _check_before_upload(linked, leaf_uuid)
+        # asked even for a flat image: the caller may refuse the chain it finds
+        stems = range(len(linked)) if member_names is None else member_names(
+            [_uuid_of(path) for path in chain])
+        names = [fmt.file_name(stem) for stem in stems]
+        _check_before_upload(linked, chain, leaf_uuid)
         if image_id is not None:
             record = store.get(image_id)
             if record.get("status") != QUEUED:
                 raise ImageStateError(image_id=image_id, status=record.get("status"),
                                       expected=QUEUED + " (upload only into a new image)")
+            if flat:
+                _flat.check_queued_record(record, as_format)
             if properties or name:
                 store.update(image_id, name=name, properties=properties)
-        members = list(zip(names, linked))
         sent = None
         try:
-            chunks = bundle.write_bundle(members, level=compression_level, threads=threads)
-            sent = store.upload_image(_Counting(chunks, progress), image_id=image_id, name=name,
-                                      disk_format=fmt.name, container_format="ovf",
-                                      properties=None if image_id else properties)
+            if flat:
+                with _flat.FlatPayload(linked, as_format) as payload:
+                    sent = store.upload_image(
+                        _Counting(payload, progress, payload.size), image_id=image_id, name=name,
+                        disk_format=payload.disk_format,
+                        container_format=payload.container_format,
+                        properties=None if image_id else properties, size=payload.size)
+            else:
+                chunks = bundle.write_bundle(list(zip(names, linked)), level=compression_level,
+                                             threads=threads)
+                sent = store.upload_image(_Counting(chunks, progress), image_id=image_id,
+                                          name=name, disk_format=fmt.name,
+                                          container_format="ovf",
+                                          properties=None if image_id else properties)
             image_id = sent.image_id
             verify_stored(store, sent, "uploaded image {} in {}".format(image_id, store.display))
             content_digest.record(store, image_id)
@@ -310,7 +325,8 @@ def upload(sr_path, leaf_uuid, store, image_id=None, name=None, properties=None,
                     and _went_active(store, image_id)):
                 _discard(store, image_id)
             raise
-    log.info("uploaded VDI %s chain (%d VHDs) as image %s", leaf_uuid, len(linked), image_id)
+    log.info("uploaded VDI %s chain (%d %s files) as %s image %s", leaf_uuid, len(linked),
+             fmt.name, as_format if flat else "bundle", image_id)
     return image_id
 
 
@@ -323,15 +339,18 @@ def verify_stored(store, sent, subject):
     verify_against_record(sent, record, subject)
 
 
-def _check_before_upload(linked, leaf_uuid):
+def _check_before_upload(linked, chain, leaf_uuid):
     """The chain rule on the staged links, as the download side will apply it.
 
     The links live in staging, where the locators' relative names do not resolve, so
-    linkage is checked by uuid (parent uuid of member i == uuid of member i+1).
+    linkage is checked by uuid (parent uuid of member i == uuid of member i+1); the
+    links are judged under their SR names (``chain``), since a format without a uuid
+    inside (QCOW2) is known by its file name.
     """
     def refuse(text, _name):
         return ChainError("VDI {} cannot be uploaded: {}".format(leaf_uuid, text))
-    disk.check_chain(linked, structural=True, allow_growth=True, error=refuse)
+    disk.check_chain(linked, names=[os.path.basename(path) for path in chain], structural=True,
+                     allow_growth=True, error=refuse)
 
 
 def _went_active(store, image_id):
