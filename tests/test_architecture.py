@@ -2,6 +2,8 @@
 
 - nothing above the disk face imports an engine module (VHD, QCOW2) or names a ``.vhd``
   or ``.qcow2`` file;
+- only the CLI chooses the face's ``LOCAL_FILES`` backing policy (sr, bundle, transfer,
+  stores and the plugin follow parents only where an SR keeps them);
 - nothing above ``stores`` imports a particular store (only the registry and base);
 - no import circles between vhdport's modules.
 """
@@ -21,12 +23,9 @@ ENGINE_MODULES = ("vhdport.vhd", "vhdport.vhd.format", "vhdport.qcow2", "vhdport
 STORE_PUBLIC = ("vhdport.stores", "vhdport.stores.base")
 VHD_NAME = re.compile(r"\.vhd(?![A-Za-z0-9_])")
 QCOW2_NAME = re.compile(r"\.qcow2(?![A-Za-z0-9_])")
-#: above the face but still on the QCOW2 engine: {module: why}.  Each entry must really
-#: break the rules (test_exemptions_are_still_needed), so the list can only shrink.
-QCOW2_EXEMPT = {
-    "vhdport.cli.disk_cmds": "the QCOW2 branch of the `vhdport vhd` tool verbs predates the "
-                             "face and follows backing names anywhere (the user's own files)",
-}
+#: the only layers that may choose the face's LOCAL_FILES backing policy (qemu-img's trust)
+LOCAL_FILES_ALLOWED = ("vhdport.cli", "vhdport.disk")
+LOCAL_FILES_NAMES = ("LOCAL_FILES", "local-files")
 
 
 def _modules():
@@ -123,13 +122,11 @@ def _qcow2_names(module):
 @pytest.mark.parametrize("module", ABOVE_FACE)
 def test_nothing_above_the_disk_face_imports_an_engine(module):
     bad = _engine_imports(module)
-    if module in QCOW2_EXEMPT:
-        bad = [(line, name) for line, name in bad if not _within(name, ("vhdport.qcow2",))]
     assert bad == [], "{} imports an engine directly (use vhdport.disk): {}".format(
         module, bad)
 
 
-@pytest.mark.parametrize("module", sorted(set(ABOVE_FACE) - set(QCOW2_EXEMPT)))
+@pytest.mark.parametrize("module", ABOVE_FACE)
 def test_nothing_above_the_disk_face_names_a_qcow2_file(module):
     bad = _qcow2_names(module)
     assert bad == [], "{} names .qcow2 files (ask the disk face for suffixes): {}".format(
@@ -155,11 +152,38 @@ def test_the_qcow2_checks_catch_what_they_look_for():
     assert "vhdport.disk.qcow2" not in ABOVE_FACE
 
 
-@pytest.mark.parametrize("module", sorted(QCOW2_EXEMPT))
-def test_exemptions_are_still_needed(module):
-    assert module in ABOVE_FACE
-    assert _qcow2_names(module) or _engine_imports(module), \
-        "{} no longer needs its exemption: remove it from QCOW2_EXEMPT".format(module)
+def _local_files_uses(module):
+    """[(line, spelling)] where ``module`` names the LOCAL_FILES policy (name, attribute,
+    imported name or its string value)."""
+    found = []
+    for node in ast.walk(_tree(module)):
+        if isinstance(node, ast.Name) and node.id in LOCAL_FILES_NAMES:
+            found.append((node.lineno, node.id))
+        elif isinstance(node, ast.Attribute) and node.attr in LOCAL_FILES_NAMES:
+            found.append((node.lineno, node.attr))
+        elif isinstance(node, ast.ImportFrom):
+            found.extend((node.lineno, a.name) for a in node.names if a.name in LOCAL_FILES_NAMES)
+        elif _is_text(node) and node.value in LOCAL_FILES_NAMES:
+            found.append((node.lineno, node.value))
+    return found
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES
+                                          if not _within(m, LOCAL_FILES_ALLOWED)))
+def test_only_the_cli_follows_parents_as_local_files(module):
+    """SR safety: a hostile image's backing name is followed only beside it, below the CLI."""
+    bad = _local_files_uses(module)
+    assert bad == [], "{} chooses the LOCAL_FILES backing policy (only the CLI may): {}".format(
+        module, bad)
+
+
+def test_the_local_files_check_sees_the_cli_choose_it():
+    """The check looks at the spellings really used (it would pass vacuously otherwise)."""
+    from vhdport.disk import LOCAL_FILES
+
+    assert LOCAL_FILES in LOCAL_FILES_NAMES
+    assert _local_files_uses("vhdport.cli.disk_cmds")
+    assert not _local_files_uses("vhdport.sr.scan")
 
 
 @pytest.mark.parametrize("module", ABOVE_FACE)

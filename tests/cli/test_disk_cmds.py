@@ -3,7 +3,7 @@
 import json
 import os
 
-from tests.cli.helpers import assert_failed_cleanly, last_line, run
+from tests.cli.helpers import assert_failed_cleanly, assert_usage_error, last_line, run
 from tests.qcow2.qemu import check, require_qemu
 from vhdport.qcow2 import Qcow2Chain, Qcow2File, local_backing
 from vhdport.vhd import VhdFile
@@ -43,9 +43,9 @@ def test_sizes_past_the_vhd_limit(tmp_path):
     assert result.exit_code == 2 and "multiple of 512" in result.stderr
 
 
-def test_chain_verbs_on_qcow2(tmp_path):
+def test_chain_verbs_on_qcow2(tmp_path, monkeypatch):
     require_qemu()
-    os.chdir(str(tmp_path))
+    monkeypatch.chdir(str(tmp_path))
     ok("vhd", "create", "base.qcow2", "--size", "8M")
     ok("vhd", "snapshot", "top.qcow2", "--parent", "base.qcow2")
     data = b"hello qcow2 " * 1000
@@ -87,9 +87,9 @@ def test_check_reports_defects(tmp_path):
     assert doc["valid"] is False and doc["defects"][0]["field"] == "crypt_method"
 
 
-def test_digest_of_a_qcow2_chain(tmp_path):
+def test_digest_of_a_qcow2_chain(tmp_path, monkeypatch):
     require_qemu()
-    os.chdir(str(tmp_path))
+    monkeypatch.chdir(str(tmp_path))
     ok("vhd", "create", "base.qcow2", "--size", "12M")
     ok("vhd", "write", "base.qcow2", "--offset", "4096", "--from", "-", input=b"b" * 65536)
     ok("disk", "snapshot", "top.qcow2", "--parent", "base.qcow2")
@@ -101,3 +101,61 @@ def test_digest_of_a_qcow2_chain(tmp_path):
     assert last_line(ok("disk", "digest", "base.qcow2").stdout) != expected
     doc = json.loads(ok("vhd", "digest", "top.qcow2", "--json").stdout)
     assert (doc["digest"], doc["virtual_size"]) == (expected, 12 * MIB)
+
+
+def test_the_users_own_backing_files_are_followed_as_qemu_img_does(tmp_path):
+    """A parent in another directory (``../images/base.qcow2``) is the user's choice here,
+    though the SR layers never follow one."""
+    require_qemu()
+    (tmp_path / "images").mkdir()
+    (tmp_path / "vm").mkdir()
+    base, top = tmp_path / "images" / "base.qcow2", tmp_path / "vm" / "top.qcow2"
+    ok("disk", "create", base, "--size", "4M")
+    ok("disk", "write", base, "--offset", "0", "--from", "-", input=b"b" * 4096)
+    assert last_line(ok("disk", "snapshot", top, "--parent", "../images/base.qcow2").stdout) \
+        == str(top)
+    check(str(top))
+    ok("disk", "write", top, "--offset", "512", "--from", "-", input=b"t" * 512)
+    data = ok("disk", "read", top, "--length", "4096").stdout_bytes
+    assert data == b"b" * 512 + b"t" * 512 + b"b" * 3072
+    doc = json.loads(ok("disk", "info", top, "--json").stdout)
+    assert (doc["depth"], doc["backing_file"], doc["parent"]) == (2, "../images/base.qcow2",
+                                                                  str(base))
+    assert "valid (whole chain)" in ok("disk", "check", top, "--chain").stdout
+    assert ok("disk", "check", top).stdout.strip().endswith("valid")
+    ok("disk", "export", top, tmp_path / "top.raw")
+    assert (tmp_path / "top.raw").read_bytes()[:4096] == data
+    assert last_line(ok("digest", top).stdout) == last_line(ok("digest", tmp_path / "top.raw")
+                                                            .stdout)
+    parent = last_line(ok("disk", "coalesce", top).stdout)
+    assert os.path.normpath(parent) == str(base)
+    with Qcow2File.open(str(base)) as image:
+        assert image.read(0, 1024) == b"b" * 512 + b"t" * 512
+
+
+def test_the_format_of_a_new_disk(tmp_path):
+    require_qemu()
+    ok("disk", "create", tmp_path / "p.qcow2", "--size", "1M", "--block-size", "4K")
+    child = tmp_path / "child.img"              # no suffix, no --format: its parent's format
+    assert last_line(ok("disk", "snapshot", child, "--parent", "p.qcow2").stdout) == str(child)
+    with Qcow2File.open(str(child)) as image:
+        assert image.backing_name == "p.qcow2" and image.cluster_size == 4096
+    fixed = tmp_path / "fixed.img"              # a preallocated QCOW2 keeps its cluster size
+    ok("disk", "create", fixed, "--size", "1M", "--fixed", "--block-size", "128K",
+       "--format", "qcow2")
+    with Qcow2File.open(str(fixed)) as image:
+        assert image.cluster_size == 128 * 1024
+    check(str(fixed))
+    assert_usage_error(run("disk", "create", tmp_path / "f.img", "--size", "1M", "--fixed",
+                           "--block-size", "1M", "--format", "vhd"), "--block-size", "--fixed")
+    assert_usage_error(run("disk", "create", tmp_path / "big.img", "--size", "3000G",
+                           "--format", "vhd"), "'--size'", "XenServer's VHD limit of 2040 GiB")
+    assert not (tmp_path / "f.img").exists() and not (tmp_path / "big.img").exists()
+    raw = tmp_path / "in.raw"
+    raw.write_bytes(b"r" * 4096)
+    out = tmp_path / "out.img"
+    assert last_line(ok("disk", "import", raw, out, "--format", "qcow2").stdout) == str(out)
+    check(str(out))
+    vhd_uuid = last_line(ok("disk", "import", raw, tmp_path / "out.vhd").stdout)
+    with VhdFile.open(str(tmp_path / "out.vhd")) as disk:
+        assert str(disk.uuid) == vhd_uuid

@@ -233,3 +233,19 @@ def test_result_describes_itself(raw):
                    "digest": str(result)}
     assert dg.is_comparable(str(result)) and len(result.hexdigest) == 64
     assert not dg.is_comparable("sha256/1MiB:" + "0" * 64)
+
+
+def test_a_backing_file_elsewhere_needs_local_files(tmp_path, raw):
+    """Paths are opened under SR safety unless the caller (the CLI) names LOCAL_FILES."""
+    require_qemu_img()
+    (tmp_path / "images").mkdir()
+    (tmp_path / "vm").mkdir()
+    base = str(tmp_path / "images" / "base.qcow2")
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, base], check=True,
+                   stdout=subprocess.DEVNULL)
+    leaf = str(tmp_path / "vm" / "leaf.qcow2")
+    subprocess.run(["qemu-img", "create", "-f", "qcow2", "-F", "qcow2", "-b",
+                    "../images/base.qcow2", leaf], check=True, stdout=subprocess.DEVNULL)
+    with pytest.raises(FormatError, match="another directory"):
+        disk.content_digest(leaf)
+    assert str(disk.content_digest(leaf, backing=disk.LOCAL_FILES)) == reference(raw)

@@ -233,3 +233,72 @@ def test_info_names_uuid_parent_and_depth(tmp_path):
     assert got["uuid"] == os.path.basename(leaf)[:-6]
     assert got["depth"] == 3 and got["type"] == "differencing"
     assert got["parent_uuid"] and got["block_size"] == 64 * 1024
+
+
+# --- LOCAL_FILES: a tool user's own files, followed as qemu-img follows them ---------------
+
+
+def _outside_chain(tmp_path):
+    """A child in ``tmp_path/vm`` backed by ``../images/base.qcow2`` (qemu-img's relative form)."""
+    (tmp_path / "vm").mkdir()
+    (tmp_path / "images").mkdir()
+    base = str(tmp_path / "images" / "base.qcow2")
+    qemu_img("create", "-f", "qcow2", base, 4 * MIB)
+    qemu_io(base, "write -P 0x5a 0 64k")
+    child = str(tmp_path / "vm" / "top.qcow2")
+    qemu_img("create", "-f", "qcow2", "-F", "qcow2", "-b", "../images/base.qcow2", child)
+    qemu_io(child, "write -P 0x33 1M 64k")
+    return child, base
+
+
+def test_local_files_follows_what_sr_directory_refuses(tmp_path):
+    child, base = _outside_chain(tmp_path)
+    with pytest.raises(Qcow2UnsupportedError, match="another directory"):
+        Q.open_chain(child)                              # the default: SR safety
+    with Q.open_chain(child, backing=disk.LOCAL_FILES) as chain:
+        assert [os.path.normpath(p) for p in chain.paths()] == [child, base]
+        assert bytes(chain.read(0, 4)) == b"\x5a" * 4 and bytes(chain.read(MIB, 2)) == b"33"
+    got = Q.info(child, backing=disk.LOCAL_FILES)
+    assert (got["depth"], got["backing_file"], got["parent"]) == (2, "../images/base.qcow2",
+                                                                  os.path.normpath(base))
+    assert (got["uuid"], got["parent_uuid"]) == ("top", "base")
+    assert Q.check_file(child, backing=disk.LOCAL_FILES) == []
+    assert Q.check_chain(child, backing=disk.LOCAL_FILES) == []
+    out = str(tmp_path / "out.raw")
+    Q.export_raw(child, out, backing=disk.LOCAL_FILES)
+    compare_raw(child, out)
+
+
+def test_local_files_check_file_reports_a_missing_parent(tmp_path):
+    child, base = _outside_chain(tmp_path)
+    os.unlink(base)
+    defects = Q.check_file(child, backing=disk.LOCAL_FILES)
+    assert [d.field for d in defects] == ["backing_file_name"] and "not found" in str(defects[0])
+
+
+def test_local_files_snapshot_relink_and_coalesce(tmp_path):
+    child, base = _outside_chain(tmp_path)
+    snap = str(tmp_path / "vm" / "snap.qcow2")
+    with pytest.raises(Qcow2FormatError, match="not in the child's directory"):
+        Q.snapshot(snap, "../images/base.qcow2")
+    assert Q.snapshot(snap, "../images/base.qcow2", backing=disk.LOCAL_FILES) == "snap"
+    assert info(snap)["backing-filename"] == "../images/base.qcow2"
+    check(snap, with_backing=True)
+    other = str(tmp_path / "vm" / "other.qcow2")
+    qemu_img("convert", "-f", "qcow2", "-O", "qcow2", base, other)
+    Q.relink(snap, other, backing=disk.LOCAL_FILES)      # absolute, beside: kept as given
+    assert info(snap)["backing-filename"] == other
+    Q.relink(snap, "../images/base.qcow2", backing=disk.LOCAL_FILES)
+    assert info(snap)["backing-filename"] == "../images/base.qcow2"
+    before = str(tmp_path / "before.raw")
+    qemu_img("convert", "-f", "qcow2", "-O", "raw", child, before)
+    parent = Q.coalesce(child, backing=disk.LOCAL_FILES)
+    assert os.path.normpath(parent) == os.path.normpath(base)
+    compare_raw(base, before)
+
+
+def test_an_unknown_backing_policy_is_refused(tmp_path):
+    leaf, _base = _chain(tmp_path)
+    for call in (Q.open_chain, Q.info, Q.check_chain, Q.check_file, Q.coalesce):
+        with pytest.raises(ValueError, match="unknown backing policy"):
+            call(leaf, backing="anywhere")

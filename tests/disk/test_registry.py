@@ -29,3 +29,17 @@ def test_sniff_and_for_path_by_magic(tmp_path):
     other.write_bytes(b"\0" * 512)
     with pytest.raises(FormatError, match="vhd, qcow2"):
         disk.for_path(str(other))
+
+
+def test_for_tool_reads_content_then_name_then_default(tmp_path):
+    named_vhd = tmp_path / "really-qcow2.vhd"
+    named_vhd.write_bytes(b"QFI\xfb" + bytes(200))
+    assert disk.for_tool(str(named_vhd)) is disk.by_name("qcow2")       # content wins
+    fixed_like = tmp_path / "x.qcow2"
+    fixed_like.write_bytes(bytes(512))
+    assert disk.for_tool(str(fixed_like)) is disk.by_name("qcow2")      # then the name
+    plain = tmp_path / "plain.img"
+    plain.write_bytes(bytes(512))
+    assert disk.for_tool(str(plain)) is disk.DEFAULT                    # then the default
+    assert disk.for_tool(str(tmp_path / "missing.qcow2")) is disk.by_name("qcow2")
+    assert disk.for_tool(str(plain), default=None) is None

@@ -42,21 +42,6 @@ SIZE = SizeType()
 # checked here before any work starts, so no half-made file is left and every such mistake
 # looks the same; exit 1 ("vhdport: error: ...") is kept for operations that failed.
 
-class VirtualSizeType(SizeType):
-    """A virtual disk size: a positive multiple of 512 bytes, at most 2040 GiB."""
-
-    def convert(self, value, param, ctx):
-        size = super().convert(value, param, ctx)
-        if size <= 0 or size % 512:
-            self.fail("{!r} is not a usable virtual size: give a positive multiple of 512 "
-                      "bytes, e.g. 20M or 2G".format(value), param, ctx)
-        from vhdport import disk
-
-        if size > disk.by_name("vhd").max_virtual_size:   # the vhd commands' format
-            self.fail("{!r} exceeds XenServer's VHD limit of 2040 GiB".format(value), param, ctx)
-        return size
-
-
 class BlockSizeType(SizeType):
     """A dynamic disk's block size: a power of two from 512 B to 2 GiB."""
 
@@ -84,7 +69,6 @@ class UuidType(click.ParamType):
         return text
 
 
-VIRTUAL_SIZE = VirtualSizeType()
 BLOCK_SIZE = BlockSizeType()
 UUID = UuidType()
 

@@ -1,22 +1,21 @@
-"""``vhdport vhd ...``: single VHD files and chains (vhd-util's verbs)."""
+"""``vhdport vhd ...`` (also ``vhdport disk ...``): disk files and chains, vhd-util's verbs.
+
+Every verb goes through the disk face, for any format it knows (VHD, QCOW2): how a
+verb picks the format, and where it may follow parents, is :mod:`vhdport.cli.disk_cmds`.
+"""
 
 import sys
 
 import click
 
-from vhdport.cli.common import (BLOCK_SIZE, SIZE, UUID_RE, VIRTUAL_SIZE, OperationFailed,
-                                human_size, json_option, print_digest, print_fields,
-                                print_json)
+from vhdport.cli.common import (BLOCK_SIZE, SIZE, UUID_RE, OperationFailed, human_size,
+                                json_option, print_digest, print_fields, print_json)
+from vhdport.cli.disk_cmds import (BACKING, DISK_SIZE, check_block_size, check_size,
+                                   for_new_file, for_snapshot, format_option, new_disk_name,
+                                   of_file)
 
 #: bytes moved per Chain.read / Chain.write call when streaming (memory stays flat)
 CHUNK = 4 << 20
-
-
-def _vhd():
-    """The VHD format of the disk face: this command group's engine."""
-    from vhdport import disk
-
-    return disk.by_name("vhd")
 
 
 def warn(text):
@@ -33,10 +32,13 @@ def file_uuid(path):
     return stem if stem is not None and UUID_RE.match(stem) else None
 
 
-def note_two_uuids(path, disk_uuid):
+def note_two_uuids(fmt, path, disk_uuid):
     """Two uuids name a VHD in an SR: the file name (the VDI uuid XenServer and `sr ls` use)
     and the disk's own uuid in its footer (what a child records as its parent uuid).  They
-    usually differ; when a command prints one and the file name shows the other, say which."""
+    usually differ; when a command prints one and the file name shows the other, say which.
+    (A format whose uuid is its file name has only one.)"""
+    if fmt.uuid_is_file_name:
+        return
     named = file_uuid(path)
     if named is not None and named != str(disk_uuid):
         click.echo("vhdport: note: printed the disk uuid {} (in the VHD footer); the file name "
@@ -45,46 +47,51 @@ def note_two_uuids(path, disk_uuid):
 
 @click.group()
 def vhd():
-    """Create, inspect, check, read and write VHD files and chains."""
+    """Create, inspect, check, read and write VHD (and QCOW2) files and chains."""
 
 
 @vhd.command()
 @click.argument("path", type=click.Path(dir_okay=False))
-@click.option("--size", required=True, type=VIRTUAL_SIZE,
-              help="Virtual size: bytes, or 20M, 2G, ... (a multiple of 512, at most 2040G)")
+@click.option("--size", required=True, type=DISK_SIZE,
+              help="Virtual size: bytes, or 20M, 2G, ... (a multiple of 512; a VHD at most "
+                   "2040G)")
 @click.option("--fixed", is_flag=True, help="A fixed disk (all space allocated) instead of dynamic.")
 @click.option("--block-size", type=BLOCK_SIZE, default=None,
-              help="Block size of a dynamic disk (a power of two; default 2M).")
-def create(path, size, fixed, block_size):
-    """Create a new VHD at PATH; print its uuid."""
-    if fixed and block_size is not None:
-        raise click.UsageError("--block-size applies to dynamic disks, not --fixed")
-    uuid = _vhd().create(path, size, fixed=fixed, block_size=block_size)
-    click.echo(str(uuid))
-    note_two_uuids(path, uuid)
+              help="Block (QCOW2: cluster) size, a power of two (default 2M; QCOW2 64K).")
+@format_option
+def create(path, size, fixed, block_size, disk_format):
+    """Create a new disk at PATH; print its uuid (a QCOW2: its path)."""
+    fmt = for_new_file(path, disk_format)
+    check_size(fmt, size)
+    check_block_size(fmt, fixed, block_size)
+    uuid = fmt.create(path, size, fixed=fixed, block_size=block_size)
+    click.echo(new_disk_name(fmt, path, uuid))
+    note_two_uuids(fmt, path, uuid)
 
 
 @vhd.command()
 @click.argument("child", type=click.Path(dir_okay=False))
 @click.option("--parent", required=True,
-              help="Parent VHD, relative to CHILD's directory or absolute.")
-def snapshot(child, parent):
-    """Create CHILD, a differencing disk on top of PARENT; print its uuid."""
-    uuid = _vhd().snapshot(child, parent)
-    click.echo(str(uuid))
-    note_two_uuids(child, uuid)
+              help="Parent disk, relative to CHILD's directory or absolute.")
+@format_option
+def snapshot(child, parent, disk_format):
+    """Create CHILD, a differencing disk on top of PARENT; print its uuid (a QCOW2: its path)."""
+    fmt = for_snapshot(child, parent, disk_format)
+    uuid = fmt.snapshot(child, parent, backing=BACKING)
+    click.echo(new_disk_name(fmt, child, uuid))
+    note_two_uuids(fmt, child, uuid)
 
 
 #: labels of the table rows whose key alone would not say which uuid it is
 _INFO_LABELS = {"uuid": "uuid (VHD footer)", "parent_uuid": "parent_uuid (parent's footer)"}
 
 
-def _info_rows(doc, path):
+def _info_rows(fmt, doc, path):
     rows = []
-    for key in ("type", "uuid", "virtual_size", "physical_size", "block_size",
-                "allocated_blocks", "hidden", "parent", "parent_uuid", "depth"):
+    for key in fmt.info_fields:
         value = doc.get(key)
-        if key in ("virtual_size", "physical_size", "block_size") and value is not None:
+        if key in ("virtual_size", "physical_size", "block_size", "cluster_size") \
+                and value is not None:
             value = "{} ({})".format(human_size(value), value)
         rows.append((_INFO_LABELS.get(key, key), value))
         if key == "uuid" and file_uuid(path) is not None:
@@ -97,13 +104,14 @@ def _info_rows(doc, path):
 @json_option
 def info(path, as_json):
     """Show type, sizes, uuid, hidden flag, parent and chain depth of PATH."""
-    doc = _vhd().info(path)
+    fmt = of_file(path)
+    doc = fmt.info(path, backing=BACKING)
     if as_json:
-        if file_uuid(path) is not None:
+        if file_uuid(path) is not None and not fmt.uuid_is_file_name:
             doc = dict(doc, file_uuid=file_uuid(path))
         print_json(doc)
     else:
-        print_fields(path, _info_rows(doc, path))
+        print_fields(path, _info_rows(fmt, doc, path))
 
 
 def _defect_doc(defect):
@@ -117,8 +125,9 @@ def _defect_doc(defect):
 @click.pass_context
 def check(ctx, path, chain, as_json):
     """Validate PATH (exit 0), or list its defects (exit 1)."""
-    fmt = _vhd()
-    defects = fmt.check_chain(path) if chain else fmt.check_file(path)
+    fmt = of_file(path)
+    defects = fmt.check_chain(path, backing=BACKING) if chain else \
+        fmt.check_file(path, backing=BACKING)
     if as_json:
         print_json({"path": path, "chain": chain, "valid": not defects,
                     "defects": [_defect_doc(d) for d in defects]})
@@ -137,7 +146,7 @@ def check(ctx, path, chain, as_json):
 @click.argument("value", type=click.Choice(["0", "1"]))
 def set_hidden(path, value):
     """Set (1) or clear (0) the hidden flag of PATH."""
-    _vhd().set_hidden(path, value == "1")
+    of_file(path).set_hidden(path, value == "1")
 
 
 @vhd.command("set-parent")
@@ -145,7 +154,7 @@ def set_hidden(path, value):
 @click.argument("parent")
 def set_parent(path, parent):
     """Point differencing disk PATH at PARENT (relative to PATH's directory or absolute)."""
-    _vhd().relink(path, parent)
+    of_file(path).relink(path, parent, backing=BACKING)
 
 
 def _regular_file_size(stream):
@@ -177,7 +186,7 @@ def write(path, offset, source):
     import os
     import tempfile
 
-    with _vhd().open_chain(path, writable=True) as chain:
+    with of_file(path).open_chain(path, writable=True, backing=BACKING) as chain:
         room = max(0, chain.virtual_size - offset)
         size = _regular_file_size(source)
         staged = None
@@ -239,7 +248,7 @@ def read(path, offset, length, out):
     if out == "-" and sys.stdout.isatty():
         raise click.UsageError("refusing to write binary disk data to a terminal; "
                                "use --out FILE or redirect stdout")
-    with _vhd().open_chain(path) as chain:
+    with of_file(path).open_chain(path, backing=BACKING) as chain:
         end = chain.virtual_size if length is None else offset + length
         if offset > chain.virtual_size or end > chain.virtual_size:
             raise OperationFailed("{}: range {}..{} is outside the virtual size {}".format(
@@ -253,7 +262,7 @@ def read(path, offset, length, out):
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 def coalesce(path):
     """Merge differencing disk PATH into its parent; print the parent's path."""
-    click.echo(str(_vhd().coalesce(path)))
+    click.echo(str(of_file(path).coalesce(path, backing=BACKING)))
 
 
 @vhd.command("export")
@@ -261,29 +270,31 @@ def coalesce(path):
 @click.argument("out", type=click.Path(dir_okay=False))
 def export_cmd(path, out):
     """Write the virtual contents of PATH (through its chain) to the raw file OUT (sparse)."""
-    _vhd().export_raw(path, out)
+    of_file(path).export_raw(path, out, backing=BACKING)
 
 
 @vhd.command("import")
 @click.argument("raw", type=click.Path(exists=True, dir_okay=False))
 @click.argument("out", type=click.Path(dir_okay=False))
-@click.option("--fixed", is_flag=True, help="Make a fixed VHD instead of a dynamic one.")
-def import_cmd(raw, out, fixed):
-    """Convert the raw disk image RAW to the VHD OUT; print its uuid.
+@click.option("--fixed", is_flag=True, help="Make a fixed (preallocated) disk, not a dynamic one.")
+@format_option
+def import_cmd(raw, out, fixed, disk_format):
+    """Convert the raw disk image RAW to the disk OUT; print its uuid (a QCOW2: its path).
 
     A raw size that is not a multiple of 512 is padded with zeros up to the next sector
     (as qemu-img does); a warning says so.
     """
     import os
 
-    uuid = _vhd().import_raw(raw, out, fixed=fixed)
+    fmt = for_new_file(out, disk_format)
+    uuid = fmt.import_raw(raw, out, fixed=fixed)
     size = os.path.getsize(raw)
     if size % 512:
         padded = size + 512 - size % 512
         warn("{}: {} bytes is not a multiple of 512; the virtual disk is {} bytes, the last "
              "{} bytes zeros".format(raw, size, padded, padded - size))
-    click.echo(str(uuid))
-    note_two_uuids(out, uuid)
+    click.echo(new_disk_name(fmt, out, uuid))
+    note_two_uuids(fmt, out, uuid)
 
 
 @vhd.command()
@@ -297,10 +308,4 @@ def digest(path, as_json):
     """
     from vhdport import disk
 
-    print_digest(disk.content_digest(path), as_json)
-
-
-# QCOW2 files behind the same verbs (picked by magic, or by --format / extension on create)
-from vhdport.cli.disk_cmds import install as _install_qcow2  # noqa: E402
-
-_install_qcow2(vhd)
+    print_digest(disk.content_digest(path, backing=BACKING), as_json)

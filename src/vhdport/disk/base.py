@@ -7,7 +7,29 @@ DiskFormat and one registry entry.
 
 Facts about one file (``facts``) carry: ``uuid``, ``parent_uuid`` (None for a
 base), ``is_differencing``, ``type_name``, ``virtual_size``, ``hidden``.
+
+Following a parent reads another host file, so where a parent may be is a named
+trust decision, the ``backing`` argument of the methods that follow parents:
+``SR_DIRECTORY`` (the default; sr, bundle, transfer and the plugin never pass
+anything else) follows only what an SR can hold (for QCOW2: ``<uuid>.qcow2`` in
+the child's own directory); ``LOCAL_FILES`` is for a tool user's own files, as
+qemu-img follows them (relative names against the child's directory, absolute
+names as given).  Only the CLI's disk verbs choose it.
 """
+
+#: follow a parent only where an SR keeps it (the default: hostile images name anything)
+SR_DIRECTORY = "sr-directory"
+#: follow parents as qemu-img does: the caller vouches for the files (the CLI's disk verbs)
+LOCAL_FILES = "local-files"
+BACKING_POLICIES = (SR_DIRECTORY, LOCAL_FILES)
+
+
+def check_backing(backing):
+    """``backing`` if it is a known policy; ValueError otherwise (a typo must not widen trust)."""
+    if backing not in BACKING_POLICIES:
+        raise ValueError("unknown backing policy {!r} (one of {})".format(
+            backing, ", ".join(BACKING_POLICIES)))
+    return backing
 
 
 class Description(object):
@@ -40,6 +62,12 @@ class DiskFormat(object):
     max_virtual_size = 0
     #: longest chain (files, leaf to base) SM accepts for this format
     max_depth = 30
+    #: True when nothing inside a file records a uuid: the disk's uuid is its file name's stem
+    uuid_is_file_name = False
+    #: whether a fixed (preallocated) disk still has a block size (``create``'s ``block_size``)
+    fixed_has_block_size = True
+    #: the keys of ``info`` a one-screen summary shows, in order
+    info_fields = ()
 
     def __repr__(self):
         return "<disk format {}>".format(self.name)
@@ -79,11 +107,11 @@ class DiskFormat(object):
         """One file fully validated, as the SR graph sees it: a Description."""
         raise NotImplementedError
 
-    def check_file(self, path, check_parent=True):
+    def check_file(self, path, check_parent=True, backing=SR_DIRECTORY):
         """Defects (with ``field``, ``offset``, ``message``) of one file; [] when valid."""
         raise NotImplementedError
 
-    def info(self, path):
+    def info(self, path, backing=SR_DIRECTORY):
         """A dict summary of one file (type, sizes, uuid, hidden, parent, depth ...)."""
         raise NotImplementedError
 
@@ -91,12 +119,14 @@ class DiskFormat(object):
         """Create an empty disk (``uuid`` or a new one); return its uuid."""
         raise NotImplementedError
 
-    def snapshot(self, child_path, parent_path, block_size=None):
-        """Create an empty differencing child of ``parent_path``; return its uuid."""
+    def snapshot(self, child_path, parent_path, block_size=None, backing=SR_DIRECTORY):
+        """Create an empty differencing child of ``parent_path`` (relative to the child's
+        directory, or absolute); return its uuid."""
         raise NotImplementedError
 
-    def relink(self, child_path, parent_path):
-        """Point ``child_path`` at ``parent_path`` (relative names kept as given)."""
+    def relink(self, child_path, parent_path, backing=SR_DIRECTORY):
+        """Point ``child_path`` at ``parent_path`` (relative names kept as given; with
+        ``LOCAL_FILES`` absolute names too)."""
         raise NotImplementedError
 
     def set_hidden(self, path, hidden):
@@ -108,20 +138,21 @@ class DiskFormat(object):
 
     # --- chains -------------------------------------------------------------
 
-    def open_chain(self, leaf_path, writable=False):
+    def open_chain(self, leaf_path, writable=False, backing=SR_DIRECTORY):
         """The chain from ``leaf_path`` to its base: ``read``, ``write``, ``paths()``..."""
         raise NotImplementedError
 
-    def check_chain(self, leaf_path):
+    def check_chain(self, leaf_path, backing=SR_DIRECTORY):
         """Defects of every file of the chain and of the links between them."""
         raise NotImplementedError
 
-    def coalesce(self, child_path):
+    def coalesce(self, child_path, backing=SR_DIRECTORY):
         """Merge a child into its parent; return the parent's path."""
         raise NotImplementedError
 
     def import_raw(self, raw_path, out_path, fixed=False):
         raise NotImplementedError
 
-    def export_raw(self, path, out_path):
+    def export_raw(self, path, out_path, backing=SR_DIRECTORY):
+        """Write the virtual contents of the chain ending at ``path`` to a new raw file."""
         raise NotImplementedError

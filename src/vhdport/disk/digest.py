@@ -21,6 +21,7 @@ import os
 import threading
 
 from ..errors import FormatError
+from .base import SR_DIRECTORY
 
 ALGORITHM = "blake2b-256"
 BLOCK_SIZE = 4 << 20
@@ -149,11 +150,12 @@ class RawDisk(object):
         self.close()
 
 
-def open_disk(path):
+def open_disk(path, backing=SR_DIRECTORY):
     """``path`` opened for reading its virtual contents: a chain of a known format, else raw.
 
     As qemu-img does, a file is raw when neither its name nor its first bytes show a
-    known format (so a fixed VHD needs its ``.vhd`` name to be read as one).
+    known format (so a fixed VHD needs its ``.vhd`` name to be read as one).  ``backing``:
+    where parents may be (see :mod:`vhdport.disk.base`).
     """
     from .registry import for_path
 
@@ -162,18 +164,19 @@ def open_disk(path):
         fmt = for_path(path)
     except FormatError:
         return RawDisk(path)
-    return fmt.open_chain(path)
+    return fmt.open_chain(path, backing=backing)
 
 
-def content_digest(source, workers=DEFAULT_WORKERS, cancel=None):
+def content_digest(source, workers=DEFAULT_WORKERS, cancel=None, backing=SR_DIRECTORY):
     """The ContentDigest of ``source``: a path, or an opened chain-like object.
 
     A chain-like object has ``virtual_size``, ``allocated_ranges()`` (sorted byte
     ranges that may hold data; the rest reads as zeros) and ``read_into(offset, view)``.
-    ``cancel``: a threading.Event; when set, the digest stops with Cancelled.
+    ``cancel``: a threading.Event; when set, the digest stops with Cancelled.  ``backing``:
+    where a path's parents may be (see :mod:`vhdport.disk.base`).
     """
     if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
-        with contextlib.closing(open_disk(os.fsdecode(os.fspath(source)))) as chain:
+        with contextlib.closing(open_disk(os.fsdecode(os.fspath(source)), backing)) as chain:
             return _digest(chain, workers, cancel)
     return _digest(source, workers, cancel)
 

@@ -4,6 +4,8 @@ A QCOW2 carries no uuid: a VDI's uuid is its file's stem and its parent's uuid t
 stem of its backing file name.  Backing files are followed only beside the child
 (:mod:`vhdport.disk.qcow2_backing`); a backing name pointing anywhere else is a
 FormatError (so the chain rule and the SR scan report it) and is never opened.
+Only a caller passing ``backing=LOCAL_FILES`` (the CLI, on a user's own files) gets
+qemu-img's resolution instead: relative to the child's directory, absolute as given.
 
 So the chain rule judges QCOW2 links by names: a staged chain passes it when its
 files name each other as they are named there (member i's backing file
@@ -21,6 +23,7 @@ from ..qcow2.info import info as _info
 from . import qcow2_member as _member
 from .base import Description, DiskFormat
 from .qcow2_backing import backing_file_name, in_directory, stem
+from .base import LOCAL_FILES, SR_DIRECTORY, check_backing
 
 _MIN_CLUSTER, _MAX_CLUSTER = 1 << 9, 1 << 21
 
@@ -32,6 +35,11 @@ Facts = collections.namedtuple(
 def _stem_of_path(path):
     base = os.path.basename(path)
     return base[:-len(QcowFormat.suffix)] if base.endswith(QcowFormat.suffix) else base
+
+
+def _resolver(backing):
+    """The engine's backing resolver for a policy of :mod:`vhdport.disk.base`."""
+    return engine.local_backing if check_backing(backing) == LOCAL_FILES else in_directory
 
 
 def read_header(path, name=None):
@@ -58,6 +66,9 @@ class QcowFormat(DiskFormat):
     tail_size = _member.TAIL_SIZE
     max_virtual_size = engine.MAX_VIRTUAL_SIZE
     max_depth = engine.MAX_DEPTH
+    uuid_is_file_name = True
+    info_fields = ("format", "type", "virtual_size", "physical_size", "cluster_size",
+                   "refcount_bits", "hidden", "backing_file", "parent", "depth")
 
     # --- streaming into staging -------------------------------------------
 
@@ -95,7 +106,8 @@ class QcowFormat(DiskFormat):
                 is_differencing=bool(name), parent_uuid=stem(name) if name else None,
                 parent_names=[name] if name else [], parent_path=parent_path)
 
-    def check_file(self, path, check_parent=True):
+    def check_file(self, path, check_parent=True, backing=SR_DIRECTORY):
+        resolve = _resolver(backing)
         defects = engine.check_image(path)
         try:
             h = read_header(path)
@@ -104,7 +116,7 @@ class QcowFormat(DiskFormat):
         if not h.backing_name:
             return defects
         try:
-            parent = in_directory(path, h.backing_name, h.backing_format)
+            parent = resolve(path, h.backing_name, h.backing_format)
         except FormatError as err:
             return defects + [engine.Defect("backing_file_name", h.backing_file_offset,
                                             err.fields.get("reason"), path)]
@@ -125,10 +137,11 @@ class QcowFormat(DiskFormat):
                                              problem, path))
         return defects
 
-    def info(self, path):
-        facts = _info(path, backing=in_directory)
+    def info(self, path, backing=SR_DIRECTORY):
+        facts = _info(path, backing=_resolver(backing))
         facts["uuid"] = _stem_of_path(path)
-        facts["parent_uuid"] = stem(facts["backing_file"]) if facts["backing_file"] else None
+        name = facts["backing_file"]
+        facts["parent_uuid"] = _stem_of_path(name) if name else None
         facts["block_size"] = facts["cluster_size"]
         return facts
 
@@ -141,8 +154,15 @@ class QcowFormat(DiskFormat):
         engine.create(path, size, preallocate=fixed, **kwargs)
         return own
 
-    def snapshot(self, child_path, parent_path, block_size=None):
-        """SM's child: relative ``<parent>.qcow2``, backing format qcow2, parent's cluster size."""
+    def snapshot(self, child_path, parent_path, block_size=None, backing=SR_DIRECTORY):
+        """SM's child: relative ``<parent>.qcow2``, backing format qcow2, parent's cluster size.
+
+        With ``LOCAL_FILES`` the parent may be anywhere: the child names it relative to
+        its own directory (``../base.qcow2``), as ``qemu-img create -b`` would.
+        """
+        if _resolver(backing) is engine.local_backing:
+            engine.create_snapshot(child_path, parent_path, cluster_size=block_size)
+            return _stem_of_path(child_path)
         child_dir = os.path.dirname(os.path.abspath(child_path))
         parent_abs = os.path.join(child_dir, parent_path)
         if os.path.dirname(os.path.normpath(parent_abs)) != child_dir:
@@ -154,9 +174,13 @@ class QcowFormat(DiskFormat):
         engine.create_snapshot(child_path, os.path.basename(parent_abs), cluster_size=block_size)
         return _stem_of_path(child_path)
 
-    def relink(self, child_path, parent_path):
+    def relink(self, child_path, parent_path, backing=SR_DIRECTORY):
         """``qemu-img rebase -u``: a relative name stays relative; an absolute path beside
-        the child becomes its relative name; SM's ``/var/run/sr-mount`` form is kept."""
+        the child becomes its relative name; SM's ``/var/run/sr-mount`` form is kept.
+        With ``LOCAL_FILES`` any name is stored as given (it must open as a QCOW2)."""
+        if _resolver(backing) is engine.local_backing:
+            engine.set_parent(child_path, parent_path, backing=engine.local_backing)
+            return
         name = parent_path
         if os.path.isabs(name) and not name.startswith("/var/run/sr-mount/"):
             child_dir = os.path.dirname(os.path.abspath(child_path))
@@ -174,27 +198,28 @@ class QcowFormat(DiskFormat):
 
     # --- chains -------------------------------------------------------------
 
-    def open_chain(self, leaf_path, writable=False):
-        return engine.Qcow2Chain.open(leaf_path, writable=writable, backing=in_directory)
+    def open_chain(self, leaf_path, writable=False, backing=SR_DIRECTORY):
+        return engine.Qcow2Chain.open(leaf_path, writable=writable, backing=_resolver(backing))
 
-    def check_chain(self, leaf_path):
-        return engine.check_chain(leaf_path, backing=in_directory)
+    def check_chain(self, leaf_path, backing=SR_DIRECTORY):
+        return engine.check_chain(leaf_path, backing=_resolver(backing))
 
-    def coalesce(self, child_path):
+    def coalesce(self, child_path, backing=SR_DIRECTORY):
         """``qemu-img commit``: the child's data into its parent; return the parent's path."""
+        resolve = _resolver(backing)
         h = read_header(child_path)
         if not h.backing_name:
-            return engine.commit(child_path, backing=in_directory)   # raises: no parent
-        parent = in_directory(child_path, h.backing_name, h.backing_format)
-        engine.commit(child_path, backing=in_directory)
+            return engine.commit(child_path, backing=resolve)   # raises: no parent
+        parent = resolve(child_path, h.backing_name, h.backing_format)
+        engine.commit(child_path, backing=resolve)
         return parent
 
     def import_raw(self, raw_path, out_path, fixed=False):
         engine.import_raw(raw_path, out_path, preallocate=fixed)
         return _stem_of_path(out_path)
 
-    def export_raw(self, path, out_path):
-        engine.export_raw(path, out_path, backing=in_directory)
+    def export_raw(self, path, out_path, backing=SR_DIRECTORY):
+        engine.export_raw(path, out_path, backing=_resolver(backing))
 
 
 QCOW2 = QcowFormat()

@@ -1,6 +1,7 @@
 """The registry of disk formats: lookups by name, file suffix and magic."""
 
 import collections
+import os
 
 from ..errors import FormatError
 from .qcow2 import QCOW2
@@ -47,6 +48,21 @@ def sniff(head):
         if fmt.sniff(head):
             return fmt
     return None
+
+
+def for_tool(path, default=DEFAULT):
+    """The format a tool should treat an existing file as: its first bytes, else its
+    name's suffix, else ``default`` (a fixed VHD shows no magic at its head).
+
+    Content first, so a file named for one format but holding another is read as what
+    it holds; an unreadable file gets a format by name, whose open then says why.
+    """
+    try:
+        with open(path, "rb") as f:
+            fmt = sniff(f.read(4096))
+    except OSError:
+        fmt = None
+    return fmt or for_file_name(os.path.basename(path)) or default
 
 
 def for_path(path):

@@ -1,9 +1,14 @@
-"""The VHD engine (:mod:`vhdport.vhd`) behind the disk face."""
+"""The VHD engine (:mod:`vhdport.vhd`) behind the disk face.
+
+A VHD's parent is found by its locators (relative to the child's directory) and must
+carry the uuid the child records, whatever the ``backing`` policy: both policies
+(:mod:`vhdport.disk.base`) resolve a VHD parent the same way.
+"""
 
 from .. import vhd as engine
 from ..vhd import facts as _facts, member as _member
 from ..vhd.disk import MAX_VIRTUAL_SIZE
-from .base import Description, DiskFormat
+from .base import SR_DIRECTORY, Description, DiskFormat, check_backing
 
 
 class VhdFormat(DiskFormat):
@@ -17,6 +22,9 @@ class VhdFormat(DiskFormat):
     tail_size = _member.FOOTER_SIZE
     max_virtual_size = MAX_VIRTUAL_SIZE
     max_depth = engine.MAX_DEPTH
+    fixed_has_block_size = False     # a fixed VHD is raw data and a footer: no blocks
+    info_fields = ("type", "uuid", "virtual_size", "physical_size", "block_size",
+                   "allocated_blocks", "hidden", "parent", "parent_uuid", "depth")
 
     def plan_member(self, name, head, refuse, declared_size=None):
         return _member.plan_member(name, head, refuse, declared_size)
@@ -43,10 +51,12 @@ class VhdFormat(DiskFormat):
                 parent_uuid=str(disk.parent_uuid) if disk.is_differencing else None,
                 parent_names=names, parent_path=parent_path)
 
-    def check_file(self, path, check_parent=True):
+    def check_file(self, path, check_parent=True, backing=SR_DIRECTORY):
+        check_backing(backing)
         return engine.check_file(path, check_parent=check_parent)
 
-    def info(self, path):
+    def info(self, path, backing=SR_DIRECTORY):
+        check_backing(backing)
         return engine.info(path)
 
     def create(self, path, size, fixed=False, block_size=None, uuid=None):
@@ -55,11 +65,13 @@ class VhdFormat(DiskFormat):
         kwargs = {"block_size": block_size} if block_size else {}
         return engine.create_dynamic(path, size, uuid=uuid, **kwargs)
 
-    def snapshot(self, child_path, parent_path, block_size=None):
+    def snapshot(self, child_path, parent_path, block_size=None, backing=SR_DIRECTORY):
+        check_backing(backing)
         kwargs = {"block_size": block_size} if block_size else {}
         return engine.create_snapshot(child_path, parent_path, **kwargs)
 
-    def relink(self, child_path, parent_path):
+    def relink(self, child_path, parent_path, backing=SR_DIRECTORY):
+        check_backing(backing)
         engine.set_parent(child_path, parent_path)
 
     def set_hidden(self, path, hidden):
@@ -74,19 +86,23 @@ class VhdFormat(DiskFormat):
             return True
         return False
 
-    def open_chain(self, leaf_path, writable=False):
+    def open_chain(self, leaf_path, writable=False, backing=SR_DIRECTORY):
+        check_backing(backing)
         return engine.Chain.open(leaf_path, writable=writable)
 
-    def check_chain(self, leaf_path):
+    def check_chain(self, leaf_path, backing=SR_DIRECTORY):
+        check_backing(backing)
         return engine.check_chain(leaf_path)
 
-    def coalesce(self, child_path):
+    def coalesce(self, child_path, backing=SR_DIRECTORY):
+        check_backing(backing)
         return engine.coalesce(child_path)
 
     def import_raw(self, raw_path, out_path, fixed=False):
         return engine.import_raw(raw_path, out_path, fixed=fixed)
 
-    def export_raw(self, path, out_path):
+    def export_raw(self, path, out_path, backing=SR_DIRECTORY):
+        check_backing(backing)
         return engine.export_raw(path, out_path)
 
 
