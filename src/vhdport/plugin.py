@@ -43,7 +43,8 @@ SECRET_HEADER_WORDS = ("token", "auth", "secret", "password", "key", "cookie")
 _COMMON_KEYS = ("image_id", "store", "endpoint", "api_version", "auth_token", "extra_headers",
                 "sr_path", "cacert", "insecure", "object_store")
 DOWNLOAD_KEYS = frozenset(_COMMON_KEYS + ORIGINAL_ENDPOINT_KEYS + ("uuid_stack",
-                                                                   "verify_contents"))
+                                                                   "verify_contents",
+                                                                   "image_format"))
 UPLOAD_KEYS = frozenset(_COMMON_KEYS + ORIGINAL_ENDPOINT_KEYS + (
     "vdi_uuids", "vdi_uuid", "name", "properties", "compression_level", "os_type", "threads",
     "image_format"))
@@ -294,6 +295,7 @@ def download_vhd(session, args, fn="download_vhd"):
     image_id = _param(params, "image_id", fn)
     sr_path = _param(params, "sr_path", fn)
     uuids = _string_list(params, "uuid_stack", fn)
+    image_format = _param(params, "image_format", fn, required=False)
     verify_contents = _param(params, "verify_contents", fn, kind=bool, required=False,
                              default=True)
     if uuids:
@@ -303,7 +305,8 @@ def download_vhd(session, args, fn="download_vhd"):
     from . import transfer
     with _open_store(params, fn) as store:
         result = transfer.download(store, image_id, sr_path, uuids=uuids,
-                                   verify_contents=verify_contents)
+                                   verify_contents=verify_contents,
+                                   image_format=image_format)
     log.info("%s %s: leaf %s, chain %s", fn, image_id, result["root"]["uuid"],
              ",".join(result["chain"]))
     if original:

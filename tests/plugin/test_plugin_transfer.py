@@ -234,6 +234,57 @@ def test_original_mapping_refused_for_a_qcow2_chain(plugin, tmp_path):
     assert not os.path.isdir(store) or list(LocalStore(store).list()) == []
 
 
+def qcow2_image(tmp_path, disk_format="qcow2"):
+    """A qemu-made v2 QCOW2 (or its raw contents) in a local store: (store, image id, raw)."""
+    from tests.qcow2.qemu import qemu_img, qemu_io, require_qemu
+    from vhdport import transfer
+    require_qemu()
+    src = str(tmp_path / "src.qcow2")
+    qemu_img("create", "-f", "qcow2", "-o", "compat=0.10", src, "8M")
+    qemu_io(src, "write -P 0x42 1M 512k", "write -P 0x43 6M 64k")
+    raw = str(tmp_path / "src.raw")
+    qemu_img("convert", "-O", "raw", src, raw)
+    store = str(tmp_path / "store")
+    image_id = transfer.import_image(LocalStore(store), src if disk_format == "qcow2" else raw,
+                                     "cloud", disk_format=disk_format, container_format="bare")
+    return store, image_id, raw
+
+
+def landed_file(sr, reply):
+    leaf = reply.json()["root"]["uuid"]
+    names = [n for n in os.listdir(sr) if not n.startswith(".")]
+    assert len(names) == 1 and names[0].startswith(leaf), names
+    return os.path.join(sr, names[0])
+
+
+@pytest.mark.parametrize("disk_format, image_format, suffix", [
+    ("qcow2", None, ".qcow2"), ("qcow2", "vhd", ".vhd"), ("raw", None, ".vhd"),
+    ("raw", "qcow2", ".qcow2")])
+def test_download_cloud_image_with_image_format(plugin, tmp_path, disk_format, image_format,
+                                                suffix):
+    from tests.qcow2.qemu import qemu_img
+    store, image_id, raw = qcow2_image(tmp_path, disk_format)
+    sr = new_sr(tmp_path, "sr")
+    params = dict(image_id=image_id, store=store, sr_path=sr)
+    if image_format:
+        params["image_format"] = image_format
+    path = landed_file(sr, call(plugin, "download_vhd", params_args(**params)))
+    assert path.endswith(suffix)
+    proc = qemu_img("compare", "-f", "qcow2" if suffix == ".qcow2" else "vpc", "-F", "raw",
+                    path, raw, check=False)
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_download_bad_image_format(plugin, tmp_path):
+    store, image_id, _raw = qcow2_image(tmp_path)
+    sr = new_sr(tmp_path, "sr")
+    for bad, words in (("vmdk", "'vmdk' is not one of"), ("", "must be a non-empty str")):
+        code, message = call(plugin, "download_vhd", params_args(
+            image_id=image_id, store=store, sr_path=sr, image_format=bad)).error
+        assert words in message, message
+    assert os.listdir(sr) == [] or all(n.startswith(".") for n in os.listdir(sr))
+
+
 @pytest.mark.parametrize("image_format", ["qcow2", "raw"])
 def test_upload_as_a_flat_image_for_kvm(plugin, tmp_path, image_format):
     qemu_img = require_qemu_img()
