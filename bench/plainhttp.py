@@ -16,10 +16,10 @@ from vhdport.stores.http import Endpoint
 from vhdport.stores.http_download import HttpDownload
 
 
-def write_sidecar(root, image_id, size, md5, sha512):
+def write_sidecar(root, image_id, size, md5, sha512, disk_format="vhd"):
     with open(os.path.join(root, image_id + ".json"), "w") as f:
         json.dump({"size": size, "checksum": md5, "os_hash_algo": "sha512",
-                   "os_hash_value": sha512}, f)
+                   "os_hash_value": sha512, "disk_format": disk_format}, f)
 
 
 class PlainHttpStore(Store):
@@ -30,6 +30,7 @@ class PlainHttpStore(Store):
         self.root = root
         self.display = url
         self.chunk_size = chunk_size
+        self._formats = {}     # image id -> disk_format given at create, for the sidecar
 
     def get(self, image_id):
         path = os.path.join(self.root, image_id)
@@ -52,6 +53,7 @@ class PlainHttpStore(Store):
 
     def create(self, name, disk_format="vhd", container_format="ovf", properties=None,
                visibility=None):
+        self._formats["up/" + name] = disk_format
         return new_record(id="up/" + name, name=name, status=QUEUED,
                           disk_format=disk_format, container_format=container_format)
 
@@ -60,7 +62,8 @@ class PlainHttpStore(Store):
                                     headers={"Content-Type": "application/octet-stream"},
                                     expect=(201, 204), image_id=image_id, size=size)
         # what Glance would record; the read-back check still compares the stored size
-        write_sidecar(self.root, image_id, sent.size, sent.md5, sent.sha512)
+        write_sidecar(self.root, image_id, sent.size, sent.md5, sent.sha512,
+                      self._formats.get(image_id, "vhd"))
         return sent
 
     def delete(self, image_id):

@@ -43,7 +43,8 @@ SECRET_HEADER_WORDS = ("token", "auth", "secret", "password", "key", "cookie")
 _COMMON_KEYS = ("image_id", "store", "endpoint", "api_version", "auth_token", "extra_headers",
                 "sr_path", "cacert", "insecure", "object_store")
 DOWNLOAD_KEYS = frozenset(_COMMON_KEYS + ORIGINAL_ENDPOINT_KEYS + ("uuid_stack",
-                                                                   "verify_contents"))
+                                                                   "verify_contents",
+                                                                   "image_format"))
 UPLOAD_KEYS = frozenset(_COMMON_KEYS + ORIGINAL_ENDPOINT_KEYS + (
     "vdi_uuids", "vdi_uuid", "name", "properties", "compression_level", "os_type", "threads",
     "image_format"))
@@ -286,12 +287,15 @@ def describe(params):
 
 
 def download_vhd(session, args, fn="download_vhd"):
-    """Stream an image into the SR; Value: JSON {"root": {"uuid": leaf}, "chain": [...]}."""
+    """Stream an image into the SR; Value: JSON {"root": {"uuid": leaf}, "chain": [...]}.
+
+    A vhd/ovf bundle lands as a VHD chain, a qcow2/ovf bundle as a QCOW2 chain."""
     params = parse_params(args, fn, DOWNLOAD_KEYS)
     original = is_original_call(params)
     image_id = _param(params, "image_id", fn)
     sr_path = _param(params, "sr_path", fn)
     uuids = _string_list(params, "uuid_stack", fn)
+    image_format = _param(params, "image_format", fn, required=False)
     verify_contents = _param(params, "verify_contents", fn, kind=bool, required=False,
                              default=True)
     if uuids:
@@ -301,7 +305,8 @@ def download_vhd(session, args, fn="download_vhd"):
     from . import transfer
     with _open_store(params, fn) as store:
         result = transfer.download(store, image_id, sr_path, uuids=uuids,
-                                   verify_contents=verify_contents)
+                                   verify_contents=verify_contents,
+                                   image_format=image_format)
     log.info("%s %s: leaf %s, chain %s", fn, image_id, result["root"]["uuid"],
              ",".join(result["chain"]))
     if original:
@@ -314,8 +319,8 @@ def download_vhd2(session, args):
 
 
 def upload_vhd(session, args, fn="upload_vhd"):
-    """Upload a VDI's chain as a vhd/ovf bundle; Value: JSON {"image_id": id} ("" to an
-    original call, as the original answered).
+    """Upload a VDI's chain as a vhd/ovf or qcow2/ovf bundle (the chain's format); Value:
+    JSON {"image_id": id} ("" to an original call, as the original answered).
 
     ``image_format`` "qcow2" or "raw" uploads one flat image (container bare) for KVM
     hosts instead; absent or "bundle": the bundle.

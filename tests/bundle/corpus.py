@@ -114,10 +114,10 @@ CASES = {
         "GNU.sparse.major": "1", "GNU.sparse.minor": "0"})], fmt=tarfile.PAX_FORMAT), "sparse"),
     "pax-linkpath": lambda p: (tar_bytes([special("0.vhd", tarfile.SYMTYPE, "x" * 150)],
                                          fmt=tarfile.PAX_FORMAT), "0.vhd"),
-    "empty-archive": lambda p: (tar_bytes([]), "no VHD member"),
+    "empty-archive": lambda p: (tar_bytes([]), "no disk member"),
     "empty-stream": lambda p: (b"", "no member"),
-    "only-dot-dir": lambda p: (tar_bytes([special("./", tarfile.DIRTYPE)]), "no VHD member"),
-    "only-swap": lambda p: (tar_bytes([reg("swap.vhd", p.vhd)]), "no VHD member"),
+    "only-dot-dir": lambda p: (tar_bytes([special("./", tarfile.DIRTYPE)]), "no disk member"),
+    "only-swap": lambda p: (tar_bytes([reg("swap.vhd", p.vhd)]), "no disk member"),
     "trailing-garbage-tar": lambda p: (tar_bytes([reg("0.vhd", p.vhd)], compress=False)
                                        + b"\x00" * 512 + b"MORE DATA" + bytes(503),
                                        "trailing garbage"),

@@ -124,7 +124,7 @@ def test_member_longer_than_its_bat_explains(payloads, sandbox):
     padded = vhd[:-512] + os.urandom(3 * MIB) + vhd[-512:]
     data = tar_bytes([reg("0.vhd", padded)], compress=False)
     reader = CountingReader(data)
-    with pytest.raises(BundleError, match="0.vhd.*BAT allow"):
+    with pytest.raises(BundleError, match="0.vhd.*VHD metadata allows"):
         extract_bundle(reader, staging)
     assert reader.bytes_read < 2 * MIB
     assert os.listdir(staging) == []

@@ -5,6 +5,8 @@ import hashlib
 import json
 import subprocess
 
+import os
+
 import pytest
 
 from tests.cli.helpers import assert_usage_error, run
@@ -60,6 +62,39 @@ def test_store_and_sr_in_one_tree_is_refused(tmp_path, command, layout):
     assert sorted(p.name for p in base.rglob("*")) == before
 
 
+def test_download_image_format_is_checked_as_a_usage_error(tmp_path, sr):
+    assert_usage_error(run("download", "some-image", "--store", tmp_path / "store", "--sr", sr,
+                           "--image-format", "vmdk"),
+                       "Invalid value for '--image-format'", "'vmdk' is not one of")
+
+
+@pytest.mark.parametrize("image_format, suffix", [(None, ".qcow2"), ("vhd", ".vhd")])
+def test_download_qcow2_image_with_image_format(tmp_path, sr, image_format, suffix):
+    from tests.qcow2.qemu import qemu_img, qemu_io, require_qemu
+    from vhdport import transfer
+    from vhdport.stores.local import LocalStore
+    require_qemu()
+    src = str(tmp_path / "src.qcow2")
+    qemu_img("create", "-f", "qcow2", "-o", "compat=0.10", src, "8M")
+    qemu_io(src, "write -P 0x42 1M 512k")
+    store = tmp_path / "store"
+    image_id = transfer.import_image(LocalStore(str(store)), src, "q", disk_format="qcow2",
+                                     container_format="bare")
+    args = ["download", image_id, "--store", store, "--sr", sr]
+    if image_format:
+        args += ["--image-format", image_format]
+    result = run(*args)
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    leaf = result.stdout.strip()
+    assert sorted(p.name for p in sr.iterdir() if not p.name.startswith(".")) == [leaf + suffix]
+    raw = str(tmp_path / "src.raw")
+    qemu_img("convert", "-O", "raw", src, raw)
+    fmt = "qcow2" if suffix == ".qcow2" else "vpc"
+    proc = qemu_img("compare", "-f", fmt, "-F", "raw", str(sr / (leaf + suffix)), raw,
+                    check=False)
+    assert proc.returncode == 0, proc.stdout
+
+
 def test_upload_as_a_bad_format_is_a_usage_error(tmp_path, sr):
     assert_usage_error(run("upload", "01234567-89ab-cdef-0123-456789abcdef", "--sr", sr,
                            "--store", tmp_path / "store", "--name", "n", "--as", "vmdk"),
@@ -106,3 +141,23 @@ def test_download_no_verify_contents(tmp_path):
     assert landed.exit_code == 0, landed.stderr
     leaf = landed.stdout.strip().splitlines()[-1]
     assert str(disk.content_digest(leaf_path(env.dst, leaf))) == actual
+
+
+def test_qcow2_chain_up_and_down(tmp_path):
+    """`vhdport upload` / `download` carry a QCOW2 VDI's chain like a VHD chain."""
+    from tests.transfer import qcow2_chains
+    from tests.transfer.helpers import MiB, build_chain, make_sr
+    from vhdport.stores.local import LocalStore
+
+    src, dst = make_sr(tmp_path / "src"), make_sr(tmp_path / "dst")
+    store = str(tmp_path / "store")
+    uuids, _ = build_chain(src, 2, 8 * MiB, dense=True, seed=14, fmt="qcow2")
+    up = run("upload", uuids[0], "--sr", src, "--store", store, "--name", "qcow2 chain")
+    assert up.exit_code == 0, up.stderr
+    image_id = up.stdout.strip().splitlines()[-1]
+    assert LocalStore(store).get(image_id)["disk_format"] == "qcow2"
+    down = run("download", image_id, "--sr", dst, "--store", store)
+    assert down.exit_code == 0, down.stderr
+    leaf = down.stdout.strip().splitlines()[-1]
+    assert qcow2_chains.qemu_compare(os.path.join(src, uuids[0] + ".qcow2"),
+                                     os.path.join(dst, leaf + ".qcow2"))

@@ -15,6 +15,7 @@ from tests.hostile.report import (  # noqa: F401  (pytest finds hooks and fixtur
     pytest_configure, pytest_deselected, pytest_runtest_makereport, pytest_runtest_setup,
     pytest_sessionfinish,
     reliability_case)
+from vhdport import disk
 from vhdport.bundle import write_bundle
 from vhdport.stores.local import LocalStore
 from vhdport.vhd import Chain, VhdFile, create_dynamic, create_snapshot
@@ -105,8 +106,8 @@ def make_chain(directory, depth, size=4 * MIB, block_size=None):
 
 
 def bundle_bytes(paths, level=1):
-    """A vhd/ovf bundle of ``paths`` (leaf first) made by our own writer."""
-    members = [("{}.vhd".format(i), p) for i, p in enumerate(paths)]
+    """A bundle of ``paths`` (leaf first, one format) made by our own writer."""
+    members = [(disk.for_path(p).file_name(i), p) for i, p in enumerate(paths)]
     return b"".join(write_bundle(members, level=level))
 
 

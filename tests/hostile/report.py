@@ -57,6 +57,7 @@ SUITES = {
     "R11": "Server resource bounds (huge bodies, trickling servers, endless pagination, parser bombs)",
     "R12": "Self-reference and ambiguity (self-parent, cycles, duplicate uuids, writes past the end)",
     "R13": "Hostile QCOW2 (refusal classes and bombs)",
+    "R14": "Hostile QCOW2 store images through download (backing / data file / encryption, bombs)",
 }
 
 _STATIC_DEFAULT = """\

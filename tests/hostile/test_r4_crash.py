@@ -21,8 +21,9 @@ import tempfile
 import pytest
 
 from tests.hostile.conftest import bundle_bytes, diff_digests, put_image, tree_digest
-from tests.hostile.scripts.chains import content_sha, random_chain
-from vhdport import transfer
+from tests.hostile.scripts.chains import content_sha as vhd_content_sha, random_chain
+from tests.transfer.helpers import build_chain, chain_sha256
+from vhdport import disk, transfer
 from vhdport.sr import SR
 from vhdport.stores.local import LocalStore
 from vhdport.vhd import Chain
@@ -45,34 +46,52 @@ def _fast_tmp(path="/dev/shm", need=512 * MIB):
 
 
 FAST_TMP = _fast_tmp()
+def content_sha(leaf_path):
+    """sha256 of the whole virtual disk read through the chain, VHD or QCOW2."""
+    if disk.for_path(leaf_path).name == "vhd":
+        return vhd_content_sha(leaf_path)
+    return chain_sha256(leaf_path)
+
+
+def _stem(path):
+    return disk.stem_of(os.path.basename(path))
+
+
+def qcow2_chain(directory, depth, seed, size=8 * MIB):
+    """A QCOW2 chain made as SM makes it (qemu-img, qemu-io), parents hidden; paths leaf first."""
+    uuids, _ = build_chain(directory, depth, size, dense=True, seed=seed, fmt="qcow2")
+    return [os.path.join(directory, u + ".qcow2") for u in uuids]
+
+
 EXPECT_SR = ("right after: no hidden childless VHD, old VDIs untouched; after reclaim: the whole "
              "new chain or none of it; the next run succeeds")
 
 
 # --- scenarios (seeded: the collection-time count and the tests see the same steps) ------
 
-def build_download(root):
+def build_download(root, make=random_chain):
     """SR with a 2-deep chain already in it; a local store holding a 3-deep gzip bundle."""
     sr = os.path.join(root, "sr")
     os.makedirs(sr)
-    random_chain(sr, 2, seed=1)
+    make(sr, 2, seed=1)
     src = os.path.join(root, "src")
     os.makedirs(src)
-    chain = random_chain(src, 3, seed=2)
+    chain = make(src, 3, seed=2)
     store = LocalStore(os.path.join(root, "store"))
-    image = put_image(store, bundle_bytes(chain, level=1))
+    fmt = disk.for_path(chain[0]).name
+    image = put_image(store, bundle_bytes(chain, level=1), disk_format=fmt)
     return {"sr": sr, "store": store.root, "image": image, "depth": 3,
             "sha": content_sha(chain[0])}
 
 
-def build_upload(root):
+def build_upload(root, make=random_chain):
     """SR with a 3-deep chain to upload; an empty local store."""
     sr = os.path.join(root, "sr")
     os.makedirs(sr)
-    chain = random_chain(sr, 3, seed=3)
+    chain = make(sr, 3, seed=3)
     store = LocalStore(os.path.join(root, "store"))
     os.makedirs(store.root, exist_ok=True)  # the store directory exists from here on
-    return {"sr": sr, "store": store.root, "leaf": os.path.basename(chain[0])[:-4],
+    return {"sr": sr, "store": store.root, "leaf": _stem(chain[0]),
             "depth": 3, "sha": content_sha(chain[0])}
 
 
@@ -91,18 +110,23 @@ def build_coalesce(root):
     return {"leaf": leaf, "mid": mid, "before": before, "after": after}
 
 
-def build_snapshot(root):
+def build_snapshot(root, make=random_chain):
     sr = os.path.join(root, "sr")
     os.makedirs(sr)
-    chain = random_chain(sr, 2, seed=5)
-    return {"sr": sr, "vdi": os.path.basename(chain[0])[:-4], "sha": content_sha(chain[0])}
+    chain = make(sr, 2, seed=5)
+    return {"sr": sr, "vdi": _stem(chain[0]), "sha": content_sha(chain[0])}
 
 
 BUILDERS = {"download": build_download, "upload": build_upload, "coalesce": build_coalesce,
-            "snapshot": build_snapshot}
+            "snapshot": build_snapshot,
+            # the same scenarios over QCOW2 chains made as SM makes them
+            "download-qcow2": lambda root: build_download(root, qcow2_chain),
+            "upload-qcow2": lambda root: build_upload(root, qcow2_chain),
+            "snapshot-qcow2": lambda root: build_snapshot(root, qcow2_chain)}
 
 
 def op_args(op, sc):
+    op = op.split("-")[0]
     if op == "download":
         return ["download", sc["store"], sc["image"], sc["sr"]]
     if op == "upload":
@@ -177,6 +201,8 @@ def counted(op):
 
 BYTE_FRACTIONS = {"download": (0.0, 0.1, 0.35, 0.6, 0.85, 0.999),
                   "upload": (0.0, 0.3, 0.7, 0.99)}
+BYTE_FRACTIONS["download-qcow2"] = BYTE_FRACTIONS["download"]
+BYTE_FRACTIONS["upload-qcow2"] = BYTE_FRACTIONS["upload"]
 
 
 def kill_points(steps):
@@ -214,24 +240,26 @@ def staging_leftovers(sr):
 
 def vdi_digest(sr):
     """Digest of the VDI files only (not locks, not staging)."""
-    return {k: v for k, v in tree_digest(sr).items() if "/" not in k and k.endswith(".vhd")}
+    return {k: v for k, v in tree_digest(sr).items()
+            if "/" not in k and disk.stem_of(k) is not None}
 
 
 def sr_problems(sr, deep=True):
     """Structural problems of the SR as a list of lines (empty: consistent); ``deep`` adds
-    vhd.check_chain of every leaf."""
+    the format's check_chain of every leaf."""
     vdis = SR(sr).vdis()
     problems = []
     for u, v in sorted(vdis.items()):
         if v.error:
             problems.append("{}: {}".format(u, v.error))
         if v.hidden and not v.children:
-            problems.append("{}: hidden VHD without children (GC would delete it)".format(u))
+            problems.append("{}: hidden disk without children (GC would delete it)".format(u))
         if v.parent_uuid is not None and v.parent_uuid not in vdis:
             problems.append("{}: parent {} missing (incomplete chain)".format(u, v.parent_uuid))
     for leaf in SR(sr).leaves(vdis) if deep else ():
         if not any(p.startswith(leaf) for p in problems):
-            problems.extend(str(d) for d in check_chain(os.path.join(sr, leaf + ".vhd")))
+            path = SR(sr).vdi_path(leaf)
+            problems.extend(str(d) for d in disk.for_path(path).check_chain(path))
     return problems, vdis
 
 
@@ -260,7 +288,7 @@ def judge_new_chain(sr, old, depth, sha):
     leaves = [u for u in new if not vdis[u].children]
     assert len(leaves) == 1, "new VDIs {} are not one chain".format(sorted(new))
     paths = SR(sr).chain_paths(leaves[0], vdis)
-    assert sorted(os.path.basename(p)[:-4] for p in paths) == sorted(new), \
+    assert sorted(_stem(p) for p in paths) == sorted(new), \
         "partial chain in the SR: {} of {}".format(sorted(new), depth)
     assert len(paths) == depth
     assert content_sha(paths[0]) == sha, "published chain reads wrong data"
@@ -269,9 +297,9 @@ def judge_new_chain(sr, old, depth, sha):
 
 # --- download -------------------------------------------------------------------------
 
-def _download_case(templates, tmp_path, spec, reliability_case, label):
-    root, sc = scenario(templates, "download", tmp_path)
-    case = reliability_case("R4", "download: kill -9 " + label, EXPECT_SR)
+def _download_case(templates, tmp_path, spec, reliability_case, label, op="download"):
+    root, sc = scenario(templates, op, tmp_path)
+    case = reliability_case("R4", "{}: kill -9 {}".format(op, label), EXPECT_SR)
     old = set(SR(sc["sr"]).vdis())
     old_digest = vdi_digest(sc["sr"])
     res = crashrun(spec, "download", sc, root)
@@ -303,6 +331,20 @@ def test_download_killed_at_byte(templates, tmp_path, crash_bytes, reliability_c
                    "after {} of {} store bytes".format(crash_bytes, counted("download")["bytes"]))
 
 
+@for_op("download-qcow2")
+def test_download_qcow2_killed_at_step(templates, tmp_path, crash_step, reliability_case):
+    step = counted("download-qcow2")["steps"][crash_step - 1]
+    _download_case(templates, tmp_path, "step:{}".format(crash_step), reliability_case,
+                   "before step {} {}".format(crash_step, step), op="download-qcow2")
+
+
+@for_op("download-qcow2")
+def test_download_qcow2_killed_at_byte(templates, tmp_path, crash_bytes, reliability_case):
+    _download_case(templates, tmp_path, "bytes:{}".format(crash_bytes), reliability_case,
+                   "after {} of {} store bytes".format(
+                       crash_bytes, counted("download-qcow2")["bytes"]), op="download-qcow2")
+
+
 # --- upload ---------------------------------------------------------------------------
 
 def judge_store(store_root, sha, scratch):
@@ -316,14 +358,14 @@ def judge_store(store_root, sha, scratch):
         sr = os.path.join(scratch, "check-{}".format(record["id"]))
         os.makedirs(sr)
         got = transfer.download(store, record["id"], sr)
-        assert content_sha(os.path.join(sr, got["root"]["uuid"] + ".vhd")) == sha, \
+        assert content_sha(SR(sr).vdi_path(got["root"]["uuid"])) == sha, \
             "active image {} holds wrong data".format(record["id"])
     return active
 
 
-def _upload_case(templates, tmp_path, spec, reliability_case, label):
-    root, sc = scenario(templates, "upload", tmp_path)
-    case = reliability_case("R4", "upload: kill -9 " + label,
+def _upload_case(templates, tmp_path, spec, reliability_case, label, op="upload"):
+    root, sc = scenario(templates, op, tmp_path)
+    case = reliability_case("R4", "{}: kill -9 {}".format(op, label),
                             "SR untouched; no active image with wrong data; rerun ok")
     digest = vdi_digest(sc["sr"])
     res = crashrun(spec, "upload", sc, root)
@@ -352,6 +394,20 @@ def test_upload_killed_at_step(templates, tmp_path, crash_step, reliability_case
 def test_upload_killed_at_byte(templates, tmp_path, crash_bytes, reliability_case):
     _upload_case(templates, tmp_path, "bytes:{}".format(crash_bytes), reliability_case,
                  "after {} of {} bytes sent".format(crash_bytes, counted("upload")["bytes"]))
+
+
+@for_op("upload-qcow2")
+def test_upload_qcow2_killed_at_step(templates, tmp_path, crash_step, reliability_case):
+    step = counted("upload-qcow2")["steps"][crash_step - 1]
+    _upload_case(templates, tmp_path, "step:{}".format(crash_step), reliability_case,
+                 "before step {} {}".format(crash_step, step), op="upload-qcow2")
+
+
+@for_op("upload-qcow2")
+def test_upload_qcow2_killed_at_byte(templates, tmp_path, crash_bytes, reliability_case):
+    _upload_case(templates, tmp_path, "bytes:{}".format(crash_bytes), reliability_case,
+                 "after {} of {} bytes sent".format(
+                     crash_bytes, counted("upload-qcow2")["bytes"]), op="upload-qcow2")
 
 
 # --- coalesce -------------------------------------------------------------------------
@@ -396,18 +452,27 @@ def test_coalesce_killed_at_step(templates, tmp_path, crash_step, reliability_ca
 
 @for_op("snapshot")
 def test_snapshot_killed_at_step(templates, tmp_path, crash_step, reliability_case):
-    root, sc = scenario(templates, "snapshot", tmp_path)
-    step = counted("snapshot")["steps"][crash_step - 1]
+    _snapshot_case(templates, tmp_path, crash_step, reliability_case, "snapshot")
+
+
+@for_op("snapshot-qcow2")
+def test_snapshot_qcow2_killed_at_step(templates, tmp_path, crash_step, reliability_case):
+    _snapshot_case(templates, tmp_path, crash_step, reliability_case, "snapshot-qcow2")
+
+
+def _snapshot_case(templates, tmp_path, crash_step, reliability_case, op):
+    root, sc = scenario(templates, op, tmp_path)
+    step = counted(op)["steps"][crash_step - 1]
     case = reliability_case(
-        "R4", "snapshot: kill -9 before step {} {}".format(crash_step, step),
+        "R4", "{}: kill -9 before step {} {}".format(op, crash_step, step),
         "VDI reads as before, no hidden childless VHD; after reclaim: snapshot complete or "
         "absent; rerun ok")
     sr = SR(sc["sr"])
     old = set(sr.vdis())
-    res = crashrun("step:{}".format(crash_step), "snapshot", sc, root)
+    res = crashrun("step:{}".format(crash_step), op, sc, root)
     assert res.returncode == -signal.SIGKILL, res.stderr[-1500:]
-    old_digest = {k: v for k, v in vdi_digest(sc["sr"]).items() if k[:-4] in old
-                  and k[:-4] != sc["vdi"]}
+    old_digest = {k: v for k, v in vdi_digest(sc["sr"]).items() if disk.stem_of(k) in old
+                  and disk.stem_of(k) != sc["vdi"]}
     safe_after_kill(sc["sr"], old_digest)
     assert content_sha(sr.vdi_path(sc["vdi"])) == sc["sha"]
     sr.reclaim_staging()      # what the next vhdport run does first

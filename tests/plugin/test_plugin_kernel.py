@@ -113,3 +113,29 @@ def test_remove_missing_args(plugin, kernel_env):
     reply = call(plugin, "remove_kernel_ramdisk", {"kernel-file": ""}, env)
     assert reply.error[0] == "PLUGIN_ARGS"
     assert "'ramdisk-file'" in reply.error[1]
+
+
+def qcow2_kernel_copy(plugin, tmp_path, env, python=None):
+    """copy_kernel_vdi of a QCOW2 VDI reads through its chain: the bytes qemu-img reads."""
+    from tests.transfer import qcow2_chains
+    from tests.transfer.helpers import MiB, build_chain
+    sr_path = str(tmp_path / "sr-qcow2")
+    os.makedirs(sr_path)
+    uuids, _ = build_chain(sr_path, 3, 8 * MiB, dense=True, seed=9, fmt="qcow2")
+    size = 5 * MiB + 4321
+    kw = {} if python is None else {"python": python}
+    path = call(plugin, "copy_kernel_vdi",
+                {"vdi-uuid": uuids[0], "image-size": str(size), "sr-path": sr_path}, env,
+                **kw).value
+    raw = str(tmp_path / "qemu.raw")
+    qcow2_chains.run("qemu-img", "convert", "-f", "qcow2", "-O", "raw",
+                     os.path.join(sr_path, uuids[0] + ".qcow2"), raw)
+    with open(path, "rb") as f, open(raw, "rb") as g:
+        got, want = f.read(), g.read(size)
+    assert len(got) == size and got == want and any(want)
+    return path
+
+
+def test_copy_kernel_reads_through_a_qcow2_chain(plugin, tmp_path, kernel_env):
+    kdir, env = kernel_env
+    assert os.path.dirname(qcow2_kernel_copy(plugin, tmp_path, env)) == kdir

@@ -187,6 +187,104 @@ def test_upload_a_single_vhd_and_back(plugin, tmp_path):
     assert virtual_digest(sr2, result["root"]["uuid"])[0] == digest
 
 
+def qcow2_round_trip(plugin, tmp_path, python=None):
+    """A 3-deep QCOW2 chain made as SM makes it goes out with upload_vhd and comes back with
+    download_vhd, same names and arguments as for VHD chains; judged by qemu-img."""
+    from tests.transfer import qcow2_chains
+    from tests.transfer.helpers import build_chain, chain_shape
+    sr = new_sr(tmp_path, "sr-qcow2")
+    uuids, _ = build_chain(sr, 3, 16 * 1024 * 1024, dense=True, seed=36, fmt="qcow2")
+    store = str(tmp_path / "store")
+    kw = {} if python is None else {"python": python}
+    new_id = call(plugin, "upload_vhd", params_args(
+        store=store, sr_path=sr, vdi_uuids=[uuids[0]], name="qcow2 chain"), **kw).json()["image_id"]
+    record = LocalStore(store).get(new_id)
+    assert (record["status"], record["disk_format"], record["container_format"]) == \
+        ("active", "qcow2", "ovf")
+    sr2 = new_sr(tmp_path, "sr2-qcow2")
+    stack = [str(uuid.uuid4()) for _ in range(16)]
+    result = call(plugin, "download_vhd", params_args(
+        image_id=new_id, store=store, sr_path=sr2, uuid_stack=stack), **kw).json()
+    assert result["chain"] == stack[::-1][:3]
+    leaf = os.path.join(sr2, result["root"]["uuid"] + ".qcow2")
+    assert [s[1] for s in chain_shape(sr2, result["root"]["uuid"])] == [False, True, True]
+    assert qcow2_chains.backing_names(leaf) == [u + ".qcow2" for u in result["chain"][1:]] + [None]
+    for u in result["chain"]:
+        qcow2_chains.qemu_check(os.path.join(sr2, u + ".qcow2"))
+    assert qcow2_chains.qemu_compare(os.path.join(sr, uuids[0] + ".qcow2"), leaf)
+    assert sorted(n for n in os.listdir(sr2) if not n.startswith(".")) == \
+        sorted(u + ".qcow2" for u in result["chain"])
+
+
+def test_qcow2_chain_round_trip(plugin, tmp_path):
+    qcow2_round_trip(plugin, tmp_path)
+
+
+def test_original_mapping_refused_for_a_qcow2_chain(plugin, tmp_path):
+    """The original's {"snap": .., "image": ..} names are VHD member names: a QCOW2 chain given
+    that way is refused before a byte is sent, saying how to name it."""
+    from tests.transfer.helpers import build_chain
+    sr = new_sr(tmp_path, "sr-qcow2")
+    uuids, _ = build_chain(sr, 2, 4 * 1024 * 1024, seed=37, fmt="qcow2")
+    store = str(tmp_path / "store")
+    code, message = call(plugin, "upload_vhd", params_args(
+        store=store, sr_path=sr, vdi_uuids={"snap": uuids[0], "image": uuids[1]},
+        name="legacy")).error
+    assert "VHD members only" in message and "0.qcow2 .. N.qcow2" in message, (code, message)
+    assert not os.path.isdir(store) or list(LocalStore(store).list()) == []
+
+
+def qcow2_image(tmp_path, disk_format="qcow2"):
+    """A qemu-made v2 QCOW2 (or its raw contents) in a local store: (store, image id, raw)."""
+    from tests.qcow2.qemu import qemu_img, qemu_io, require_qemu
+    from vhdport import transfer
+    require_qemu()
+    src = str(tmp_path / "src.qcow2")
+    qemu_img("create", "-f", "qcow2", "-o", "compat=0.10", src, "8M")
+    qemu_io(src, "write -P 0x42 1M 512k", "write -P 0x43 6M 64k")
+    raw = str(tmp_path / "src.raw")
+    qemu_img("convert", "-O", "raw", src, raw)
+    store = str(tmp_path / "store")
+    image_id = transfer.import_image(LocalStore(store), src if disk_format == "qcow2" else raw,
+                                     "cloud", disk_format=disk_format, container_format="bare")
+    return store, image_id, raw
+
+
+def landed_file(sr, reply):
+    leaf = reply.json()["root"]["uuid"]
+    names = [n for n in os.listdir(sr) if not n.startswith(".")]
+    assert len(names) == 1 and names[0].startswith(leaf), names
+    return os.path.join(sr, names[0])
+
+
+@pytest.mark.parametrize("disk_format, image_format, suffix", [
+    ("qcow2", None, ".qcow2"), ("qcow2", "vhd", ".vhd"), ("raw", None, ".vhd"),
+    ("raw", "qcow2", ".qcow2")])
+def test_download_cloud_image_with_image_format(plugin, tmp_path, disk_format, image_format,
+                                                suffix):
+    from tests.qcow2.qemu import qemu_img
+    store, image_id, raw = qcow2_image(tmp_path, disk_format)
+    sr = new_sr(tmp_path, "sr")
+    params = dict(image_id=image_id, store=store, sr_path=sr)
+    if image_format:
+        params["image_format"] = image_format
+    path = landed_file(sr, call(plugin, "download_vhd", params_args(**params)))
+    assert path.endswith(suffix)
+    proc = qemu_img("compare", "-f", "qcow2" if suffix == ".qcow2" else "vpc", "-F", "raw",
+                    path, raw, check=False)
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_download_bad_image_format(plugin, tmp_path):
+    store, image_id, _raw = qcow2_image(tmp_path)
+    sr = new_sr(tmp_path, "sr")
+    for bad, words in (("vmdk", "'vmdk' is not one of"), ("", "must be a non-empty str")):
+        code, message = call(plugin, "download_vhd", params_args(
+            image_id=image_id, store=store, sr_path=sr, image_format=bad)).error
+        assert words in message, message
+    assert os.listdir(sr) == [] or all(n.startswith(".") for n in os.listdir(sr))
+
+
 @pytest.mark.parametrize("image_format", ["qcow2", "raw"])
 def test_upload_as_a_flat_image_for_kvm(plugin, tmp_path, image_format):
     qemu_img = require_qemu_img()

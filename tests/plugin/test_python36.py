@@ -69,3 +69,31 @@ def test_failures_under_36(plugin):
     code, message = call(plugin, "download_vhd", {"params": "(dp0\nS'a'\np1\ns."},
                          python=PY36).error
     assert code == "PLUGIN_ARGS" and "pickle" in message
+
+
+def test_qcow2_chain_round_trip_under_36(plugin, tmp_path):
+    from tests.plugin.test_plugin_transfer import qcow2_round_trip
+    qcow2_round_trip(plugin, tmp_path, python=PY36)
+
+
+def test_copy_kernel_of_a_qcow2_vdi_under_36(plugin, tmp_path, kernel_env):
+    from tests.plugin.test_plugin_kernel import qcow2_kernel_copy
+    qcow2_kernel_copy(plugin, tmp_path, kernel_env[1], python=PY36)
+
+
+@pytest.mark.parametrize("disk_format, image_format, suffix", [
+    ("qcow2", None, ".qcow2"), ("qcow2", "vhd", ".vhd"), ("raw", "qcow2", ".qcow2")])
+def test_cloud_image_download_under_36(plugin, tmp_path, disk_format, image_format, suffix):
+    from tests.plugin.test_plugin_transfer import landed_file, qcow2_image
+    from tests.qcow2.qemu import qemu_img
+    store, image_id, raw = qcow2_image(tmp_path, disk_format)
+    sr = str(tmp_path / "sr")
+    os.makedirs(sr)
+    params = dict(image_id=image_id, store=store, sr_path=sr)
+    if image_format:
+        params["image_format"] = image_format
+    path = landed_file(sr, call(plugin, "download_vhd", params_args(**params), python=PY36))
+    assert path.endswith(suffix)
+    proc = qemu_img("compare", "-f", "qcow2" if suffix == ".qcow2" else "vpc", "-F", "raw",
+                    path, raw, check=False)
+    assert proc.returncode == 0, proc.stdout

@@ -1,8 +1,9 @@
 """Builders and observers for the transfer tests: real SR chains, content hashes, tree snapshots.
 
-Chains are made with the real vhd layer; the expected virtual contents come from
-a model of the writes (not from reading the chain back), so a chain that reads
-wrong on both sides of a round trip still fails the test.
+Chains are VHD (made with the real vhd layer) or QCOW2 (made as SM makes them, with
+qemu-img and qemu-io: tests.transfer.qcow2_chains); ``fmt`` picks, "vhd" by default.
+The expected virtual contents come from a model of the writes (not from reading the
+chain back), so a chain that reads wrong on both sides of a round trip still fails.
 """
 
 import hashlib
@@ -11,8 +12,13 @@ import random
 import stat
 
 from tests.helpers import make_chain, new_uuid  # noqa: F401  (new_uuid: for the tests)
+from tests.transfer import qcow2_chains
 from vhdport.sr import SR
 from vhdport.vhd import Chain, VhdFile
+
+#: disk formats the transfer tests run over, and each one's file suffix
+FORMATS = ("vhd", "qcow2")
+SUFFIXES = {"vhd": ".vhd", "qcow2": ".qcow2"}
 
 MiB = 1 << 20
 SECTOR = 512
@@ -75,25 +81,60 @@ class ChainModel(object):
         return "blake2b-256/4MiB:" + outer.hexdigest()
 
 
-def build_chain(sr_path, depth, size, dense=False, seed=0, hide_parents=True):
-    """A chain of ``depth`` VHDs in the SR; return (uuids leaf..base, ChainModel).
+def build_chain(sr_path, depth, size, dense=False, seed=0, hide_parents=True, fmt="vhd",
+                names=None):
+    """A chain of ``depth`` disks of format ``fmt`` in the SR; return (uuids leaf..base, ChainModel).
 
     Each level writes its own data (sparse: a few sector runs scattered over the
     disk; dense: several MiB-sized runs), some overlapping earlier levels' data
-    so a read through the chain must take the newest copy.
+    so a read through the chain must take the newest copy.  ``names``: the VDI
+    uuids, leaf first (default: fresh ones).
     """
     rng = random.Random(seed)
     model = ChainModel(size)
 
+    def writes_of(level):
+        out = []
+        for offset, length in _write_plan(rng, size, dense, level):
+            data = pattern(rng, length)
+            out.append((offset, data))
+            model.add(offset, data)
+        return out
+
     def fill(level, path):
-        with Chain.open(path, writable=True) as chain:
-            for offset, length in _write_plan(rng, size, dense, level):
-                data = pattern(rng, length)
-                chain.write(offset, data)
-                model.add(offset, data)
-            chain.flush()
-    paths = make_chain(sr_path, depth, size, fill=fill, hide_parents=hide_parents)
-    return [os.path.basename(p)[:-len(".vhd")] for p in paths], model
+        write_into(path, writes_of(level))
+    if fmt == "qcow2":
+        paths = qcow2_chains.make_qcow2_chain(sr_path, depth, size, names=names, fill=fill,
+                                              hide_parents=hide_parents)
+    else:
+        paths = make_chain(sr_path, depth, size, names=names, fill=fill,
+                           hide_parents=hide_parents)
+    return [os.path.basename(p)[:-len(SUFFIXES[fmt])] for p in paths], model
+
+
+def write_into(path, writes):
+    """Write each (offset, bytes) through the chain of ``path``: vhdport's VHD layer for a VHD,
+    qemu-io (as a VM's writes land through tapdisk's QEMU block layer) for a QCOW2."""
+    if path.endswith(SUFFIXES["qcow2"]):
+        qcow2_chains.qemu_write(path, writes)
+        return
+    with Chain.open(path, writable=True) as chain:
+        for offset, data in writes:
+            chain.write(offset, data)
+        chain.flush()
+
+
+def vdi_file(sr_path, u):
+    """The file of VDI ``u`` in the SR, whatever its format."""
+    for suffix in SUFFIXES.values():
+        path = os.path.join(sr_path, u + suffix)
+        if os.path.exists(path):
+            return path
+    raise AssertionError("no file for VDI {} in {}".format(u, sr_path))
+
+
+def format_of(path):
+    return "qcow2" if path.endswith(SUFFIXES["qcow2"]) else "vhd"
 
 
 def _write_plan(rng, size, dense, level):
@@ -115,10 +156,45 @@ def _write_plan(rng, size, dense, level):
     return plan
 
 
+def assert_model_written(leaf_path, model):
+    """Every range the model wrote reads back as the model says (for disks too big to hash:
+    the rest is compared with qemu-img compare against the source)."""
+    opener = qcow2_chains.open_chain if format_of(leaf_path) == "qcow2" else Chain.open
+    with opener(leaf_path) as chain:
+        assert chain.virtual_size == model.size
+        for offset, data in model.writes:
+            expected = bytearray(data)
+            for off2, data2 in model.writes[model.writes.index((offset, data)) + 1:]:
+                lo, hi = max(offset, off2), min(offset + len(data), off2 + len(data2))
+                if lo < hi:
+                    expected[lo - offset:hi - offset] = data2[lo - off2:hi - off2]
+            assert bytes(chain.read(offset, len(data))) == bytes(expected), offset
+
+
+def allocated_bytes(leaf_path):
+    """Bytes of the virtual disk the chain holds data for (the rest reads as zeros)."""
+    opener = qcow2_chains.open_chain if format_of(leaf_path) == "qcow2" else Chain.open
+    with opener(leaf_path) as chain:
+        return sum(n for _, n in chain.allocated_ranges())
+
+
+def assert_chain_clean(sr_path, leaf_uuid):
+    """The landed chain passes its format's own check: vhd.check for a VHD chain, qemu-img
+    check of every file for a QCOW2 chain."""
+    leaf = vdi_file(sr_path, leaf_uuid)
+    if format_of(leaf) == "qcow2":
+        for u, _hidden, _parent, _size, _diff in qcow2_chains.shape(leaf):
+            qcow2_chains.qemu_check(os.path.join(sr_path, u + SUFFIXES["qcow2"]))
+        return
+    from vhdport.vhd.check import check_chain
+    assert check_chain(leaf) == []
+
+
 def chain_sha256(leaf_path):
     """sha256 of the virtual contents read through the chain (zeros where nothing is allocated)."""
     h = hashlib.sha256()
-    with Chain.open(leaf_path) as chain:
+    opener = qcow2_chains.open_chain if format_of(leaf_path) == "qcow2" else Chain.open
+    with opener(leaf_path) as chain:
         pos = 0
         for off, length in chain.allocated_ranges() + [(chain.virtual_size, 0)]:
             while pos < off:
@@ -134,11 +210,18 @@ def chain_sha256(leaf_path):
 
 
 def vdi_sha256(sr_path, u):
-    return chain_sha256(os.path.join(sr_path, u + ".vhd"))
+    return chain_sha256(vdi_file(sr_path, u))
 
 
 def chain_shape(sr_path, leaf_uuid):
-    """[(uuid, hidden, parent_uuid, virtual_size, is_differencing)] leaf..base, from the files."""
+    """[(uuid, hidden, parent_uuid, virtual_size, is_differencing)] leaf..base, from the files.
+
+    A VHD's parent is its parent's internal uuid; a QCOW2's the stem of its backing name
+    (it has no uuid of its own: SM takes the parent's from that name).
+    """
+    leaf = vdi_file(sr_path, leaf_uuid)
+    if format_of(leaf) == "qcow2":
+        return qcow2_chains.shape(leaf)
     shape = []
     for path in SR(sr_path).chain_paths(leaf_uuid):
         with VhdFile.open(path) as disk:

@@ -59,7 +59,8 @@ def scan_loop(sr_path, stop, out):
 
 
 def _vhd_names(sr_path):
-    return set(n for n in os.listdir(sr_path) if n.endswith(".vhd"))
+    """The SR's disk files, VHD and QCOW2 (SM scans both)."""
+    return set(n for n in os.listdir(sr_path) if n.endswith((".vhd", ".qcow2")))
 
 
 def sm_gc_loop(sr_path, stop, out):

@@ -14,12 +14,13 @@ import time
 
 import pytest
 
-from tests.transfer.helpers import (MiB, build_chain, make_sr, staging_leftovers, vdi_sha256)
+from tests.transfer.helpers import (FORMATS, MiB, assert_chain_clean, build_chain, make_sr,
+                                    staging_leftovers, vdi_file, vdi_sha256)
 from vhdport import transfer
+from vhdport.qcow2 import set_hidden as qcow2_set_hidden
 from vhdport.sr import SR
 from vhdport.stores.local import LocalStore
-from vhdport.vhd import create_dynamic, create_snapshot, set_hidden
-from vhdport.vhd.check import check_chain
+from vhdport.vhd import set_hidden as vhd_set_hidden
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -62,38 +63,40 @@ class Loop(object):
             self.proc.communicate()
 
 
-def seed_garbage(sr_path):
-    """A lone hidden childless VHD and a hidden two-deep chain: 3 VHDs the GC must delete."""
+def seed_garbage(sr_path, fmt="vhd"):
+    """A lone hidden childless disk and a hidden two-deep chain: 3 disks the GC must delete."""
     lone = "0aaaaaaa-0000-4000-8000-000000000001"
     base = "0aaaaaaa-0000-4000-8000-000000000002"
     child = "0aaaaaaa-0000-4000-8000-000000000003"
-    create_dynamic(os.path.join(sr_path, lone + ".vhd"), 4 * MiB)
-    create_dynamic(os.path.join(sr_path, base + ".vhd"), 4 * MiB)
-    create_snapshot(os.path.join(sr_path, child + ".vhd"), base + ".vhd")
-    for u in (lone, base, child):
-        set_hidden(os.path.join(sr_path, u + ".vhd"), True)
+    build_chain(sr_path, 1, 4 * MiB, names=[lone], fmt=fmt, seed=41)
+    build_chain(sr_path, 2, 4 * MiB, names=[child, base], fmt=fmt, seed=42)   # base hidden
+    set_hidden = qcow2_set_hidden if fmt == "qcow2" else vhd_set_hidden
+    for u in (lone, child):
+        set_hidden(vdi_file(sr_path, u), True)
     return {lone, base, child}
 
 
-@pytest.fixture
-def images(tmp_path):
-    """Five images (chains of depth 1..5) in a local store, with their expected contents."""
+@pytest.fixture(params=FORMATS)
+def images(tmp_path, request):
+    """Five images (chains of depth 1..5, of each format in turn) in a local store, with their
+    expected contents; ``fmt`` the format."""
+    fmt = request.param
     src = make_sr(tmp_path / "src")
     store = LocalStore(str(tmp_path / "store"))
     made = []
     for depth in range(1, 6):
         uuids, model = build_chain(src, depth, (8 + 4 * depth) * MiB, dense=depth % 2 == 0,
-                                   seed=100 + depth)
+                                   seed=100 + depth, fmt=fmt)
         image_id = transfer.upload(src, uuids[0], store, name="race-{}".format(depth))
         made.append((image_id, depth, model.sha256()))
-    return store, made
+    return store, made, fmt
 
 
 def test_downloads_under_gc_and_scanner(tmp_path, images):
-    store, made = images
+    store, made, fmt = images
     sr_path = make_sr(tmp_path / "dst")
-    keep, keep_model = build_chain(sr_path, 3, 8 * MiB, seed=1)   # an existing VM disk
-    garbage = seed_garbage(sr_path)
+    keep, keep_model = build_chain(sr_path, 3, 8 * MiB, seed=1, fmt=fmt)   # an existing VM disk
+    garbage = seed_garbage(sr_path, fmt)
     work = str(tmp_path)
 
     scanner = Loop("scan", sr_path, work)
@@ -132,7 +135,7 @@ def test_downloads_under_gc_and_scanner(tmp_path, images):
     for result, expected in landed:
         assert set(result["chain"]) <= set(vdis)
         assert vdi_sha256(sr_path, result["root"]["uuid"]) == expected
-        assert check_chain(os.path.join(sr_path, result["root"]["uuid"] + ".vhd")) == []
+        assert_chain_clean(sr_path, result["root"]["uuid"])
     assert set(keep) <= set(vdis)
     assert vdi_sha256(sr_path, keep[0]) == keep_model.sha256()
     assert not garbage & set(vdis)
@@ -145,7 +148,7 @@ def test_downloads_under_gc_and_scanner(tmp_path, images):
 
 def test_gc_after_downloads_deletes_nothing(tmp_path, images):
     """A plain control: one GC pass over a SR of freshly downloaded chains deletes nothing."""
-    store, made = images
+    store, made, _fmt = images
     sr_path = make_sr(tmp_path / "dst")
     for image_id, _, _ in made:
         transfer.download(store, image_id, sr_path)
@@ -159,7 +162,7 @@ def test_two_downloads_racing_for_the_same_uuids(tmp_path, images):
     import threading
     from tests.transfer.helpers import new_uuid
     from vhdport.errors import SRError
-    store, made = images
+    store, made, _fmt = images
     image_id, depth, expected = made[3]
     sr_path = make_sr(tmp_path / "dst")
     wanted = [new_uuid() for _ in range(depth)]
@@ -183,5 +186,5 @@ def test_two_downloads_racing_for_the_same_uuids(tmp_path, images):
     assert wins[0]["chain"] == wanted
     assert sorted(SR(sr_path).vdis()) == sorted(wanted)
     assert vdi_sha256(sr_path, wanted[0]) == expected
-    assert check_chain(os.path.join(sr_path, wanted[0] + ".vhd")) == []
+    assert_chain_clean(sr_path, wanted[0])
     assert staging_leftovers(sr_path) == []

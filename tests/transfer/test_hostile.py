@@ -238,3 +238,103 @@ def test_image_not_active_refused(world):
     assert record["id"] in str(info.value) and "queued" in str(info.value)
     assert sr_tree(sr_path) == before
 
+
+
+# --- QCOW2 bundles: backing files and data files that point out of the chain ----------------
+
+def _qcow2_parts(workdir):
+    """{name: bytes} of QCOW2 files made by qemu-img: a good 2-deep chain as its bundle sends
+    it (the child names "1.qcow2"), and files whose backing or data file points elsewhere."""
+    from tests.transfer import qcow2_chains as q
+    q.require_qemu()
+    d = os.path.join(workdir, "q")
+    os.makedirs(d)
+    out = {}
+    uuids, _ = build_chain(d, 2, 8 * MiB, dense=True, seed=80, fmt="qcow2")
+    leaf, base = [os.path.join(d, u + ".qcow2") for u in uuids]
+    q.run("qemu-img", "rebase", "-u", "-f", "qcow2", "-F", "qcow2", "-b", "1.qcow2", leaf)
+    out["leaf"], out["base"] = read(leaf), read(base)
+    made = {
+        "etc": ["-b", "/etc/hostname", "-F", "raw"],
+        "up": ["-b", "../../outside.qcow2", "-F", "qcow2"],
+        "data-file": ["-o", "data_file=" + os.path.join(d, "data.raw")],
+    }
+    for name, args in made.items():
+        path = os.path.join(d, name + ".qcow2")
+        q.run(*(["qemu-img", "create", "-q", "-f", "qcow2", "-u"] + args + [path, str(8 * MiB)]))
+        out[name] = read(path)
+    # qcow2's own AES encryption: LUKS would do too, but its key setup times the CPU and
+    # fails under load ("Unable to get accurate CPU usage")
+    path = os.path.join(d, "aes.qcow2")
+    q.run("qemu-img", "create", "-q", "-f", "qcow2", "--object", "secret,id=s0,data=hush",
+          "-o", "encrypt.format=aes,encrypt.key-secret=s0", path, str(8 * MiB))
+    out["encrypted"] = read(path)
+    return out
+
+
+QCOW2_CASES = {
+    # (members, the member the refusal must name); sr_vdi: a VDI of the destination SR
+    # base whose backing file is a host file
+    "base-backs-on-etc": lambda p, sr_vdi: ([("0.qcow2", p["leaf"]), ("1.qcow2", p["etc"])],
+                                            "1.qcow2"),
+    # a lone leaf naming a file above the staging dir
+    "leaf-backs-outside": lambda p, sr_vdi: ([("0.qcow2", p["up"])], "0.qcow2"),
+    # a child naming a VDI of the destination SR instead of the next member
+    "child-names-an-sr-vdi": lambda p, sr_vdi: ([("0.qcow2", p["names-sr-vdi"]),
+                                                ("1.qcow2", p["base"])], "0.qcow2"),
+    "lone-child-of-an-sr-vdi": lambda p, sr_vdi: ([("0.qcow2", p["names-sr-vdi"])], "0.qcow2"),
+    "external-data-file": lambda p, sr_vdi: ([("0.qcow2", p["data-file"])], "0.qcow2"),
+    "encrypted": lambda p, sr_vdi: ([("0.qcow2", p["encrypted"])], "0.qcow2"),
+    "members-swapped": lambda p, sr_vdi: ([("0.qcow2", p["base"]), ("1.qcow2", p["leaf"])],
+                                          "0.qcow2"),
+    "mixed-formats": lambda p, sr_vdi: ([("0.qcow2", p["leaf"]), ("1.vhd", p["vhd"])],
+                                        "1.vhd"),
+}
+
+
+@pytest.fixture(scope="module")
+def qcow2_world(tmp_path_factory, parts):
+    root = tmp_path_factory.mktemp("hostile-qcow2")
+    qparts = _qcow2_parts(str(root))
+    qparts["vhd"] = parts.base
+    sr_path = make_sr(root / "sr")
+    keep, model = build_chain(sr_path, 2, 8 * MiB, seed=6, fmt="qcow2")
+    # the leaf, naming the destination SR's base copy as its parent (relative, as SM would)
+    from tests.transfer import qcow2_chains as q
+    named = str(root / "names-sr-vdi.qcow2")
+    with open(named, "wb") as f:
+        f.write(qparts["leaf"])
+    q.run("qemu-img", "rebase", "-u", "-f", "qcow2", "-F", "qcow2", "-b", keep[1] + ".qcow2", named)
+    qparts["names-sr-vdi"] = read(named)
+    os.unlink(named)
+    return root, sr_path, LocalStore(str(root / "store")), qparts, keep, model.sha256()
+
+
+@pytest.mark.parametrize("case", sorted(QCOW2_CASES))
+def test_qcow2_bundle_refused_and_nothing_changes(qcow2_world, tmp_path, case):
+    root, sr_path, store, qparts, keep, keep_sha = qcow2_world
+    members, fault = QCOW2_CASES[case](qparts, keep[1])
+    path = str(tmp_path / "bundle.tgz")
+    with open(path, "wb") as f:
+        f.write(tarball([member(n, d) for n, d in members]))
+    image_id = transfer.import_image(store, path, case, disk_format="qcow2")
+    before_sr, before_all = sr_tree(sr_path), outside_state(str(root))
+    with pytest.raises(VhdportError) as info:
+        transfer.download(store, image_id, sr_path)
+    assert fault in str(info.value), (case, str(info.value))
+    assert sr_tree(sr_path) == before_sr
+    assert outside_state(str(root)) == before_all
+    assert staging_leftovers(sr_path) == []
+    assert sorted(SR(sr_path).vdis()) == sorted(keep)
+    assert vdi_sha256(sr_path, keep[0]) == keep_sha
+
+
+def test_qcow2_valid_control_lands(qcow2_world, tmp_path):
+    """The good parts in order land: the refusals above are about their faults."""
+    root, sr_path, store, qparts, keep, keep_sha = qcow2_world
+    path = str(tmp_path / "good.tgz")
+    with open(path, "wb") as f:
+        f.write(tarball([member("0.qcow2", qparts["leaf"]), member("1.qcow2", qparts["base"])]))
+    image_id = transfer.import_image(store, path, "good-qcow2", disk_format="qcow2")
+    result = transfer.download(store, image_id, make_sr(tmp_path / "sr"))
+    assert len(result["chain"]) == 2

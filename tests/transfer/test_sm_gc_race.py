@@ -6,26 +6,25 @@ SR's VHDs that happened while it held that lock. vhdport must make none: it publ
 and links only under SM's lock too.
 """
 
-import os
 import uuid
 
-from tests.transfer.helpers import build_chain, make_sr, staging_leftovers, vdi_sha256
+from tests.transfer.helpers import (assert_chain_clean, build_chain, make_sr, staging_leftovers,
+                                    vdi_sha256)
 from tests.transfer.test_gc_race import Loop, images, seed_garbage  # noqa: F401
 from vhdport import transfer
 from vhdport.sr import SR
-from vhdport.vhd.check import check_chain
 
 MiB = 1 << 20
 
 
 def test_transfers_and_snapshot_beside_sms_gc(tmp_path, images, monkeypatch):  # noqa: F811
-    store, made = images
+    store, made, fmt = images
     lock_dir = tmp_path / "var-lock-sm"
     lock_dir.mkdir()
     monkeypatch.setenv("VHDPORT_SM_LOCK_DIR", str(lock_dir))   # this process and the loop
     sr_path = make_sr(tmp_path / "sr-mount" / str(uuid.uuid4()))
-    keep, keep_model = build_chain(sr_path, 2, 8 * MiB, seed=2)
-    garbage = seed_garbage(sr_path)
+    keep, keep_model = build_chain(sr_path, 2, 8 * MiB, seed=2, fmt=fmt)
+    garbage = seed_garbage(sr_path, fmt)
     sm_gc = Loop("smgc", sr_path, str(tmp_path))
     try:
         sm_gc.wait_ready()
@@ -46,7 +45,7 @@ def test_transfers_and_snapshot_beside_sms_gc(tmp_path, images, monkeypatch):  #
     vdis = SR(sr_path).vdis()
     for result, expected in landed:
         assert vdi_sha256(sr_path, result["root"]["uuid"]) == expected
-        assert check_chain(os.path.join(sr_path, result["root"]["uuid"] + ".vhd")) == []
+        assert_chain_clean(sr_path, result["root"]["uuid"])
     assert {snap, base} <= set(vdis) and vdis[base].hidden
     assert vdi_sha256(sr_path, snap) == landed[-1][1]
     assert vdi_sha256(sr_path, keep[0]) == keep_model.sha256()

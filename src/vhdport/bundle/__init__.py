@@ -1,8 +1,10 @@
-"""Image bundles: a tar (usually gzip'd) of a VHD chain, ``0.vhd`` leaf .. ``N.vhd`` base.
+"""Image bundles: a tar (usually gzip'd) of one disk chain, ``0.<suffix>`` leaf .. ``N.<suffix>`` base.
 
-Write with :func:`write_bundle`; read with :func:`extract_bundle` (tar or tar.gz),
-:func:`extract_single_vhd` (a bare VHD) or :func:`extract_raw` (a raw image made
-into a dynamic VHD); :func:`check_sequence` checks the staged chain order and
+One format per bundle (the suffix of a disk-face format: a VHD chain or a QCOW2 chain,
+same names, order and rules).  Write with :func:`write_bundle`; read with
+:func:`extract_bundle` (tar or tar.gz), :func:`extract_single` (a bare disk) or
+:func:`extract_raw` (a raw image made into a new disk); :func:`check_sequence` checks
+the staged chain order and
 :func:`sniff` tells which of these a stream's first bytes look like.
 """
 

@@ -1,4 +1,4 @@
-"""Safe streaming extraction of a bundle (or a bare VHD, or a raw image) into staging.
+"""Safe streaming extraction of a bundle (or a bare disk, or a raw image) into staging.
 
 Nothing is trusted: every tar header is parsed here, every member checked by name,
 type and size before its data is read, and written only under a temporary name
@@ -83,10 +83,10 @@ def _land(source, staging, name, fmt, plan, head, size=None):
                 plan.observe(written, data)
                 written += len(data)
                 if max(written, size or 0) > plan.bound:
-                    raise rules.refuse(name, "{} bytes, more than its own VHD metadata and "
-                                             "BAT allow ({} bytes)".format(
+                    raise rules.refuse(name, "{} bytes, more than its own {} metadata "
+                                             "allows ({} bytes)".format(
                                                  size or "a stream of over " + str(written),
-                                                 plan.bound))
+                                                 fmt.name.upper(), plan.bound))
                 out.write(data)
                 tail += data[-keep:]
                 del tail[:-keep]
@@ -183,9 +183,10 @@ def _next_header(source, last_name):
 def extract_bundle(reader, staging_dir, max_members=rules.MAX_MEMBERS):
     """Extract a tar or tar.gz bundle from ``reader`` into ``staging_dir``.
 
-    Returns the staged paths [leaf .. base] (``staging_dir/0.vhd`` ..).  Raises
-    BundleError naming the member on anything unsafe or malformed, after removing
-    everything it wrote.
+    Returns the staged paths [leaf .. base] (``staging_dir/0<suffix>`` .., the suffix of
+    the bundle's one disk format).  Raises BundleError naming the member on anything
+    unsafe or malformed (a bundle mixing formats included), after removing everything
+    it wrote.
     """
     staging = Landing(staging_dir)
     source = None
@@ -203,6 +204,7 @@ def extract_bundle(reader, staging_dir, max_members=rules.MAX_MEMBERS):
 def _extract(source, staging, max_members):
     numbered, legacy = {}, {}
     seen = set()
+    first = None    # (name, format) of the first disk member: the bundle's one format
     pending = _Pending()
     last = None
     while True:
@@ -232,7 +234,7 @@ def _extract(source, staging, max_members):
         is_dir = header.typeflag == tarfmt.DIRECTORY
         if not is_dir and header.typeflag not in tarfmt.REGULAR_TYPES:
             raise rules.refuse(name, "it is a {}".format(header.type_name),
-                               rules.ONLY_VHDS)
+                               rules.only_disks())
         kind, key = rules.classify(name, is_dir)
         if (kind, key) in seen:
             raise rules.refuse(name, "duplicate member (the same file appears twice)")
@@ -247,9 +249,11 @@ def _extract(source, staging, max_members):
         if kind == rules.NUMBERED and key >= max_members:
             raise rules.refuse(name, "more than {} members (the chain limit)".format(
                 max_members))
-        if size == 0:
-            raise rules.refuse(name, "empty file: not a VHD")
         fmt = rules.member_format(name)
+        rules.check_one_format(name, fmt, first)
+        first = first or (name, fmt)
+        if size == 0:
+            raise rules.refuse(name, "empty file: not a {}".format(fmt.name.upper()))
         temp = _read_member(source, staging, name, fmt, size)
         source.skip(tarfmt.padding(size))
         if kind == rules.NUMBERED:
@@ -270,8 +274,7 @@ def _order(staging, numbered, legacy):
             numbered[numbers[stem]] = staging.publish(
                 legacy[stem], rules.LEGACY_FORMAT.file_name(numbers[stem]))
     if not numbered:
-        raise BundleError("the bundle holds no {} member ({})".format(
-            rules.LEGACY_FORMAT.name.upper(), rules.ONLY_VHDS))
+        raise BundleError("the bundle holds no disk member ({})".format(rules.only_disks()))
     count = max(numbered) + 1
     missing = [i for i in range(count) if i not in numbered]
     if missing:

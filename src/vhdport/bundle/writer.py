@@ -1,4 +1,4 @@
-"""Staged VHD files -> a gzip'd tar stream, one bounded chunk at a time.
+"""Staged disk files (one chain, one format) -> a gzip'd tar stream, one bounded chunk at a time.
 
 Member sizes are known up front (fstat of the open file), so the tar headers are
 written directly and nothing is buffered beyond a few blocks.  gzip is one member
@@ -10,6 +10,7 @@ import os
 import queue
 import threading
 
+from .. import disk
 from ..errors import BundleError
 from . import codec, rules, tarfmt
 from .pgzip import ParallelGzip
@@ -36,23 +37,40 @@ def _compressor(level, compression, engine, threads):
 
 
 class _Member(object):
-    __slots__ = ("arcname", "path", "file", "size", "mtime")
+    #: ``head``: bytes sent instead of the file's first ones (see DiskFormat.bundle_head)
+    __slots__ = ("arcname", "path", "file", "size", "mtime", "head")
 
 
 def _open_members(members):
     """Open every member first: a missing file fails before a byte is sent."""
     opened = []
+    first = None
     try:
         for arcname, path in members:
             kind, _ = rules.classify(arcname)
             if kind not in (rules.NUMBERED, rules.LEGACY):
-                raise rules.refuse(arcname, "not a VHD member name", rules.ONLY_VHDS)
+                raise rules.refuse(arcname, "not a disk member name", rules.only_disks())
+            fmt = rules.member_format(arcname)
+            rules.check_one_format(arcname, fmt, first)
+            first = first or (arcname, fmt)
+            on_disk = disk.for_file_name(os.path.basename(path))
+            if on_disk is not None and on_disk is not fmt:
+                raise rules.refuse(arcname, "names a {} member but {} is a {} file".format(
+                    fmt.name.upper(), path, on_disk.name.upper()),
+                    "name each member with its file's format")
             member = _Member()
-            member.arcname, member.path = arcname, path
+            member.arcname, member.path, member.head = arcname, path, None
             member.file = open(path, "rb")
             opened.append(member)
             st = os.fstat(member.file.fileno())
             member.size, member.mtime = st.st_size, int(st.st_mtime)
+        # each child names its parent by the parent's member name where its format needs it
+        for member, parent in zip(opened, opened[1:]):
+            member.head = rules.member_format(member.arcname).bundle_head(
+                member.file, member.path, parent.arcname)
+            if member.head is not None and len(member.head) > member.size:
+                raise rules.refuse(member.arcname, "{} is shorter than its own header".format(
+                    member.path))
     except BaseException:
         for member in opened:
             member.file.close()
@@ -67,6 +85,10 @@ def _tar_pieces(opened, chunk_size):
     for member in opened:
         yield tarfmt.member_header(member.arcname, member.size, member.mtime)
         remaining = member.size
+        if member.head:
+            member.file.seek(len(member.head))
+            remaining -= len(member.head)
+            yield member.head
         while remaining:
             data = member.file.read(min(chunk_size, remaining))
             if not data:

@@ -15,6 +15,12 @@ from vhdport.cli.storeopts import store_options
 UPLOAD_AS = ("bundle", "qcow2", "raw")
 
 
+def image_formats():
+    """Names of the disk formats an SR holds (the disk face's registry)."""
+    from vhdport import disk
+    return sorted(disk.FORMATS)
+
+
 def refuse_overlap(store, sr_path):
     """A local store and an SR must be separate trees: an SR is scanned and garbage-collected
     by XenServer, a store holds image files and records; either one inside the other mixes
@@ -45,17 +51,22 @@ def refuse_overlap(store, sr_path):
               flag_value=False,
               help="Do not read the landed disk back to compare it with the image's recorded "
                    "content digest (vhdport_content_digest); the stream hashes still apply.")
+@click.option("--image-format", type=click.Choice(image_formats()), default=None,
+              help="Disk format a raw or QCOW2 image lands as (default: a QCOW2 stays one, a "
+                   "raw image becomes a VHD up to 2040 GiB and a QCOW2 above, as SM picks).")
 @store_options
 @json_option
 @progress_option
-def download(image, sr_path, uuids, verify_contents, store, as_json, progress_mode):
+def download(image, sr_path, uuids, verify_contents, image_format, store, as_json,
+             progress_mode):
     """Download IMAGE from the store into the SR; print the leaf VDI uuid."""
     from vhdport import transfer
 
     refuse_overlap(store, sr_path)
     with reporter(progress_mode, "download") as progress:
         result = transfer.download(store, image, sr_path, uuids=list(uuids) or None,
-                                   progress=progress, verify_contents=verify_contents)
+                                   progress=progress, verify_contents=verify_contents,
+                                   image_format=image_format)
     if as_json:
         print_json(result)
     else:

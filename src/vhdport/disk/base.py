@@ -93,6 +93,14 @@ class DiskFormat(object):
         """Check a landed member's last ``tail_size`` bytes against its plan."""
         raise NotImplementedError
 
+    def bundle_head(self, fileobj, path, parent_member_name):
+        """Bytes that replace the start of a chain member in a bundle, or None (send as is).
+
+        For a format whose child names its parent by file name (QCOW2), so the member names
+        ``parent_member_name`` instead of a file of the source SR; the size never changes.
+        """
+        return None
+
     def import_raw_stream(self, reader, out_path, virtual_size):
         """Write a raw disk stream as a new disk of this format."""
         raise NotImplementedError

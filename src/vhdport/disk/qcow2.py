@@ -20,7 +20,7 @@ from .. import qcow2 as engine
 from ..errors import FormatError, Qcow2FormatError
 from ..qcow2.format.header import Header
 from ..qcow2.info import info as _info
-from . import qcow2_member as _member
+from . import qcow2_bundle as _bundle, qcow2_member as _member
 from .base import Description, DiskFormat
 from .qcow2_backing import backing_file_name, in_directory, stem
 from .base import LOCAL_FILES, SR_DIRECTORY, check_backing
@@ -77,6 +77,10 @@ class QcowFormat(DiskFormat):
 
     def check_tail(self, name, plan, tail, size, refuse):
         return _member.check_tail(name, plan, tail, size, refuse)
+
+    def bundle_head(self, fileobj, path, parent_member_name):
+        """The child names its parent's member (``1.qcow2``): see disk/qcow2_bundle.py."""
+        return _bundle.member_head(fileobj, path, parent_member_name)
 
     def import_raw_stream(self, reader, out_path, virtual_size):
         engine.import_raw_stream(reader, out_path, virtual_size)

@@ -15,7 +15,7 @@ from ..errors import (BundleError, ChainError, FormatError, ImageStateError, Int
                      StoreError, VhdportError)
 from ..sr import SR
 from ..stores import ACTIVE, QUEUED, StreamDigest
-from . import contents
+from . import contents, images
 from . import flat as _flat
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ def verify_against_record(digest, record, subject):
             raise IntegrityError(what=what, subject=subject, expected=expected, actual=actual)
 
 
-def _extract(kind, fmt, reader, staging_dir, record):
+def _receive(kind, fmt, reader, staging_dir, record, image_format, subject):
     head = reader.peek(512)
     size = record.get("size")
     if len(head) < 512 and size is not None and len(head) < size:
@@ -137,23 +137,31 @@ def _extract(kind, fmt, reader, staging_dir, record):
                              .format(record.get("id")), expected=size, actual=len(head))
     sniffed = bundle.sniff(head)
     if kind == TAR_BUNDLE:
+        if image_format is not None:
+            raise StoreError("{} is a {}/ovf bundle: its disks land in their own format "
+                             "(no image format choice)".format(subject, fmt.name))
         if sniffed not in ("gzip", "tar"):
             raise StoreError("image {} is recorded as a {}/ovf bundle but its bytes look like {}"
                              .format(record.get("id"), fmt.name, sniffed))
-        return bundle.extract_bundle(reader, staging_dir)
+        return images.Received(bundle.extract_bundle(reader, staging_dir))
     if kind == BARE_DISK:
-        return bundle.extract_single(reader, staging_dir, fmt)
+        return images.receive_disk(fmt, reader, staging_dir, record, image_format, subject)
     if sniffed in ("gzip", "tar"):
         raise StoreError("image {} is recorded as raw but its bytes look like {}".format(
             record.get("id"), sniffed))
-    return bundle.extract_raw(reader, staging_dir, record.get("size"), fmt)
+    return images.receive_raw(reader, staging_dir, record, image_format, subject)
 
 
-def download(store, image_id, sr_path, uuids=None, progress=None, verify_contents=True):
+def download(store, image_id, sr_path, uuids=None, progress=None, verify_contents=True,
+             image_format=None):
     """Stream an image into the SR; return {"root": {"uuid": leaf}, "chain": [leaf .. base]}.
 
     Nothing reaches the SR proper until the data matched the store's record and
     the chain validated in staging; then the leaf is published first.
+
+    ``image_format`` (a disk format's name) chooses what a raw image or a random-access
+    disk image (QCOW2) lands as; by default a QCOW2 stays one and a raw image takes the
+    format SM would pick for its size.
 
     ``uuids`` (leaf first) may be longer than the chain: the first ones are used.
     nova sends a ``uuid_stack`` of 16 (MAX_VDI_CHAIN_SIZE) whatever the chain's depth.
@@ -175,12 +183,14 @@ def download(store, image_id, sr_path, uuids=None, progress=None, verify_content
             reader = VerifyingReader(stream, progress, record.get("size"),
                                      record.get("os_hash_algo"))
             try:
-                staged = _extract(kind, fmt, reader, staging.path, record)
+                received = _receive(kind, fmt, reader, staging.path, record, image_format,
+                                    subject)
             except (BundleError, FormatError) as e:
                 _blame_transfer(reader, record, subject, e)
                 raise
             reader.drain()
         verify_against_record(reader.digest, record, subject)
+        staged = received.finish()
         # the chain rule, once: structure, depth, hidden leaf, order (a leaf may have grown)
         disk.check_chain(staged, structural=True, allow_growth=True)
         _hide_parents(staged)
@@ -188,7 +198,7 @@ def download(store, image_id, sr_path, uuids=None, progress=None, verify_content
         contents.verify_landed(record, adopted[0], subject, verify_contents)
         published = sr.publish(adopted, checked=True)
     chain = [_uuid_of(path) for path in published]
-    log.info("downloaded %s into %s: leaf %s, %d VHDs", image_id, sr_path, chain[0], len(chain))
+    log.info("downloaded %s into %s: leaf %s, %d disks", image_id, sr_path, chain[0], len(chain))
     return {"root": {"uuid": chain[0]}, "chain": chain}
 
 
@@ -247,6 +257,9 @@ def upload(sr_path, leaf_uuid, store, image_id=None, name=None, properties=None,
            compression_level=6, progress=None, member_names=None, threads=None,
            record_contents=True, as_format=None):
     """Upload the chain of VDI ``leaf_uuid``; return the image id.
+
+    A bundle holds ``0<suffix>`` (leaf) .. ``N<suffix>`` (base) of the chain's one disk
+    format (vhd or qcow2), recorded as ``disk_format`` with ``container_format=ovf``.
 
     ``as_format``: None or ``"bundle"`` sends a bundle of the chain's files (e.g. vhd/ovf)
     that keeps its layers; ``"qcow2"`` or ``"raw"`` one flat image (container bare) of
