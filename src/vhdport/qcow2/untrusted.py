@@ -173,17 +173,23 @@ class StoreImage(object):
                         yield base + start, min(n, image.virtual_size - base - start), kind, host
 
     def allocated_ranges(self):
-        """Merged (offset, length) of data and compressed clusters: all the rest reads zeros."""
+        """Merged (offset, length) of data and compressed clusters: all the rest reads zeros.
+
+        A generator, walked as the copy or digest goes: a fragmented image's map is never
+        held as one list (memory would grow with the image)."""
         with self._named:
-            ranges = []
+            pending = None
             for guest, n, kind, _host in self._runs():
                 if kind == t.ZERO_KIND:
                     continue
-                if ranges and ranges[-1][0] + ranges[-1][1] == guest:
-                    ranges[-1][1] += n
-                else:
-                    ranges.append([guest, n])
-            return [tuple(r) for r in ranges]
+                if pending is not None and pending[0] + pending[1] == guest:
+                    pending[1] += n
+                    continue
+                if pending is not None:
+                    yield tuple(pending)
+                pending = [guest, n]
+            if pending is not None:
+                yield tuple(pending)
 
     def read(self, offset, length):
         with self._named:
