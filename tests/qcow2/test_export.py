@@ -184,3 +184,30 @@ def test_a_mapping_error_stops_the_workers(tmp_path):
         export_raw("a.qcow2", "out.raw")
     assert not os.path.exists("out.raw")
     assert _no_workers_left()
+
+
+def test_a_worker_that_cannot_start_its_buffer_does_not_hang_the_export(tmp_path, monkeypatch):
+    """A worker failing before its loop (no memory for its window) must still fail the
+    export: otherwise the caller waits forever on a full queue nobody drains."""
+    os.chdir(str(tmp_path))
+    qemu_img("create", "-q", "-f", "qcow2", "a.qcow2", "64M")
+    qemu_io("a.qcow2", "write -P 1 0 40M")
+
+    def no_memory(*_args):
+        raise MemoryError("no window")
+
+    monkeypatch.setattr(export.mmap, "mmap", no_memory)
+    outcome = []
+
+    def run():
+        try:
+            export_raw("a.qcow2", "out.raw")
+        except MemoryError as e:
+            outcome.append(e)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(20)
+    assert not worker.is_alive(), "export_raw hung after its workers failed to start"
+    assert outcome and "no window" in str(outcome[0])
+    assert not os.path.exists("out.raw")

@@ -152,8 +152,7 @@ class _Copier(object):
             raise self.error
 
     def _work(self):
-        buf = mmap.mmap(-1, self.window)        # page-aligned, and faster here than a bytearray
-        view = memoryview(buf)
+        view = None
         while True:
             item = self.todo.get()
             if item is None:
@@ -161,6 +160,9 @@ class _Copier(object):
             if self.failed.is_set():
                 continue            # drop the rest; the producer stops soon
             try:
+                if view is None:    # in the try: a worker that cannot start must not hang
+                    # page-aligned, and faster here than a bytearray
+                    view = memoryview(mmap.mmap(-1, self.window))
                 self._copy(view, *item)
             except BaseException as e:      # raised by finish() in the caller's thread
                 if self.error is None:
