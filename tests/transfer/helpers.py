@@ -196,7 +196,7 @@ def chain_sha256(leaf_path):
     opener = qcow2_chains.open_chain if format_of(leaf_path) == "qcow2" else Chain.open
     with opener(leaf_path) as chain:
         pos = 0
-        for off, length in chain.allocated_ranges() + [(chain.virtual_size, 0)]:
+        for off, length in list(chain.allocated_ranges()) + [(chain.virtual_size, 0)]:
             while pos < off:
                 n = min(WINDOW, off - pos)
                 h.update(_ZEROS[:n])
