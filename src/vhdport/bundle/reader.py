@@ -316,8 +316,9 @@ def extract_single(reader, staging_dir, fmt):
 def extract_raw(reader, staging_dir, virtual_size, fmt=rules.LEGACY_FORMAT):
     """A raw disk image stream -> a new disk ``[staging_dir/0<suffix>]`` of format ``fmt``."""
     if virtual_size <= 0 or virtual_size > fmt.max_virtual_size:
-        raise BundleError("raw image virtual size {} is outside 1 .. 2040 GiB".format(
-            virtual_size))
+        raise BundleError("raw image virtual size {} is outside 1 .. {} GiB, the {} limit; "
+                          "choose another image format".format(
+                              virtual_size, fmt.max_virtual_size >> 30, fmt.name.upper()))
     staging = Landing(staging_dir)
     try:
         temp, fd = staging.new_temp()
