@@ -66,5 +66,20 @@ class PlainHttpStore(Store):
                       self._formats.get(image_id, "vhd"))
         return sent
 
+    def update(self, image_id, name=None, properties=None, remove=()):
+        """Properties go into the sidecar, where Glance would keep them beside the hashes
+        (uploads record the content digest this way)."""
+        sidecar = os.path.join(self.root, image_id + ".json")
+        with open(sidecar) as f:
+            record = json.load(f)
+        if name is not None:
+            record["name"] = name
+        record.update(properties or {})
+        for key in remove:
+            record.pop(key, None)
+        with open(sidecar, "w") as f:
+            json.dump(record, f)
+        return self.get(image_id)
+
     def delete(self, image_id):
         self._http.request("DELETE", "/" + image_id, expect=(204, 404), image_id=image_id)
