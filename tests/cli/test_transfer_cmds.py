@@ -143,6 +143,22 @@ def test_download_no_verify_contents(tmp_path):
     assert str(disk.content_digest(leaf_path(env.dst, leaf))) == actual
 
 
+def test_upload_no_record_contents(tmp_path):
+    """The digest is recorded by default; --no-record-contents leaves the property out."""
+    from tests.transfer.helpers import make_sr
+
+    src, store = make_sr(tmp_path / "src"), str(tmp_path / "store")
+    uuids, _ = build_chain(src, 2, 8 * MiB, dense=True, seed=3)
+    records = []
+    for extra in ((), ("--no-record-contents",)):
+        up = run("upload", uuids[0], "--sr", src, "--store", store, "--name", "n", *extra)
+        assert up.exit_code == 0, up.stderr
+        records.append(LocalStore(store).get(up.stdout.strip().splitlines()[-1]))
+    recorded, skipped = records
+    assert recorded["properties"]["vhdport_content_digest"].startswith("blake2b-256/4MiB:")
+    assert "vhdport_content_digest" not in skipped["properties"]
+
+
 def test_qcow2_chain_up_and_down(tmp_path):
     """`vhdport upload` / `download` carry a QCOW2 VDI's chain like a VHD chain."""
     from tests.transfer import qcow2_chains

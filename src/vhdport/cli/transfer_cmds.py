@@ -88,12 +88,18 @@ def download(image, sr_path, uuids, verify_contents, image_format, store, as_jso
               help="gzip level of the bundle (bundle only).")
 @click.option("--threads", type=click.IntRange(1, 256), default=None,
               help="Compression threads (bundle only; default: one per usable core).")
+@click.option("--no-record-contents", "record_contents", is_flag=True, default=True,
+              flag_value=False,
+              help="Do not compute the content digest (vhdport_content_digest) beside the "
+                   "stream: about 1 CPU-second per GiB saved, but a download cannot then prove "
+                   "the disk it lands is the one that left.")
 @import_options
 @store_options
 @json_option
 @progress_option
 def upload(vdi_uuid, sr_path, image_id, name, properties, as_format, compression_level, threads,
-           store, as_json, progress_mode, use_import, target_stores, all_stores):
+           record_contents, store, as_json, progress_mode, use_import, target_stores,
+           all_stores):
     """Upload VDI_UUID's chain from the SR to the store; print the image id.
 
     With --image, the queued image must already carry the formats --as sends
@@ -110,7 +116,8 @@ def upload(vdi_uuid, sr_path, image_id, name, properties, as_format, compression
         new_id = transfer.upload(sr_path, vdi_uuid, store, image_id=image_id, name=name,
                                  properties=props or None,
                                  compression_level=compression_level, progress=progress,
-                                 threads=threads, as_format=as_format)
+                                 threads=threads, as_format=as_format,
+                                 record_contents=record_contents)
     if as_json:
         print_json(store.get(new_id))
     else:
