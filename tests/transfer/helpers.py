@@ -7,6 +7,7 @@ chain back), so a chain that reads wrong on both sides of a round trip still fai
 """
 
 import hashlib
+import json
 import os
 import random
 import stat
@@ -274,3 +275,29 @@ def staging_leftovers(sr_path):
     if not os.path.isdir(root):
         return []
     return sorted(n for n in os.listdir(root) if not n.endswith(".lock"))
+
+
+def store_env(tmp_path, keep_depth, keep_seed):
+    """Two SRs (the target holding a chain of ``keep_depth``, so it is not empty) and a local
+    store whose image data and records a test may edit."""
+    from vhdport.stores.local import LocalStore
+
+    class Env(object):
+        src = make_sr(tmp_path / "src")
+        dst = make_sr(tmp_path / "dst")
+        store = LocalStore(str(tmp_path / "store"))
+
+        @classmethod
+        def data_path(cls, image_id):
+            return os.path.join(cls.store.images_dir, image_id + ".data")
+
+        @classmethod
+        def edit_record(cls, image_id, **changes):
+            path = os.path.join(cls.store.images_dir, image_id + ".json")
+            with open(path) as f:
+                doc = json.load(f)
+            doc["record"].update(changes)
+            with open(path, "w") as f:
+                json.dump(doc, f)
+    Env.keep, _ = build_chain(Env.dst, keep_depth, 4 * MiB, seed=keep_seed)
+    return Env

@@ -5,19 +5,16 @@ A "tampered" image here is a store whose data and stream hashes were swapped for
 valid bundle: every check before this one passes, only the content digest can tell.
 """
 
-import json
 import logging
-import os
 import shutil
 
 import pytest
 
-from tests.transfer.helpers import build_chain, make_sr, sr_tree, staging_leftovers
+from tests.transfer.helpers import build_chain, sr_tree, staging_leftovers, store_env
 from tests.transfer.test_integrity import digests
 from vhdport import disk, transfer
 from vhdport.errors import IntegrityError
 from vhdport.sr import SR
-from vhdport.stores.local import LocalStore
 from vhdport.transfer.contents import PROPERTY, UploadDigest, verify_landed
 
 MiB = 1 << 20
@@ -25,25 +22,7 @@ MiB = 1 << 20
 
 def make_env(tmp_path):
     """Two SRs (the target not empty) and a local store; data and record editable."""
-    class Env(object):
-        src = make_sr(tmp_path / "src")
-        dst = make_sr(tmp_path / "dst")
-        store = LocalStore(str(tmp_path / "store"))
-
-        @classmethod
-        def data_path(cls, image_id):
-            return os.path.join(cls.store.images_dir, image_id + ".data")
-
-        @classmethod
-        def edit_record(cls, image_id, **changes):
-            path = os.path.join(cls.store.images_dir, image_id + ".json")
-            with open(path) as f:
-                doc = json.load(f)
-            doc["record"].update(changes)
-            with open(path, "w") as f:
-                json.dump(doc, f)
-    Env.keep, _ = build_chain(Env.dst, 1, 4 * MiB, seed=3)    # the SR is not empty
-    return Env
+    return store_env(tmp_path, keep_depth=1, keep_seed=3)
 
 
 @pytest.fixture

@@ -2,16 +2,14 @@
 file that does not match refuses the download with an IntegrityError before the SR changes."""
 
 import hashlib
-import json
 import os
 
 import pytest
 
-from tests.transfer.helpers import MiB, build_chain, make_sr, sr_tree, staging_leftovers
+from tests.transfer.helpers import MiB, build_chain, sr_tree, staging_leftovers, store_env
 from vhdport import transfer
 from vhdport.errors import IntegrityError
 from vhdport.sr import SR
-from vhdport.stores.local import LocalStore
 
 
 def digests(path):
@@ -28,25 +26,7 @@ def digests(path):
 
 @pytest.fixture
 def env(tmp_path):
-    class Env(object):
-        src = make_sr(tmp_path / "src")
-        dst = make_sr(tmp_path / "dst")
-        store = LocalStore(str(tmp_path / "store"))
-
-        @classmethod
-        def data_path(cls, image_id):
-            return os.path.join(cls.store.images_dir, image_id + ".data")
-
-        @classmethod
-        def edit_record(cls, image_id, **changes):
-            path = os.path.join(cls.store.images_dir, image_id + ".json")
-            with open(path) as f:
-                doc = json.load(f)
-            doc["record"].update(changes)
-            with open(path, "w") as f:
-                json.dump(doc, f)
-    Env.keep, _ = build_chain(Env.dst, 2, 4 * MiB, seed=1)   # the SR is not empty
-    return Env
+    return store_env(tmp_path, keep_depth=2, keep_seed=1)   # the SR is not empty
 
 
 @pytest.mark.parametrize("level", [0, 6])
